@@ -1,0 +1,178 @@
+"""Decoder upsampling blocks: one class per mode, chosen by the Hydra group ``upsample``.
+
+Every block maps ``(N, in_channels, h, w)`` to ``(N, out_channels, H, W)`` where ``(H, W)`` is the
+size of the skip connection it will be concatenated with (``H`` in ``{2h, 2h + 1}`` after a
+floor max-pool). Adding a mode is one class here plus one YAML file in ``configs/upsample/``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Size = Sequence[int]
+
+
+def transposed_conv_size(i: int, kernel_size: int, stride: int, padding: int, output_padding: int = 0) -> int:
+    """o = (i - 1) s - 2p + k + output_padding."""
+    return (i - 1) * stride - 2 * padding + kernel_size + output_padding
+
+
+def pad_to(x: torch.Tensor, size: Size) -> torch.Tensor:
+    """Replicate the last rows/columns until ``x`` has spatial ``size``.
+
+    Used only for the at most ``stride - 1`` trailing rows a floor max-pool dropped, which no input
+    pixel of the block reaches.
+    """
+    dh, dw = size[0] - x.shape[-2], size[1] - x.shape[-1]
+    if dh < 0 or dw < 0:
+        raise ValueError(f"upsampled map {tuple(x.shape[-2:])} is larger than the skip connection {tuple(size)}")
+    if dh == 0 and dw == 0:
+        return x
+    return F.pad(x, (0, dw, 0, dh), mode="replicate")
+
+
+def bilinear_kernel(factor: int) -> torch.Tensor:
+    """2-D bilinear interpolation kernel of size k = 2f - f % 2 (the FCN construction).
+
+    w[a, b] = (1 - |a - c| / f) (1 - |b - c| / f), c = f - 1 for odd k, f - 1/2 for even k.
+    With stride f and padding ceil((f - 1) / 2) a transposed convolution with this kernel equals
+    ``F.interpolate(mode="bilinear", align_corners=False)`` away from the borders.
+    """
+    size = 2 * factor - factor % 2
+    center = factor - 1 if size % 2 == 1 else factor - 0.5
+    taps = 1 - (torch.arange(size, dtype=torch.float64) - center).abs() / factor
+    return torch.outer(taps, taps).float()
+
+
+def icnr_(weight: torch.Tensor, scale: int, init=nn.init.kaiming_normal_) -> torch.Tensor:
+    """ICNR init (Aitken et al. 2017): the s^2 sub-kernels feeding one pixel-shuffle output are equal.
+
+    The pixel shuffle then starts as nearest-neighbour upsampling of a convolution, free of
+    checkerboard artifacts.
+    """
+    out_channels, *rest = weight.shape
+    sub = torch.empty(out_channels // scale**2, *rest)
+    init(sub)
+    with torch.no_grad():
+        weight.copy_(sub.repeat_interleave(scale**2, dim=0))
+    return weight
+
+
+class TransposedConv(nn.Module):
+    """``nn.ConvTranspose2d`` with PyTorch's random init, learnable (the classic UNet uses k=2, s=2).
+
+    ``forward`` passes the skip's size as ``output_size``, so PyTorch derives output_padding from
+    o = (i - 1) s - 2p + k + output_padding. When the skip needs output_padding >= s (e.g. k=3, s=2,
+    p=1 meeting an odd skip), the last row lies beyond every kernel tap and is replicated instead.
+    ``output_padding`` applies only when no output size is given.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 2, stride: int = 2,
+                 padding: int = 0, output_padding: int = 0):
+        super().__init__()
+        self.conv = nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride, padding, output_padding)
+
+    def forward(self, x: torch.Tensor, output_size: Size | None = None) -> torch.Tensor:
+        if output_size is None:
+            return self.conv(x)
+        (k, _), (s, _), (p, _) = self.conv.kernel_size, self.conv.stride, self.conv.padding
+        reachable = []
+        for i, o in zip(x.shape[-2:], output_size):
+            smallest = transposed_conv_size(i, k, s, p)
+            if o < smallest:
+                raise ValueError(
+                    f"transposed convolution k={k}, s={s}, p={p} cannot produce size {o} from {i}: "
+                    f"o = (i-1)s - 2p + k + output_padding = {smallest} + output_padding >= {smallest}. "
+                    f"Lower upsample.padding or upsample.kernel_size."
+                )
+            reachable.append(min(o, smallest + s - 1))
+        return pad_to(self.conv(x, output_size=reachable), output_size)
+
+
+class BilinearTransposedConv(nn.Module):
+    """Transposed convolution with the bilinear kernel, per channel, then a convolution.
+
+    The bilinear kernel maps channel i to channel i, so upsampling is a depthwise
+    ``ConvTranspose2d`` (k = 2s - s % 2, stride s, groups = in_channels), frozen unless
+    ``trainable``; the change of channel count is the following ``kernel_size`` convolution, the
+    same one the resize + conv modes use. Frozen weights have ``requires_grad=False`` and so never
+    reach the optimiser.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, scale_factor: int = 2, trainable: bool = False,
+                 kernel_size: int = 3):
+        super().__init__()
+        k = 2 * scale_factor - scale_factor % 2
+        self.upsample = nn.ConvTranspose2d(in_channels, in_channels, k, scale_factor,
+                                           padding=math.ceil((scale_factor - 1) / 2), groups=in_channels,
+                                           bias=False)
+        with torch.no_grad():
+            self.upsample.weight.copy_(bilinear_kernel(scale_factor).expand_as(self.upsample.weight))
+        self.upsample.weight.requires_grad_(trainable)
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+
+    def forward(self, x: torch.Tensor, output_size: Size | None = None) -> torch.Tensor:
+        if output_size is None:
+            return self.conv(self.upsample(x))
+        s = self.upsample.stride[0]
+        reachable = [min(o, i * s + s - 1) for i, o in zip(x.shape[-2:], output_size)]
+        return self.conv(pad_to(self.upsample(x, output_size=reachable), output_size))
+
+
+class ResizeConv(nn.Module):
+    """Interpolation (``mode``) to the skip's size, then a ``kernel_size`` convolution (Odena et al. 2016)."""
+
+    def __init__(self, in_channels: int, out_channels: int, mode: str, scale_factor: int = 2,
+                 kernel_size: int = 3, align_corners: bool | None = None):
+        super().__init__()
+        self.mode, self.scale_factor, self.align_corners = mode, scale_factor, align_corners
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+
+    def forward(self, x: torch.Tensor, output_size: Size | None = None) -> torch.Tensor:
+        size = None if output_size is None else tuple(output_size)
+        x = F.interpolate(x, size=size, scale_factor=None if size else self.scale_factor, mode=self.mode,
+                          align_corners=self.align_corners)
+        return self.conv(x)
+
+
+class NearestConv(ResizeConv):
+    """Nearest-neighbour resize, then a convolution."""
+
+    def __init__(self, in_channels: int, out_channels: int, scale_factor: int = 2, kernel_size: int = 3):
+        super().__init__(in_channels, out_channels, "nearest", scale_factor, kernel_size)
+
+
+class BilinearConv(ResizeConv):
+    """Bilinear resize, then a convolution."""
+
+    def __init__(self, in_channels: int, out_channels: int, scale_factor: int = 2, kernel_size: int = 3,
+                 align_corners: bool = False):
+        super().__init__(in_channels, out_channels, "bilinear", scale_factor, kernel_size, align_corners)
+
+
+class PixelShuffle(nn.Module):
+    """Convolution to out * s^2 channels, ``nn.PixelShuffle(s)``, ICNR init (Aitken et al. 2017).
+
+    ``blur`` adds the zero-order-hold blur of Sugawara et al. (2018): replicate-pad one pixel at the
+    top and left, then a 2x2 average, which removes what is left of the checkerboard.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, scale_factor: int = 2, kernel_size: int = 3,
+                 blur: bool = False):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels * scale_factor**2, kernel_size, padding=kernel_size // 2)
+        icnr_(self.conv.weight, scale_factor)
+        nn.init.zeros_(self.conv.bias)
+        self.shuffle = nn.PixelShuffle(scale_factor)
+        self.blur = nn.Sequential(nn.ReplicationPad2d((1, 0, 1, 0)), nn.AvgPool2d(2, stride=1)) if blur else None
+
+    def forward(self, x: torch.Tensor, output_size: Size | None = None) -> torch.Tensor:
+        x = self.shuffle(self.conv(x))
+        if self.blur is not None:
+            x = self.blur(x)
+        return x if output_size is None else pad_to(x, output_size)
