@@ -1,0 +1,123 @@
+"""Synthetic data, the folder datamodule on both mask styles, and torchvision adapters on fake trees."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+from PIL import Image
+
+from conftest import compose_config, write_pair
+from unet_upsampling.data.synthetic import render, synthetic_splits
+from unet_upsampling.data.torchvision_sets import oxford_pet_splits, voc_splits
+
+
+def test_synthetic_is_deterministic_and_has_thin_structures():
+    a, b = render(0, 3, 128, 2), render(0, 3, 128, 2)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not np.array_equal(render(1, 3, 128, 2)[0], a[0])
+    image, mask = a
+    assert image.shape == (128, 128, 1) and image.dtype == np.uint8 and set(np.unique(mask)) == {0, 1}
+    assert image.std() > 10  # texture and noise, not a flat background
+
+
+def test_synthetic_multiclass_and_splits_disjoint():
+    splits = synthetic_splits(train=4, val=2, test=2, size=64, num_classes=4)
+    assert {k: len(v) for k, v in splits.items()} == {"train": 4, "val": 2, "test": 2}
+    assert set(np.unique(np.concatenate([m.ravel() for _, m in splits["train"]]))) == {0, 1, 2, 3}
+    assert not np.array_equal(splits["train"][0][0], splits["val"][0][0])
+
+
+def test_synthetic_datamodule_batches():
+    dm = instantiate(compose_config("train", ["data.crop_size=64", "data.batch_size=4"]).data)
+    image, mask = next(iter(dm.train_dataloader()))
+    assert image.shape == (4, 1, 64, 64) and image.dtype == torch.float32
+    assert mask.shape == (4, 64, 64) and mask.dtype == torch.int64
+    image, mask = next(iter(dm.val_dataloader()))
+    assert image.shape[-2:] == (128, 128)  # validation sees full images
+    assert dm.has_test
+
+
+def folder_datamodule(root, *overrides):
+    return instantiate(compose_config("train", ["data=folder", f"data.root={root}", "data.crop_size=32",
+                                                "data.batch_size=2", *overrides]).data)
+
+
+def test_folder_binary_255_masks_with_mapping(folder_binary_255):
+    dm = folder_datamodule(folder_binary_255, "data.mask_values={0:0,255:1}")
+    images = [x for x, _ in dm.val_dataloader()]
+    masks = [m for _, m in dm.val_dataloader()]
+    assert len(images) == 1 and images[0].shape[1] == 1  # 20 % of 6 images, full size, one channel
+    assert set(torch.unique(masks[0]).tolist()) == {0, 1}
+    x, m = next(iter(dm.train_dataloader()))
+    assert x.shape == (2, 1, 32, 32) and m.max() <= 1
+
+
+def test_folder_255_without_mapping_names_file_and_fix(folder_binary_255):
+    dm = folder_datamodule(folder_binary_255)
+    with pytest.raises(ValueError, match=r"img_\d\.png: values \[255\].*data.mask_values='\{0:0,255:1\}'"):
+        next(iter(dm.val_dataloader()))
+
+
+def test_folder_class_id_masks_rgb_and_explicit_splits(tmp_path):
+    for split, n in (("train", 3), ("val", 2), ("test", 1)):
+        for i in range(n):
+            write_pair(tmp_path / split, f"{split}{i}", (45 + i, 67), rgb=True, mask_values=(0, 2), seed=i)
+    dm = folder_datamodule(tmp_path, "data.num_classes=3", "data.in_channels=3")
+    dm.setup()
+    assert {k: len(v) for k, v in dm.splits.items()} == {"train": 3, "val": 2, "test": 1}
+    image, mask = dm.splits["val"][1]
+    assert image.shape == (3, 46, 67) and set(mask.unique().tolist()) == {0, 2}
+
+
+def test_folder_ignore_value_is_mapped(tmp_path):
+    write_pair(tmp_path, "a", (40, 40), rgb=False, mask_values=(0, 128), seed=0)
+    write_pair(tmp_path, "b", (40, 40), rgb=False, mask_values=(0, 255), seed=1)
+    dm = folder_datamodule(tmp_path, "data.mask_values={0:0,255:1,128:-100}", "data.batch_size=1")
+    dm.setup()
+    values = set().union(*(set(m.unique().tolist()) for _, m in (dm.splits["train"][0], dm.splits["val"][0])))
+    assert values == {0, 1, -100}
+
+
+def test_folder_unpaired_files_are_named(folder_binary_255):
+    (folder_binary_255 / "masks" / "img_2.png").unlink()
+    with pytest.raises(FileNotFoundError, match="img_2"):
+        folder_datamodule(folder_binary_255, "data.mask_values={0:0,255:1}").setup()
+
+
+def fake_pet_tree(root, n=2):
+    base = root / "oxford-iiit-pet"
+    (base / "images").mkdir(parents=True)
+    (base / "annotations" / "trimaps").mkdir(parents=True)
+    for split in ("trainval", "test"):
+        lines = [f"Abyssinian_{split}{i} 1 1 1" for i in range(n)]
+        (base / "annotations" / f"{split}.txt").write_text("\n".join(lines) + "\n")
+        for i in range(n):
+            Image.fromarray(np.full((20, 30, 3), 100, np.uint8)).save(base / "images" / f"Abyssinian_{split}{i}.jpg")
+            trimap = np.full((20, 30), 2, np.uint8)
+            trimap[5:15, 5:20], trimap[5, 5:20] = 1, 3
+            Image.fromarray(trimap).save(base / "annotations" / "trimaps" / f"Abyssinian_{split}{i}.png")
+
+
+def test_oxford_pet_adapter_on_fake_tree(tmp_path):
+    fake_pet_tree(tmp_path)
+    splits = oxford_pet_splits(str(tmp_path), ignore_index=255)
+    image, mask = splits["train"][0]
+    assert image.shape == (20, 30, 3) and set(np.unique(mask)) == {0, 1, 255}
+    assert len(splits["val"]) == 2
+
+
+def test_voc_adapter_on_fake_tree(tmp_path):
+    base = tmp_path / "VOCdevkit" / "VOC2012"
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (base / sub).mkdir(parents=True)
+    for split in ("train", "val"):
+        (base / "ImageSets" / "Segmentation" / f"{split}.txt").write_text(f"2007_{split}\n")
+        Image.fromarray(np.full((17, 23, 3), 50, np.uint8)).save(base / "JPEGImages" / f"2007_{split}.jpg")
+        mask = Image.fromarray(np.repeat(np.array([0, 15, 255], np.uint8), 8)[None, :23].repeat(17, 0), "P")
+        mask.putpalette([v for i in range(256) for v in (i, 255 - i, i // 2)])  # VOC masks are palette PNGs
+        mask.save(base / "SegmentationClass" / f"2007_{split}.png")
+    splits = voc_splits(str(tmp_path))
+    image, mask = splits["val"][0]
+    assert image.shape == (17, 23, 3) and set(np.unique(mask)) == {0, 15, 255}

@@ -1,0 +1,109 @@
+"""Every upsampling mode: shapes on odd sizes, gradients, frozen bilinear weights, the bilinear identity."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+
+from conftest import UPSAMPLE_MODES, compose_config
+from unet_upsampling.checkpoint import build_module
+from unet_upsampling.models import UNet
+from unet_upsampling.models.upsample import (BilinearTransposedConv, PixelShuffle, TransposedConv, bilinear_kernel,
+                                             transposed_conv_size)
+
+
+def tiny_unet(mode: str, *overrides: str, depth: int = 3) -> UNet:
+    cfg = compose_config("train", [f"upsample={mode}", f"model.depth={depth}", "model.base_channels=4", *overrides])
+    return instantiate(cfg.model)
+
+
+def test_every_mode_is_listed():
+    assert {"deconv", "deconv_k3", "deconv_k4", "deconv_bilinear", "nearest_conv", "bilinear_conv",
+            "pixelshuffle"} <= set(UPSAMPLE_MODES)
+
+
+@pytest.mark.parametrize("mode", UPSAMPLE_MODES)
+@pytest.mark.parametrize("size", [(97, 131), (64, 64), (33, 17), (565, 584)])
+def test_output_has_input_size(mode, size):
+    net = tiny_unet(mode, depth=4).eval()
+    with torch.no_grad():
+        out = net(torch.randn(1, 1, *size))
+    assert out.shape == (1, 2, *size)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("mode", UPSAMPLE_MODES)
+def test_gradients_reach_every_trainable_parameter(mode):
+    net = tiny_unet(mode)
+    net(torch.randn(2, 1, 45, 39)).square().mean().backward()
+    for name, p in net.named_parameters():
+        if p.requires_grad:
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("trainable", [False, True])
+def test_bilinear_deconv_frozen_unless_trainable(trainable):
+    cfg = compose_config("train", ["upsample=deconv_bilinear", f"upsample.trainable={trainable}", "model.depth=2",
+                                   "model.base_channels=4", "module.scheduler=null"])
+    module = build_module(cfg)
+    optimizer = module.configure_optimizers()
+    kernels = [m.upsample.weight for m in module.net.modules() if isinstance(m, BilinearTransposedConv)]
+    before = [k.detach().clone() for k in kernels]
+    optimised = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert all((id(k) in optimised) == trainable for k in kernels)
+    assert all(k.requires_grad == trainable for k in kernels)
+    for _ in range(3):
+        optimizer.zero_grad()
+        module.net(torch.randn(2, 1, 32, 32)).square().mean().backward()
+        optimizer.step()
+    changed = [not torch.equal(b, k) for b, k in zip(before, kernels)]
+    assert all(changed) if trainable else not any(changed)
+
+
+def test_bilinear_kernel_is_bilinear_interpolation_in_the_interior():
+    block = BilinearTransposedConv(3, 5)
+    x = torch.randn(2, 3, 11, 14)
+    ours = block.upsample(x)
+    reference = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+    assert ours.shape == reference.shape
+    torch.testing.assert_close(ours[..., 2:-2, 2:-2], reference[..., 2:-2, 2:-2], atol=1e-5, rtol=0)
+    assert (ours - reference).abs().max() > 1e-3  # the borders differ (zero padding): the crop matters
+
+
+def test_bilinear_kernel_fcn_values():
+    assert torch.allclose(bilinear_kernel(2)[0], torch.tensor([0.0625, 0.1875, 0.1875, 0.0625]))
+    assert bilinear_kernel(3).shape == (5, 5)
+
+
+@pytest.mark.parametrize("k,p", [(2, 0), (3, 1), (4, 1)])
+@pytest.mark.parametrize("i,o", [(8, 16), (8, 17), (5, 11)])
+def test_transposed_conv_meets_skip_size(k, p, i, o):
+    out = TransposedConv(2, 3, kernel_size=k, padding=p)(torch.randn(1, 2, i, i), (o, o))
+    assert out.shape[-2:] == (o, o)
+
+
+def test_transposed_conv_explains_unreachable_size():
+    block = TransposedConv(2, 3, kernel_size=4, padding=0)  # o = 2i + 2: cannot give 2i
+    assert transposed_conv_size(8, 4, 2, 0) == 18
+    with pytest.raises(ValueError, match=r"o = \(i-1\)s - 2p \+ k \+ output_padding = 18"):
+        block(torch.randn(1, 2, 8, 8), (16, 16))
+
+
+def test_pixelshuffle_icnr_starts_as_nearest_upsampling():
+    block = PixelShuffle(4, 3)
+    conv_out = F.conv2d(x := torch.randn(1, 4, 6, 6), block.conv.weight[::4], block.conv.bias[::4], padding=1)
+    torch.testing.assert_close(block(x), F.interpolate(conv_out, scale_factor=2, mode="nearest"))
+
+
+def test_pixelshuffle_blur_keeps_size():
+    assert PixelShuffle(4, 3, blur=True)(torch.randn(1, 4, 6, 7), (13, 15)).shape[-2:] == (13, 15)
+
+
+def test_unet_rejects_input_smaller_than_its_depth():
+    net = UNet(functools.partial(TransposedConv), depth=4, base_channels=4)
+    with pytest.raises(ValueError, match="2\\*\\*depth = 16"):
+        net(torch.randn(1, 1, 12, 40))
