@@ -6,14 +6,21 @@ from pathlib import Path
 
 import lightning as L
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from unet_upsampling.metrics import (flat_field_response, kernel_imbalance, periodic_energy_fraction,  # noqa: E402
+                                     radial_power_spectrum)
+
 
 class PredictionFigure(L.Callback):
-    """After fitting, saves image | ground truth | prediction | error for the first val samples."""
+    """After fitting, saves image | ground truth | prediction | error for the first val samples.
+
+    The arrays go to ``<path>.npz`` too (images, masks, preds), for reports.
+    """
 
     def __init__(self, path: str, samples: int = 4):
         self.path, self.samples = Path(path), samples
@@ -32,6 +39,75 @@ class PredictionFigure(L.Callback):
         preds = [pl_module(image[None].to(pl_module.device)).argmax(1)[0].cpu() for image in images]
         pl_module.train()
         save_prediction_grid(self.path, images, masks, preds, pl_module.num_classes)
+        np.savez_compressed(self.path.with_suffix(".npz"), images=np.stack([i.mean(0).numpy() for i in images]),
+                            masks=np.stack([m.numpy() for m in masks]), preds=np.stack([p.numpy() for p in preds]))
+
+
+class ArtifactProbe(L.Callback):
+    """At every validation: the flat-field response, its periodic energy, and the kernel imbalance.
+
+    Logs ``val/flat_pef{P}`` and ``val/flat_std`` (constant input ``value``, in normalised units),
+    ``val/noise_pef{P}`` (the constant plus noise of std ``noise_std``) and ``val/kernel_imbalance`` (transposed convolutions only),
+    averaged over the logit maps. Writes ``<dir>/artifacts.npz``: the flat-field logit maps and the
+    radial log power spectrum of the validation logits, at initialisation (the first validation,
+    before any optimisation step) and at the latest validation, and ``<dir>/flat_field.png``.
+    """
+
+    def __init__(self, dir: str, value: float = 1.0, noise_std: float = 0.1, spectrum_batches: int = 4):
+        self.dir, self.value, self.noise_std, self.spectrum_batches = Path(dir), value, noise_std, spectrum_batches
+        self.arrays: dict[str, np.ndarray] = {}
+        self.spectra: list[torch.Tensor] = []
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self.spectra = []
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if batch_idx < self.spectrum_batches and outputs is not None:
+            self.spectra.append(radial_power_spectrum(outputs.detach().float().cpu()).mean(dim=(0, 1)))
+
+    @torch.no_grad()
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        net = pl_module.net
+        flat = flat_field_response(net, net.in_channels, net.depth, self.value)
+        noisy = flat_field_response(net, net.in_channels, net.depth, self.value, self.noise_std)
+        for p in pl_module.periods:
+            pl_module.log(f"val/flat_pef{p}", periodic_energy_fraction(flat, p).mean())
+            pl_module.log(f"val/noise_pef{p}", periodic_energy_fraction(noisy, p).mean())
+        pl_module.log("val/flat_std", flat.std(dim=(-2, -1)).mean())
+        imbalance = kernel_imbalance(net)
+        if imbalance is not None:
+            pl_module.log("val/kernel_imbalance", imbalance)
+        if not trainer.is_global_zero:
+            return
+        stage = "init" if trainer.global_step == 0 and "init_flat" not in self.arrays else "final"
+        self.arrays[f"{stage}_flat"] = flat.numpy()
+        if self.spectra:
+            self.arrays[f"{stage}_spectrum"] = torch.stack(self.spectra).mean(0).numpy()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(self.dir / "artifacts.npz", **self.arrays)
+        save_flat_field_figure(self.dir / "flat_field.png",
+                               {k.split("_")[0]: v for k, v in self.arrays.items() if k.endswith("_flat")})
+
+
+def save_flat_field_figure(path: Path, maps: dict[str, np.ndarray]) -> None:
+    """One panel per entry: the last logit map minus its mean, on a symmetric colour scale."""
+    fig, axes = plt.subplots(1, len(maps), figsize=(3.2 * len(maps), 3.4), squeeze=False)
+    for ax, (title, logits) in zip(axes[0], maps.items()):
+        show_flat_field(ax, logits, title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def show_flat_field(ax, logits: np.ndarray, title: str) -> None:
+    """Draws logits[-1] - mean with a symmetric scale; the title gives the deviation's range."""
+    centred = logits[-1] - logits[-1].mean()
+    limit = max(float(np.abs(centred).max()), 1e-6)
+    ax.imshow(centred, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+    ax.set_title(f"{title}\n±{limit:.2g}", fontsize=9)
+    ax.axis("off")
 
 
 def save_prediction_grid(path: Path, images, masks, preds, num_classes: int) -> None:

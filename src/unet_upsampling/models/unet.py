@@ -36,7 +36,7 @@ class UNet(nn.Module):
                  base_channels: int = 32):
         super().__init__()
         widths = [base_channels * 2**d for d in range(depth + 1)]
-        self.depth = depth
+        self.depth, self.in_channels = depth, in_channels
         self.stem = DoubleConv(in_channels, widths[0])
         self.pool = nn.MaxPool2d(2)
         self.encoder = nn.ModuleList(DoubleConv(widths[d], widths[d + 1]) for d in range(depth))

@@ -1,0 +1,115 @@
+"""Checkerboard-artifact measures: pure torch, batched over leading dimensions."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def periodic_energy_fraction(y: torch.Tensor, period: int, rtol: float = 1e-5) -> torch.Tensor:
+    """PEF_P of maps ``y[..., H, W]``: the share of the variance that repeats with period P.
+
+    Crop to H' = P floor(H / P), W' likewise; take the P^2 polyphase components y[a::P, b::P] and
+    their means m_ab. PEF_P = Var_ab(m_ab) / Var(y), which equals the share of the non-DC DFT
+    energy at the frequencies (k N/P, l N/P). 1 for a pure period-P pattern such as (-1)^(i+j) at
+    P = 2, unchanged by shifts of the map by multiples of P, and 0 for a constant map: a map whose
+    standard deviation is below ``rtol`` times its largest magnitude counts as constant (float32
+    rounding in a network's output is not a pattern).
+    """
+    h, w = (y.shape[-2] // period) * period, (y.shape[-1] // period) * period
+    if h == 0 or w == 0:
+        raise ValueError(f"map {tuple(y.shape[-2:])} is smaller than the period {period}")
+    y = y[..., :h, :w].double()
+    phases = y.unflatten(-2, (h // period, period)).unflatten(-1, (w // period, period)).mean(dim=(-4, -2))
+    total = y.flatten(-2).var(dim=-1, unbiased=False)
+    periodic = phases.flatten(-2).var(dim=-1, unbiased=False)
+    constant = total.sqrt() <= rtol * y.flatten(-2).abs().amax(-1)
+    return torch.where(constant, torch.zeros_like(total), periodic / total.clamp_min(1e-300)).float()
+
+
+def periods(depth: int) -> list[int]:
+    """The periods a UNet of this depth can imprint: 2, 4, ..., 2^depth."""
+    return [2**d for d in range(1, depth + 1)]
+
+
+def receptive_field_bound(depth: int) -> int:
+    """An upper bound on the UNet's receptive-field radius in pixels: 10 * 2^depth.
+
+    Encoder: two 3x3 convs (2) and, per level d, a 2x2 pool and two 3x3 convs at stride 2^d:
+    2 + sum_d (2^(d-1) + 2^(d+1)) = 5 * 2^D - 3. Decoder, per level, an upsampling of at most
+    4 taps (2^d), a 3x3 conv (2^(d-1)) and two 3x3 convs (2^d): 5 * 2^D - 5. Larger kernels than
+    these defaults need a wider margin.
+    """
+    return 10 * 2**depth
+
+
+@torch.no_grad()
+def flat_field_response(net: nn.Module, in_channels: int, depth: int, value: float = 0.0, noise_std: float = 0.0,
+                        interior: int = 64, seed: int = 0) -> torch.Tensor:
+    """Logit maps (C, interior, interior) of ``net`` in eval mode fed a constant image.
+
+    The input is ``value`` (plus Gaussian noise of ``noise_std``) on a square of side
+    interior + 2 * receptive_field_bound(depth); only the centre, which no border reaches, is
+    returned. A translation-equivariant decoder answers a constant with a constant, so any
+    pattern here is an upsampling artifact.
+    """
+    margin = receptive_field_bound(depth)
+    size = interior + 2 * margin
+    device = next(net.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    x = value + noise_std * torch.randn(1, in_channels, size, size, generator=generator)
+    was_training = net.training
+    net.eval()
+    try:
+        out = net(x.to(device))[0]
+    finally:
+        net.train(was_training)
+    return out[:, margin:margin + interior, margin:margin + interior].float().cpu()
+
+
+def phase_gain_imbalance(weight: torch.Tensor, stride: int) -> dict[str, torch.Tensor]:
+    """Kernel phase-gain imbalance of a ConvTranspose2d weight (in, out, kH, kW) with stride s.
+
+    Output phase p receives the DC gain g_p = sum_m w[p + m s] (per axis after summing the other
+    axis; in 2-D g_pq = sum_mn w[p + m s, q + n s]). Imbalance = std_p(g) / |mean_p(g)| per
+    (in, out) channel pair, averaged over pairs: 0 when every phase gets the same gain (the
+    bilinear kernel), large for random k=3, s=2, where phases get 1 and 2 taps.
+    """
+    k_h, k_w = weight.shape[-2:]
+    padded = F.pad(weight.double(), (0, -k_w % stride, 0, -k_h % stride))
+    g2d = padded.unflatten(-2, (-1, stride)).unflatten(-1, (-1, stride)).sum(dim=(-4, -2)).flatten(-2)
+
+    def imbalance(g: torch.Tensor) -> torch.Tensor:
+        return (g.std(-1, unbiased=False) / g.mean(-1).abs().clamp_min(1e-12)).mean().float()
+
+    return {"rows": imbalance(g2d.unflatten(-1, (stride, stride)).sum(-1)),
+            "cols": imbalance(g2d.unflatten(-1, (stride, stride)).sum(-2)),
+            "2d": imbalance(g2d)}
+
+
+def kernel_imbalance(net: nn.Module) -> torch.Tensor | None:
+    """Mean 2-D phase-gain imbalance over every ConvTranspose2d in ``net`` (None if it has none)."""
+    values = [phase_gain_imbalance(m.weight, m.stride[0])["2d"] for m in net.modules()
+              if isinstance(m, nn.ConvTranspose2d)]
+    return torch.stack(values).mean() if values else None
+
+
+def radial_power_spectrum(y: torch.Tensor, bins: int = 32) -> torch.Tensor:
+    """log10 of the radially averaged power spectrum of maps ``y[..., H, W]`` (Durall et al. 2020).
+
+    The mean is removed; ring r holds the frequencies with |f| / (sqrt(2) f_Nyquist) in
+    [r, r + 1) / bins, so the last ring holds the corner (N/2, N/2) where a checkerboard lives.
+    Returns ``(..., bins)``.
+    """
+    h, w = y.shape[-2:]
+    power = torch.fft.fft2(y.double() - y.double().mean(dim=(-2, -1), keepdim=True)).abs().square()
+    fy = torch.fft.fftfreq(h, dtype=torch.float64)[:, None].abs() / 0.5
+    fx = torch.fft.fftfreq(w, dtype=torch.float64)[None, :].abs() / 0.5
+    ring = (torch.sqrt((fy**2 + fx**2) / 2) * bins).floor().long().clamp_max(bins - 1).flatten()
+    sums = torch.zeros(*power.shape[:-2], bins, dtype=torch.float64)
+    sums.index_add_(-1, ring, power.flatten(-2))
+    counts = torch.bincount(ring, minlength=bins).clamp_min(1)
+    return torch.log10(sums / counts / (h * w) + 1e-12).float()
