@@ -46,13 +46,18 @@ class SegmentationModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         image, mask = batch
         loss = self.loss_fn(self(image), mask, self.ignore_index)
-        self.log("train/loss", loss, prog_bar=True)
+        # The step loss goes to the logger every trainer.log_every_n_steps; the progress bar shows the
+        # epoch mean. A per-step progress-bar value would turn the loss into a float after every
+        # batch: a host sync that stalls a GPU (tests/test_benchmark.py counts them).
+        self.log("train/loss", loss)
+        self.log("train/loss_epoch", loss, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
     def _evaluate(self, batch, split: str) -> torch.Tensor:
         image, mask = batch
         logits = self(image)
-        self.log(f"{split}/loss", self.loss_fn(logits, mask, self.ignore_index), batch_size=image.shape[0])
+        self.log(f"{split}/loss", self.loss_fn(logits, mask, self.ignore_index), batch_size=image.shape[0],
+                 sync_dist=True)
         metrics, preds = self.metrics[split], logits.argmax(1)
         for name in ("dice", "iou", "boundary_f1"):
             metrics[name].update(preds, mask)

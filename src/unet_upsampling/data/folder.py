@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
+log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp"}
 
 
@@ -67,16 +69,66 @@ def image_files(folder: Path) -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
 
 
-def paired_files(root: Path, image_dir: str = "images", mask_dir: str = "masks") -> list[tuple[Path, Path]]:
-    """(image, mask) pairs matched by stem; unpaired files are an error."""
+def stored_channels(image: Image.Image) -> int:
+    """Colour channels a file stores, alpha not counted: 1 for L/I/F/P-grey, 3 for RGB and palettes."""
+    bands = [b for b in image.getbands() if b != "A"]
+    return 3 if len(bands) >= 3 or image.mode == "P" else 1
+
+
+def check_pair(image_path: Path, mask_path: Path, in_channels: int, mapping: MaskMapping,
+               convert_channels: bool) -> str | None:
+    """What is wrong with one pair (unreadable or truncated file, sizes, channels, mask values), or None."""
+    try:
+        with Image.open(image_path) as image:
+            image.load()
+            size, channels = image.size[::-1], stored_channels(image)
+    except (OSError, SyntaxError, ValueError) as error:
+        return f"{image_path}: unreadable or truncated image ({error})"
+    try:
+        mask = read_mask(mask_path)
+    except (OSError, SyntaxError, ValueError) as error:
+        return f"{mask_path}: unreadable or truncated mask ({error})"
+    if mask.shape != size:
+        return f"{image_path} is {size[0]}x{size[1]} but its mask {mask_path.name} is {mask.shape[0]}x{mask.shape[1]}"
+    if channels != in_channels and not convert_channels:
+        return (f"{image_path} has {channels} channel(s) but data.in_channels={in_channels}: set "
+                f"data.in_channels={channels}, or data.convert_channels=true to convert every image")
+    try:
+        mapping(mask, mask_path)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def paired_files(root: Path, image_dir: str, mask_dir: str) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """(image, mask) pairs matched by stem, and a problem line per file without a partner."""
     images, masks = image_files(root / image_dir), image_files(root / mask_dir)
     if not images:
         raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {root / image_dir}")
-    unpaired = sorted(images.keys() ^ masks.keys())
-    if unpaired:
-        raise FileNotFoundError(f"{root}: {len(unpaired)} files have no partner in {image_dir}/ and {mask_dir}/ "
-                                f"(same stem expected): {', '.join(unpaired[:10])}")
-    return [(images[k], masks[k]) for k in sorted(images)]
+    problems = [f"{images[k]}: no mask {root / mask_dir / k}.*" for k in sorted(images.keys() - masks.keys())]
+    problems += [f"{masks[k]}: no image {root / image_dir / k}.*" for k in sorted(masks.keys() - images.keys())]
+    return [(images[k], masks[k]) for k in sorted(images.keys() & masks.keys())], problems
+
+
+def usable_pairs(root: Path, image_dir: str, mask_dir: str, in_channels: int, mapping: MaskMapping,
+                 convert_channels: bool, on_bad_sample: str) -> list[tuple[Path, Path]]:
+    """Checks every file under ``root`` before training; bad pairs stop the run or, with skip, are listed and left out."""
+    if on_bad_sample not in ("error", "skip"):
+        raise ValueError(f"data.on_bad_sample={on_bad_sample!r}: choose error or skip")
+    pairs, problems = paired_files(root, image_dir, mask_dir)
+    checked = [(pair, check_pair(*pair, in_channels, mapping, convert_channels)) for pair in pairs]
+    problems += [problem for _, problem in checked if problem]
+    good = [pair for pair, problem in checked if problem is None]
+    if problems and on_bad_sample == "error":
+        listed = "\n  - ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
+        raise ValueError(f"{len(problems)} bad sample(s) in {root}:\n  - {listed}\n"
+                         f"Fix or remove them, or set data.on_bad_sample=skip to train without them.")
+    if problems:
+        log.warning("data.on_bad_sample=skip: left out %d sample(s) of %s:\n  - %s", len(problems), root,
+                    "\n  - ".join(problems))
+    if not good:
+        raise ValueError(f"no usable image/mask pairs in {root}")
+    return good
 
 
 class FolderSegmentation(Dataset):
@@ -90,28 +142,35 @@ class FolderSegmentation(Dataset):
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         image_path, mask_path = self.pairs[index]
-        image, mask = read_image(image_path, self.in_channels), read_mask(mask_path)
-        if image.shape[:2] != mask.shape:
-            raise ValueError(f"{image_path} is {image.shape[:2]} but its mask {mask_path} is {mask.shape}")
-        return image, self.mapping(mask, mask_path)
+        return read_image(image_path, self.in_channels), self.mapping(read_mask(mask_path), mask_path)
 
 
 def folder_splits(root: str, num_classes: int, in_channels: int = 1, mask_values: Mapping[int, int] | None = None,
                   ignore_index: int = -100, val_fraction: float = 0.2, split_seed: int = 0,
-                  image_dir: str = "images", mask_dir: str = "masks") -> dict[str, Dataset]:
-    """``root/{train,val[,test]}/{images,masks}`` when present, else a seeded split of ``root/{images,masks}``."""
+                  image_dir: str = "images", mask_dir: str = "masks", on_bad_sample: str = "error",
+                  convert_channels: bool = False) -> dict[str, Dataset]:
+    """``root/{train,val[,test]}/{images,masks}`` when present, else a seeded split of ``root/{images,masks}``.
+
+    Every pair is checked first (see ``usable_pairs``).
+    """
     root_path = Path(root).expanduser()
+    if not root_path.is_dir():
+        raise FileNotFoundError(f"data.root={root} is not a directory")
     mapping = MaskMapping(num_classes, mask_values, ignore_index)
+
+    def usable(folder: Path) -> list[tuple[Path, Path]]:
+        return usable_pairs(folder, image_dir, mask_dir, in_channels, mapping, convert_channels, on_bad_sample)
+
     if (root_path / "train").is_dir():
         names = [n for n in ("train", "val", "test") if (root_path / n).is_dir()]
         if "val" not in names:
             raise FileNotFoundError(f"{root_path} has train/ but no val/: add val/ or use flat images/ and masks/")
-        splits = {n: paired_files(root_path / n, image_dir, mask_dir) for n in names}
+        splits = {n: usable(root_path / n) for n in names}
     else:
-        pairs = paired_files(root_path, image_dir, mask_dir)
+        pairs = usable(root_path)
         order = np.random.default_rng(split_seed).permutation(len(pairs))
         n_val = max(1, round(val_fraction * len(pairs)))
         if len(pairs) - n_val < 1:
-            raise ValueError(f"{root_path} has {len(pairs)} image(s): need at least 2 for a train/val split")
+            raise ValueError(f"{root_path} has {len(pairs)} usable image(s): a train/val split needs at least 2")
         splits = {"train": [pairs[i] for i in sorted(order[n_val:])], "val": [pairs[i] for i in sorted(order[:n_val])]}
     return {name: FolderSegmentation(pairs, in_channels, mapping) for name, pairs in splits.items()}

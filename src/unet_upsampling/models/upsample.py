@@ -69,28 +69,26 @@ class TransposedConv(nn.Module):
     ``forward`` passes the skip's size as ``output_size``, so PyTorch derives output_padding from
     o = (i - 1) s - 2p + k + output_padding. When the skip needs output_padding >= s (e.g. k=3, s=2,
     p=1 meeting an odd skip), the last row lies beyond every kernel tap and is replicated instead.
-    ``output_padding`` applies only when no output size is given.
+    ``output_padding`` applies only when no output size is given. Settings with k - 2p > s, whose
+    output exceeds every skip size, are refused when the block is built.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 2, stride: int = 2,
                  padding: int = 0, output_padding: int = 0):
         super().__init__()
+        if kernel_size - 2 * padding > stride:
+            raise ValueError(
+                f"upsample.kernel_size={kernel_size}, stride={stride}, padding={padding} cannot meet the skip "
+                f"connection: o = (i-1)s - 2p + k + output_padding = {stride}i + {kernel_size - 2 * padding - stride} "
+                f"+ output_padding exceeds the skip's size {stride}i or {stride}i+1 for every i; "
+                f"raise upsample.padding to {(kernel_size - stride + 1) // 2} or lower upsample.kernel_size")
         self.conv = nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride, padding, output_padding)
 
     def forward(self, x: torch.Tensor, output_size: Size | None = None) -> torch.Tensor:
         if output_size is None:
             return self.conv(x)
         (k, _), (s, _), (p, _) = self.conv.kernel_size, self.conv.stride, self.conv.padding
-        reachable = []
-        for i, o in zip(x.shape[-2:], output_size):
-            smallest = transposed_conv_size(i, k, s, p)
-            if o < smallest:
-                raise ValueError(
-                    f"transposed convolution k={k}, s={s}, p={p} cannot produce size {o} from {i}: "
-                    f"o = (i-1)s - 2p + k + output_padding = {smallest} + output_padding >= {smallest}. "
-                    f"Lower upsample.padding or upsample.kernel_size."
-                )
-            reachable.append(min(o, smallest + s - 1))
+        reachable = [min(o, transposed_conv_size(i, k, s, p) + s - 1) for i, o in zip(x.shape[-2:], output_size)]
         return pad_to(self.conv(x, output_size=reachable), output_size)
 
 

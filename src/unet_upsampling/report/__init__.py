@@ -1,0 +1,1 @@
+"""Aggregation over run directories: tables with intervals and figures. Reads files, never training state."""

@@ -1,0 +1,153 @@
+"""The study's figures, drawn from run directories only."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from unet_upsampling.callbacks import show_flat_field  # noqa: E402
+from unet_upsampling.report.runs import Run  # noqa: E402
+from unet_upsampling.report.stats import mean_interval  # noqa: E402
+
+
+def by_mode(runs: list[Run]) -> dict[str, list[Run]]:
+    groups = defaultdict(list)
+    for run in runs:
+        if run.ok:
+            groups[run.mode].append(run)
+    return dict(groups)
+
+
+def periods_of(runs: list[Run], prefix: str) -> list[int]:
+    return sorted({int(k[len(prefix):]) for r in runs for k in r.metrics if k.startswith(prefix) and
+                   k[len(prefix):].isdigit()})
+
+
+def save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def quality(runs: list[Run], path: Path, keys=("val/dice", "val/iou", "val/boundary_f1")) -> Path:
+    """Bars: mean over seeds with the 95% interval, one group per metric."""
+    groups = by_mode(runs)
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 4), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        stats = [mean_interval([r.metrics.get(key) for r in group]) for group in groups.values()]
+        means = np.array([s[0] for s in stats])
+        err = np.array([[m - lo, hi - m] if np.isfinite(lo) else [0, 0] for m, lo, hi in stats]).T
+        ax.bar(range(len(groups)), means, yerr=err, capsize=3, color="tab:blue", alpha=0.8)
+        for i, group in enumerate(groups.values()):
+            ax.plot([i] * len(group), [r.metrics.get(key, np.nan) for r in group], "k.", ms=4)
+        ax.set_xticks(range(len(groups)), list(groups), rotation=45, ha="right", fontsize=8)
+        finite = means[np.isfinite(means)]
+        if finite.size:
+            ax.set_ylim(max(0, finite.min() - 0.1), min(1, finite.max() + 0.05))
+        ax.set_title(f"{key} (mean, 95% CI over seeds)", fontsize=9)
+    return save(fig, path)
+
+
+def periodic_energy(runs: list[Run], path: Path) -> Path:
+    """PEF against period, log scale: validation logits and the noisy flat field, init vs trained."""
+    groups = by_mode(runs)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, (kind, title) in zip(axes, (("pef", "validation logit maps"), ("noise_pef", "flat field + noise"))):
+        ps = periods_of(runs, f"val/{kind}")
+        for i, (mode, group) in enumerate(groups.items()):
+            color = plt.cm.tab10(i % 10)
+            for stage, style in (("init", ":"), ("val", "-")):
+                values = [np.nanmean([r.metrics.get(f"{stage}/{kind}{p}", np.nan) for r in group]) for p in ps]
+                ax.plot(ps, values, style, marker="o", ms=3, color=color,
+                        label=mode if stage == "val" else None)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("period P (px)")
+        ax.set_ylabel("periodic energy fraction")
+        ax.set_title(f"{title}: dotted = init, solid = trained", fontsize=9)
+    axes[1].legend(fontsize=7, loc="best")
+    return save(fig, path)
+
+
+def first_seed(groups: dict[str, list[Run]]) -> dict[str, Run]:
+    return {mode: min(group, key=lambda r: r.seed) for mode, group in groups.items()}
+
+
+def flat_fields(runs: list[Run], path: Path) -> Path:
+    """Each mode's flat-field response (last logit map minus its mean), at init and trained."""
+    chosen = first_seed(by_mode(runs))
+    fig, axes = plt.subplots(2, max(1, len(chosen)), figsize=(2.3 * max(1, len(chosen)), 5), squeeze=False)
+    for column, (mode, run) in enumerate(chosen.items()):
+        arrays = run.arrays("artifacts")
+        for row, stage in enumerate(("init", "final")):
+            ax = axes[row][column]
+            if f"{stage}_flat" in arrays:
+                show_flat_field(ax, arrays[f"{stage}_flat"], f"{mode}\n{stage}")
+            else:
+                ax.axis("off")
+    return save(fig, path)
+
+
+def predictions(runs: list[Run], path: Path, crop: int = 32) -> Path:
+    """First validation image per mode: prediction, a zoomed crop of it, and the error map."""
+    chosen = {m: r.arrays("predictions") for m, r in first_seed(by_mode(runs)).items()}
+    chosen = {m: a for m, a in chosen.items() if "preds" in a}
+    fig, axes = plt.subplots(len(chosen) + 1, 3, figsize=(7.5, 2.5 * (len(chosen) + 1)), squeeze=False)
+    if chosen:
+        first = next(iter(chosen.values()))
+        image, mask = first["images"][0], first["masks"][0]
+        top, left = (np.array(mask.shape) - crop) // 2
+        box = (slice(top, top + crop), slice(left, left + crop))
+        vmax = max(int(a["preds"].max()) for a in chosen.values()) or 1
+        for ax, panel, title in zip(axes[0], (image, mask, mask[box]), ("image", "ground truth", "truth, zoomed")):
+            ax.imshow(panel, cmap="gray" if title == "image" else "viridis", vmin=None if title == "image" else 0,
+                      vmax=None if title == "image" else vmax, interpolation="nearest")
+            ax.set_title(title, fontsize=9)
+        axes[0][0].add_patch(plt.Rectangle((left, top), crop, crop, fill=False, color="red"))
+        for row, (mode, arrays) in zip(axes[1:], chosen.items()):
+            pred = arrays["preds"][0]
+            error = pred != mask
+            for ax, panel, title, cmap in ((row[0], pred, mode, "viridis"), (row[1], pred[box], "zoomed", "viridis"),
+                                           (row[2], error, f"errors: {error.mean():.1%}", "Reds")):
+                ax.imshow(panel, cmap=cmap, vmin=0, vmax=1 if cmap == "Reds" else vmax, interpolation="nearest")
+                ax.set_title(title, fontsize=9)
+    for ax in axes.flat:
+        ax.axis("off")
+    return save(fig, path)
+
+
+def spectra(runs: list[Run], path: Path) -> Path:
+    """Radially averaged log power spectrum of the validation logits, mean over seeds."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for i, (mode, group) in enumerate(by_mode(runs).items()):
+        for stage, style in (("init", ":"), ("final", "-")):
+            curves = [a[f"{stage}_spectrum"] for a in (r.arrays("artifacts") for r in group) if f"{stage}_spectrum" in a]
+            if curves:
+                mean = np.mean(curves, axis=0)
+                ax.plot(np.linspace(0, 1, len(mean), endpoint=False), mean, style, color=plt.cm.tab10(i % 10),
+                        label=mode if stage == "final" else None)
+    ax.set_xlabel("radial frequency |f| / (sqrt(2) f_Nyquist)")
+    ax.set_ylabel("log10 power")
+    ax.set_title("spectra of validation logits: dotted = init, solid = trained", fontsize=9)
+    ax.legend(fontsize=7)
+    return save(fig, path)
+
+
+def quality_vs_artifacts(runs: list[Run], path: Path, x_key: str = "val/flat_std", y_key: str = "val/dice") -> Path:
+    """One point per run: segmentation quality against the flat-field deviation."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for i, (mode, group) in enumerate(by_mode(runs).items()):
+        xs = [max(r.metrics.get(x_key, np.nan), 1e-9) for r in group]
+        ax.scatter(xs, [r.metrics.get(y_key, np.nan) for r in group], color=plt.cm.tab10(i % 10), label=mode, s=22)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"{x_key} (std of the flat-field logits; floor 1e-9)")
+    ax.set_ylabel(y_key)
+    ax.legend(fontsize=7)
+    return save(fig, path)

@@ -1,0 +1,16 @@
+"""A callback the fault tests load into a training subprocess (PYTHONPATH=tests)."""
+
+import lightning as L
+import torch
+
+
+class PoisonWeights(L.Callback):
+    """Sets the network's first weight to NaN before training step ``at_step``."""
+
+    def __init__(self, at_step: int):
+        self.at_step = at_step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.at_step:
+            with torch.no_grad():
+                next(pl_module.net.parameters()).fill_(float("nan"))
