@@ -32,7 +32,7 @@ def print_summary(title: str, metrics: Mapping[str, Any], lines: Mapping[str, An
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in sorted(metrics.items()):
-        if re.fullmatch(r"(val|test)/(dice|iou|loss)", key):
+        if re.fullmatch(r"(val|test)/(dice|iou|boundary_f1|loss)", key):
             table.add_row(key, f"{as_python(value):.4f}")
     console = Console(width=max(Console().width, 100))
     console.print(title, highlight=False)
