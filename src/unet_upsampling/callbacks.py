@@ -104,9 +104,10 @@ def save_flat_field_figure(path: Path, maps: dict[str, np.ndarray]) -> None:
 def show_flat_field(ax, logits: np.ndarray, title: str) -> None:
     """Draws logits[-1] - mean with a symmetric scale; the title gives the deviation's range."""
     centred = logits[-1] - logits[-1].mean()
-    limit = max(float(np.abs(centred).max()), 1e-6)
+    deviation = float(np.abs(centred).max())
+    limit = max(deviation, 1e-6)  # below float32 rounding of the logits the panel stays blank
     ax.imshow(centred, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
-    ax.set_title(f"{title}\n±{limit:.2g}", fontsize=9)
+    ax.set_title(f"{title}\n" + (f"±{deviation:.2g}" if deviation > 1e-6 else "flat (<1e-6)"), fontsize=9)
     ax.axis("off")
 
 

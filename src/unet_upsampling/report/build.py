@@ -23,11 +23,14 @@ FLAT_AT_INIT = ("deconv_bilinear", "nearest_conv", "bilinear_conv")
 def fmt(value: float) -> str:
     if value is None or not np.isfinite(value):
         return "n/a"
-    return f"{value:.3g}" if abs(value) < 1e-2 or abs(value) >= 1e4 else f"{value:.4f}".rstrip("0").rstrip(".")
+    if abs(value) >= 1e4:
+        return f"{value:,.0f}"
+    return f"{value:.3g}" if abs(value) < 1e-2 else f"{value:.4f}".rstrip("0").rstrip(".")
 
 
 def fmt_interval(mean: float, low: float, high: float) -> str:
-    return fmt(mean) if not np.isfinite(low) else f"{fmt(mean)} [{fmt(low)}, {fmt(high)}]"
+    """mean [low, high]; the mean alone when there is no interval or it has no width."""
+    return fmt(mean) if not np.isfinite(low) or low == high else f"{fmt(mean)} [{fmt(low)}, {fmt(high)}]"
 
 
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
