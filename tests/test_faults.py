@@ -63,6 +63,14 @@ def test_skip_leaves_bad_samples_out_and_lists_them(folder_binary_255, caplog):
     assert "left out 1 sample(s)" in caplog.text and "img_1.png: unreadable" in caplog.text
 
 
+def test_when_every_file_is_bad_the_error_does_not_suggest_skipping(folder_binary_255):
+    for path in (folder_binary_255 / "images").iterdir():
+        Image.open(path).convert("RGB").save(path)
+    with pytest.raises(ValueError, match=r"(?s)6 bad sample\(s\).*No pair is usable as configured") as error:
+        setup_folder(folder_binary_255)
+    assert "on_bad_sample=skip" not in str(error.value)
+
+
 def test_convert_channels_accepts_rgb_files_for_a_grey_model(folder_binary_255):
     Image.open(folder_binary_255 / "images" / "img_3.png").convert("RGB").save(folder_binary_255 / "images" / "img_3.png")
     dm = setup_folder(folder_binary_255, "data.convert_channels=true")

@@ -121,8 +121,9 @@ def usable_pairs(root: Path, image_dir: str, mask_dir: str, in_channels: int, ma
     good = [pair for pair, problem in checked if problem is None]
     if problems and on_bad_sample == "error":
         listed = "\n  - ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
-        raise ValueError(f"{len(problems)} bad sample(s) in {root}:\n  - {listed}\n"
-                         f"Fix or remove them, or set data.on_bad_sample=skip to train without them.")
+        fix = ("Fix or remove them, or set data.on_bad_sample=skip to train without them." if good else
+               "No pair is usable as configured: apply the fix the messages name (it holds for every file).")
+        raise ValueError(f"{len(problems)} bad sample(s) in {root}:\n  - {listed}\n{fix}")
     if problems:
         log.warning("data.on_bad_sample=skip: left out %d sample(s) of %s:\n  - %s", len(problems), root,
                     "\n  - ".join(problems))
