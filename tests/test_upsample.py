@@ -12,8 +12,8 @@ from hydra.utils import instantiate
 from conftest import UPSAMPLE_MODES, compose_config
 from unet_upsampling.checkpoint import build_module
 from unet_upsampling.models import UNet
-from unet_upsampling.models.upsample import (BilinearTransposedConv, PixelShuffle, TransposedConv, bilinear_kernel,
-                                             transposed_conv_size)
+from unet_upsampling.models.upsample import (BilinearConv, BilinearTransposedConv, NearestConv, PixelShuffle,
+                                             TransposedConv, bilinear_kernel, transposed_conv_size)
 
 
 def tiny_unet(mode: str, *overrides: str, depth: int = 3) -> UNet:
@@ -67,11 +67,21 @@ def test_bilinear_deconv_frozen_unless_trainable(trainable):
 def test_bilinear_kernel_is_bilinear_interpolation_in_the_interior():
     block = BilinearTransposedConv(3, 5)
     x = torch.randn(2, 3, 11, 14)
-    ours = block.upsample(x)
-    reference = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-    assert ours.shape == reference.shape
+    ours = block(x)
+    reference = F.interpolate(block.conv(x), scale_factor=2, mode="bilinear", align_corners=False)
+    assert ours.shape == reference.shape == (2, 5, 22, 28)
     torch.testing.assert_close(ours[..., 2:-2, 2:-2], reference[..., 2:-2, 2:-2], atol=1e-5, rtol=0)
     assert (ours - reference).abs().max() > 1e-3  # the borders differ (zero padding): the crop matters
+
+
+def test_bilinear_deconv_with_1x1_conv_is_one_transposed_conv_with_a_bilinear_kernel():
+    block = BilinearTransposedConv(3, 5, kernel_size=1)
+    with torch.no_grad():
+        block.conv.bias.zero_()
+    c = block.conv.weight[:, :, 0, 0]  # (out, in)
+    weight = c.T[:, :, None, None] * bilinear_kernel(2)  # w[i, o] = c[o, i] * bilinear
+    x = torch.randn(2, 3, 9, 12)
+    torch.testing.assert_close(block(x), F.conv_transpose2d(x, weight, stride=2, padding=1), atol=1e-5, rtol=0)
 
 
 def test_bilinear_kernel_fcn_values():
@@ -90,6 +100,30 @@ def test_transposed_conv_settings_that_overshoot_the_skip_are_refused_with_the_f
     assert transposed_conv_size(8, 4, 2, 0) == 18  # o = 2i + 2: never 2i or 2i + 1
     with pytest.raises(ValueError, match=r"o = \(i-1\)s - 2p \+ k \+ output_padding = 2i \+ 2 .*padding to 1"):
         TransposedConv(2, 3, kernel_size=4, padding=0)
+
+
+@pytest.mark.parametrize("s,k", [(2, 3), (2, 1), (2, 5), (3, 3)])
+def test_nearest_conv_as_one_transposed_conv_equals_resize_then_conv(s, k):
+    block = NearestConv(4, 5, scale_factor=s, kernel_size=k)
+    x = torch.randn(2, 4, 7, 9, requires_grad=True)
+    ours = block(x, (7 * s, 9 * s))
+    reference = block.conv(F.interpolate(x, scale_factor=s, mode="nearest"))
+    torch.testing.assert_close(ours, reference, atol=1e-5, rtol=0)
+    grad = torch.randn_like(ours)
+    torch.testing.assert_close(torch.autograd.grad(ours, [x, block.conv.weight], grad),
+                               torch.autograd.grad(reference, [x, block.conv.weight], grad), atol=1e-4, rtol=1e-5)
+
+
+def test_nearest_conv_resizes_to_an_odd_skip():
+    block = NearestConv(4, 5)
+    x = torch.randn(1, 4, 7, 9)
+    torch.testing.assert_close(block(x, (15, 18)), block.conv(F.interpolate(x, size=(15, 18), mode="nearest")))
+
+
+@pytest.mark.parametrize("block", [NearestConv, BilinearConv, BilinearTransposedConv, PixelShuffle])
+def test_even_kernel_sizes_are_refused_for_size_keeping_convolutions(block):
+    with pytest.raises(ValueError, match="upsample.kernel_size=4: .* odd kernel size; use upsample.kernel_size=5"):
+        block(4, 5, kernel_size=4)
 
 
 def test_pixelshuffle_icnr_starts_as_nearest_upsampling():

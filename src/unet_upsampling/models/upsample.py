@@ -49,6 +49,31 @@ def bilinear_kernel(factor: int) -> torch.Tensor:
     return torch.outer(taps, taps).float()
 
 
+def same_size_conv(in_channels: int, out_channels: int, kernel_size: int) -> nn.Conv2d:
+    """A convolution with padding k // 2, which keeps the spatial size only for odd k."""
+    if kernel_size % 2 == 0:
+        raise ValueError(f"upsample.kernel_size={kernel_size}: this mode's convolution must keep the skip's size, "
+                         f"which needs an odd kernel size; use upsample.kernel_size={kernel_size + 1}")
+    return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+
+
+def nearest_conv_kernel(weight: torch.Tensor, scale: int) -> torch.Tensor:
+    """The weight of the transposed convolution equal to nearest-neighbour upsampling by s, then ``weight``.
+
+    Output pixel s m + a sees input pixel m + floor((a + t - r) / s) through tap t (k = 2r + 1), so a
+    transposed convolution with stride s, padding r and kernel k + s - 1 takes tap t of phase a at
+    index 2r - t + (a + t - r) mod s: K[i, o] = P w[o, i] P^T with P the (k + s - 1, k) 0/1 map.
+    Exact at the borders too: both sides see zeros beyond the image.
+    """
+    k, s = weight.shape[-1], scale
+    r = k // 2
+    taps = torch.zeros(k + s - 1, k, dtype=weight.dtype, device=weight.device)
+    for a in range(s):
+        for t in range(k):
+            taps[2 * r - t + (a + t - r) % s, t] = 1
+    return torch.einsum("ut,oitq,vq->iouv", taps, weight, taps)
+
+
 def icnr_(weight: torch.Tensor, scale: int, init=nn.init.kaiming_normal_) -> torch.Tensor:
     """ICNR init (Aitken et al. 2017): the s^2 sub-kernels feeding one pixel-shuffle output are equal.
 
@@ -93,33 +118,37 @@ class TransposedConv(nn.Module):
 
 
 class BilinearTransposedConv(nn.Module):
-    """Transposed convolution with the bilinear kernel, per channel, then a convolution.
+    """A convolution to ``out_channels``, then a transposed convolution with the bilinear kernel, per channel.
 
     The bilinear kernel maps channel i to channel i, so upsampling is a depthwise
-    ``ConvTranspose2d`` (k = 2s - s % 2, stride s, groups = in_channels), frozen unless
-    ``trainable``; the change of channel count is the following ``kernel_size`` convolution, the
-    same one the resize + conv modes use. Frozen weights have ``requires_grad=False`` and so never
-    reach the optimiser.
+    ``ConvTranspose2d`` (k = 2s - s % 2, stride s, groups = out_channels), frozen unless
+    ``trainable``. The change of channel count is the ``kernel_size`` convolution before it, at the
+    input's resolution: s^2 times fewer pixels than the resize modes' convolution after resizing
+    (FCN's score layer and MONAI's ``nontrainable`` pre-conv are placed the same way). With
+    ``kernel_size=1`` the pair is one ``ConvTranspose2d(in, out, k, s)`` with weight
+    w[i, o] = c[o, i] * bilinear. Frozen weights have ``requires_grad=False`` and so never reach
+    the optimiser.
     """
 
     def __init__(self, in_channels: int, out_channels: int, scale_factor: int = 2, trainable: bool = False,
                  kernel_size: int = 3):
         super().__init__()
+        self.conv = same_size_conv(in_channels, out_channels, kernel_size)
         k = 2 * scale_factor - scale_factor % 2
-        self.upsample = nn.ConvTranspose2d(in_channels, in_channels, k, scale_factor,
-                                           padding=math.ceil((scale_factor - 1) / 2), groups=in_channels,
+        self.upsample = nn.ConvTranspose2d(out_channels, out_channels, k, scale_factor,
+                                           padding=math.ceil((scale_factor - 1) / 2), groups=out_channels,
                                            bias=False)
         with torch.no_grad():
             self.upsample.weight.copy_(bilinear_kernel(scale_factor).expand_as(self.upsample.weight))
         self.upsample.weight.requires_grad_(trainable)
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
 
     def forward(self, x: torch.Tensor, output_size: Size | None = None) -> torch.Tensor:
+        x = self.conv(x)
         if output_size is None:
-            return self.conv(self.upsample(x))
+            return self.upsample(x)
         s = self.upsample.stride[0]
         reachable = [min(o, i * s + s - 1) for i, o in zip(x.shape[-2:], output_size)]
-        return self.conv(pad_to(self.upsample(x, output_size=reachable), output_size))
+        return pad_to(self.upsample(x, output_size=reachable), output_size)
 
 
 class ResizeConv(nn.Module):
@@ -129,7 +158,7 @@ class ResizeConv(nn.Module):
                  kernel_size: int = 3, align_corners: bool | None = None):
         super().__init__()
         self.mode, self.scale_factor, self.align_corners = mode, scale_factor, align_corners
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+        self.conv = same_size_conv(in_channels, out_channels, kernel_size)
 
     def forward(self, x: torch.Tensor, output_size: Size | None = None) -> torch.Tensor:
         size = None if output_size is None else tuple(output_size)
@@ -139,10 +168,22 @@ class ResizeConv(nn.Module):
 
 
 class NearestConv(ResizeConv):
-    """Nearest-neighbour resize, then a convolution."""
+    """Nearest-neighbour resize, then a convolution.
+
+    When the skip is exactly s times the input, the pair runs as one transposed convolution with
+    the same output (``nearest_conv_kernel``), at (k + s - 1)^2 / (s k)^2 of the multiply-adds: 16/36
+    for k=3, s=2. Other sizes (an odd skip) resize and convolve.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, scale_factor: int = 2, kernel_size: int = 3):
         super().__init__(in_channels, out_channels, "nearest", scale_factor, kernel_size)
+
+    def forward(self, x: torch.Tensor, output_size: Size | None = None) -> torch.Tensor:
+        s = self.scale_factor
+        if output_size is not None and list(output_size) != [s * i for i in x.shape[-2:]]:
+            return super().forward(x, output_size)
+        return F.conv_transpose2d(x, nearest_conv_kernel(self.conv.weight, s), self.conv.bias, stride=s,
+                                  padding=self.conv.padding[0])
 
 
 class BilinearConv(ResizeConv):
@@ -163,7 +204,7 @@ class PixelShuffle(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, scale_factor: int = 2, kernel_size: int = 3,
                  blur: bool = False):
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels * scale_factor**2, kernel_size, padding=kernel_size // 2)
+        self.conv = same_size_conv(in_channels, out_channels * scale_factor**2, kernel_size)
         icnr_(self.conv.weight, scale_factor)
         nn.init.zeros_(self.conv.bias)
         self.shuffle = nn.PixelShuffle(scale_factor)
