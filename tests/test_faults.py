@@ -106,6 +106,8 @@ def test_inconsistent_settings_are_refused_before_training():
         check("model.depth=5", "data.crop_size=24")
     with pytest.raises(Exception, match=r"(?s)o = \(i-1\)s - 2p \+ k \+ output_padding = 2i \+ 3"):
         check("upsample=deconv_k3", "upsample.padding=-0", "upsample.kernel_size=5")
+    with pytest.raises(Exception, match=r"upsample.kernel_size=2: .* odd kernel size; use upsample.kernel_size=3"):
+        check("upsample=nearest_conv", "upsample.kernel_size=2")
 
 
 def test_non_finite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path):

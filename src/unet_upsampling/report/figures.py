@@ -83,7 +83,7 @@ def first_seed(groups: dict[str, list[Run]]) -> dict[str, Run]:
 def flat_fields(runs: list[Run], path: Path) -> Path:
     """Each mode's flat-field response (last logit map minus its mean), at init and trained."""
     chosen = first_seed(by_mode(runs))
-    fig, axes = plt.subplots(2, max(1, len(chosen)), figsize=(2.3 * max(1, len(chosen)), 5), squeeze=False)
+    fig, axes = plt.subplots(2, max(1, len(chosen)), figsize=(2.3 * max(1, len(chosen)), 6), squeeze=False)
     for column, (mode, run) in enumerate(chosen.items()):
         arrays = run.arrays("artifacts")
         for row, stage in enumerate(("init", "final")):
