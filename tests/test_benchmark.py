@@ -143,6 +143,7 @@ def test_gpu_trainer_config_composes():
     assert cfg.trainer.accelerator == "gpu" and cfg.trainer.devices == 1
     assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.benchmark is True
     assert cfg.model.channels_last is True and cfg.model.compile is False
+    assert cfg.data.pin_memory is True
     assert cfg.trainer.max_epochs == compose_config("train").trainer.max_epochs  # the default trainer underneath
     assert compose_config("train", ["trainer=gpu", "trainer.devices=2", "model.compile=true"]).trainer.devices == 2
 
