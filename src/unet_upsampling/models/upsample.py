@@ -57,21 +57,20 @@ def same_size_conv(in_channels: int, out_channels: int, kernel_size: int) -> nn.
     return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
 
 
-def nearest_conv_kernel(weight: torch.Tensor, scale: int) -> torch.Tensor:
-    """The weight of the transposed convolution equal to nearest-neighbour upsampling by s, then ``weight``.
+def nearest_conv_taps(kernel_size: int, scale: int) -> torch.Tensor:
+    """The 0/1 map P with nearest-neighbour upsampling by s, then a k x k conv w, equal to a transposed conv.
 
     Output pixel s m + a sees input pixel m + floor((a + t - r) / s) through tap t (k = 2r + 1), so a
     transposed convolution with stride s, padding r and kernel k + s - 1 takes tap t of phase a at
-    index 2r - t + (a + t - r) mod s: K[i, o] = P w[o, i] P^T with P the (k + s - 1, k) 0/1 map.
+    index 2r - t + (a + t - r) mod s: its weight is K[i, o] = P w[o, i] P^T, P of shape (k + s - 1, k).
     Exact at the borders too: both sides see zeros beyond the image.
     """
-    k, s = weight.shape[-1], scale
-    r = k // 2
-    taps = torch.zeros(k + s - 1, k, dtype=weight.dtype, device=weight.device)
+    k, s, r = kernel_size, scale, kernel_size // 2
+    taps = torch.zeros(k + s - 1, k)
     for a in range(s):
         for t in range(k):
             taps[2 * r - t + (a + t - r) % s, t] = 1
-    return torch.einsum("ut,oitq,vq->iouv", taps, weight, taps)
+    return taps
 
 
 def icnr_(weight: torch.Tensor, scale: int, init=nn.init.kaiming_normal_) -> torch.Tensor:
@@ -171,19 +170,20 @@ class NearestConv(ResizeConv):
     """Nearest-neighbour resize, then a convolution.
 
     When the skip is exactly s times the input, the pair runs as one transposed convolution with
-    the same output (``nearest_conv_kernel``), at (k + s - 1)^2 / (s k)^2 of the multiply-adds: 16/36
+    the same output (``nearest_conv_taps``), at (k + s - 1)^2 / (s k)^2 of the multiply-adds: 16/36
     for k=3, s=2. Other sizes (an odd skip) resize and convolve.
     """
 
     def __init__(self, in_channels: int, out_channels: int, scale_factor: int = 2, kernel_size: int = 3):
         super().__init__(in_channels, out_channels, "nearest", scale_factor, kernel_size)
+        self.register_buffer("taps", nearest_conv_taps(kernel_size, scale_factor), persistent=False)
 
     def forward(self, x: torch.Tensor, output_size: Size | None = None) -> torch.Tensor:
         s = self.scale_factor
         if output_size is not None and list(output_size) != [s * i for i in x.shape[-2:]]:
             return super().forward(x, output_size)
-        return F.conv_transpose2d(x, nearest_conv_kernel(self.conv.weight, s), self.conv.bias, stride=s,
-                                  padding=self.conv.padding[0])
+        weight = torch.einsum("ut,oitq,vq->iouv", self.taps, self.conv.weight, self.taps)
+        return F.conv_transpose2d(x, weight, self.conv.bias, stride=s, padding=self.conv.padding[0])
 
 
 class BilinearConv(ResizeConv):
