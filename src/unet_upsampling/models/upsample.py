@@ -58,7 +58,7 @@ def same_size_conv(in_channels: int, out_channels: int, kernel_size: int) -> nn.
 
 
 def nearest_conv_taps(kernel_size: int, scale: int) -> torch.Tensor:
-    """The 0/1 map P with nearest-neighbour upsampling by s, then a k x k conv w, equal to a transposed conv.
+    """The 0/1 map P that turns nearest-neighbour upsampling by s, then a k x k conv w, into one transposed conv.
 
     Output pixel s m + a sees input pixel m + floor((a + t - r) / s) through tap t (k = 2r + 1), so a
     transposed convolution with stride s, padding r and kernel k + s - 1 takes tap t of phase a at
