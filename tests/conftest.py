@@ -20,8 +20,16 @@ CONFIGS = ROOT / "src" / "unet_upsampling" / "configs"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 UPSAMPLE_MODES = sorted(p.stem for p in (CONFIGS / "upsample").glob("*.yaml"))
 # Small enough for a 2-core CPU: a depth-2 UNet of width 4 on 48 px crops.
-TINY = ["model.depth=2", "model.base_channels=4", "data.crop_size=48", "data.batch_size=4",
-        "data.splits.train=8", "data.splits.val=4", "data.splits.test=4", "data.splits.size=48"]
+TINY = [
+    "model.depth=2",
+    "model.base_channels=4",
+    "data.crop_size=48",
+    "data.batch_size=4",
+    "data.splits.train=8",
+    "data.splits.val=4",
+    "data.splits.test=4",
+    "data.splits.size=48",
+]
 
 
 def compose_config(name: str = "train", overrides: list[str] | None = None):
@@ -36,14 +44,23 @@ def compose_config(name: str = "train", overrides: list[str] | None = None):
     return cfg
 
 
-def run_entry(script: str, *overrides: str, cwd: Path, check: bool = True, timeout: int = 600,
-              env: dict | None = None) -> subprocess.CompletedProcess:
+def run_entry(
+    script: str, *overrides: str, cwd: Path, check: bool = True, timeout: int = 600, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """Runs ``python <script> overrides...`` from the repository root as a user would."""
-    result = subprocess.run([sys.executable, str(ROOT / script), *overrides], cwd=cwd, capture_output=True,
-                            text=True, timeout=timeout, env={**os.environ, "LOG_DIR": str(cwd / "logs"), **(env or {})})
+    result = subprocess.run(
+        [sys.executable, str(ROOT / script), *overrides],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "LOG_DIR": str(cwd / "logs"), **(env or {})},
+    )
     if check and result.returncode != 0:
-        raise AssertionError(f"{script} {' '.join(overrides)} failed ({result.returncode}):\n"
-                             f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+        raise AssertionError(
+            f"{script} {' '.join(overrides)} failed ({result.returncode}):\n"
+            f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+        )
     return result
 
 
@@ -51,8 +68,9 @@ def read_metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 
 
-def write_pair(root: Path, stem: str, size: tuple[int, int], rgb: bool, mask_values: tuple[int, ...],
-               seed: int) -> None:
+def write_pair(
+    root: Path, stem: str, size: tuple[int, int], rgb: bool, mask_values: tuple[int, ...], seed: int
+) -> None:
     """An image whose bright disc is the foreground, and its mask using ``mask_values`` (bg, fg)."""
     rng = np.random.default_rng(seed)
     h, w = size
@@ -62,7 +80,9 @@ def write_pair(root: Path, stem: str, size: tuple[int, int], rgb: bool, mask_val
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "masks").mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.stack([image] * 3, -1) if rgb else image).save(root / "images" / f"{stem}.png")
-    Image.fromarray(np.where(disc, mask_values[1], mask_values[0]).astype(np.uint8)).save(root / "masks" / f"{stem}.png")
+    Image.fromarray(np.where(disc, mask_values[1], mask_values[0]).astype(np.uint8)).save(
+        root / "masks" / f"{stem}.png"
+    )
 
 
 @pytest.fixture

@@ -12,16 +12,47 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from conftest import ROOT, compose_config
 from unet_upsampling import benchmark
 from unet_upsampling.checkpoint import build_module
 from unet_upsampling.models.unet import fuse_batchnorm
 
-TINY_BENCH = ["--modes", "pixelshuffle", "--size", "32", "--width", "4", "--batch-size", "4",
-              "--steps", "2", "--warmup", "1", "--train-epochs", "2", "--train-rounds", "1",
-              "--pipeline-batches", "4", "--pipeline-rounds", "1", "--workers", "0", "1",
-              "--infer-size", "64", "--infer-rounds", "2", "--threads", "1",
-              "data.splits.size=48", "data.splits.train=16", "data.splits.val=4", "data.splits.test=4"]
+from conftest import ROOT, compose_config
+
+TINY_BENCH = [
+    "--modes",
+    "pixelshuffle",
+    "--size",
+    "32",
+    "--width",
+    "4",
+    "--batch-size",
+    "4",
+    "--steps",
+    "2",
+    "--warmup",
+    "1",
+    "--train-epochs",
+    "2",
+    "--train-rounds",
+    "1",
+    "--pipeline-batches",
+    "4",
+    "--pipeline-rounds",
+    "1",
+    "--workers",
+    "0",
+    "1",
+    "--infer-size",
+    "64",
+    "--infer-rounds",
+    "2",
+    "--threads",
+    "1",
+    "data.splits.size=48",
+    "data.splits.train=16",
+    "data.splits.val=4",
+    "data.splits.test=4",
+]
 
 
 def positive(value) -> bool:
@@ -70,13 +101,23 @@ def test_benchmark_json_has_every_field(tmp_path, capsys, one_thread):
     for mode, row in report["training"].items():
         assert row["monai_upsample"] == {"deconv": "deconv", "pixelshuffle": "pixelshuffle"}[mode]
         assert row["ours_layout"] == "channels_last"
-        for variant in ("ours", "monai", "ours_contiguous", "ours_channels_last", "monai_contiguous",
-                        "monai_channels_last"):
+        for variant in (
+            "ours",
+            "monai",
+            "ours_contiguous",
+            "ours_channels_last",
+            "monai_contiguous",
+            "monai_channels_last",
+        ):
             assert positive(row[variant]["images_per_s"]) and positive(row[variant]["step_ms"])
             assert math.isfinite(row[variant]["peak_memory_mb"])
         assert row["ours"] == row["ours_channels_last"] and row["monai"] == row["monai_contiguous"]
-        for ratio in ("ratio_ours_vs_monai", "ratio_ours_vs_monai_contiguous", "ratio_ours_vs_monai_channels_last",
-                      "ratio_channels_last_vs_contiguous"):
+        for ratio in (
+            "ratio_ours_vs_monai",
+            "ratio_ours_vs_monai_contiguous",
+            "ratio_ours_vs_monai_channels_last",
+            "ratio_channels_last_vs_contiguous",
+        ):
             assert positive(row[ratio]), ratio
         assert positive(row["forward_gflops_per_image"]) and positive(row["monai_train_gflops_per_image"])
         assert row["train_gflops_per_image"] > 2 * row["forward_gflops_per_image"]  # backward ~ 2x forward
@@ -95,12 +136,14 @@ def test_benchmark_json_has_every_field(tmp_path, capsys, one_thread):
     assert inference["image_size"] == 64
     assert set(inference["images_per_s"]) == {"contiguous", "fused_bn", "channels_last", "channels_last_fused_bn"}
     assert all(positive(v) for v in inference["images_per_s"].values())
-    for ratio in ("ratio_fused_bn_vs_contiguous", "ratio_channels_last_vs_contiguous",
-                  "ratio_channels_last_fused_bn_vs_channels_last"):
+    for ratio in (
+        "ratio_fused_bn_vs_contiguous",
+        "ratio_channels_last_vs_contiguous",
+        "ratio_channels_last_fused_bn_vs_channels_last",
+    ):
         assert positive(inference[ratio])
 
-    assert set(report["targets"]) == {"ours_vs_monai_min", "train_py_vs_plain", "pipeline_vs_model",
-                                      "no_per_step_sync"}
+    assert set(report["targets"]) == {"ours_vs_monai_min", "train_py_vs_plain", "pipeline_vs_model", "no_per_step_sync"}
     assert report["targets"]["no_per_step_sync"]["holds"] is True
     assert all(isinstance(t["holds"], bool) for t in report["targets"].values())
     assert set(report["part_seconds"]) == {"training", "train_py", "pipeline", "inference"}
@@ -123,14 +166,26 @@ def test_script_shim_and_console_script_exist():
 
 def test_no_host_sync_per_training_step(tmp_path, one_thread):
     """With the default callbacks (rich progress bar), only logging steps turn tensors into numbers."""
-    cfg = compose_config("train", ["model.depth=2", "model.base_channels=4", "data.crop_size=32",
-                                   "data.batch_size=2", "data.splits.train=16", "data.splits.size=48",
-                                   "data.splits.val=2", "data.splits.test=0", f"hydra.run.dir={tmp_path}",
-                                   "trainer.log_every_n_steps=4"])
+    cfg = compose_config(
+        "train",
+        [
+            "model.depth=2",
+            "model.base_channels=4",
+            "data.crop_size=32",
+            "data.batch_size=2",
+            "data.splits.train=16",
+            "data.splits.size=48",
+            "data.splits.val=2",
+            "data.splits.test=0",
+            f"hydra.run.dir={tmp_path}",
+            "trainer.log_every_n_steps=4",
+        ],
+    )
     timer = benchmark.StepTimer(str(tmp_path / "timing.json"))
     callbacks = [instantiate(c) for name, c in cfg.callbacks.items() if name != "prediction_figure"]
-    trainer = instantiate(cfg.trainer, max_epochs=1, callbacks=[*callbacks, timer], logger=False,
-                          enable_model_summary=False)
+    trainer = instantiate(
+        cfg.trainer, max_epochs=1, callbacks=[*callbacks, timer], logger=False, enable_model_summary=False
+    )
     trainer.fit(build_module(OmegaConf.to_container(cfg, resolve=True)), datamodule=instantiate(cfg.data))
     syncs = json.loads((tmp_path / "timing.json").read_text())["syncs_per_step"]
     assert len(syncs) == 8
@@ -182,8 +237,13 @@ def test_fuse_batchnorm_matches_eval_mode():
 
 
 def test_step_timer_is_a_hydra_callback(tmp_path):
-    cfg = compose_config("train", [f"hydra.run.dir={tmp_path}",
-                                   "+callbacks.step_timer._target_=unet_upsampling.benchmark.StepTimer",
-                                   f"+callbacks.step_timer.path={tmp_path / 't.json'}"])
+    cfg = compose_config(
+        "train",
+        [
+            f"hydra.run.dir={tmp_path}",
+            "+callbacks.step_timer._target_=unet_upsampling.benchmark.StepTimer",
+            f"+callbacks.step_timer.path={tmp_path / 't.json'}",
+        ],
+    )
     assert isinstance(instantiate(cfg.callbacks.step_timer), benchmark.StepTimer)
     assert Path(instantiate(cfg.callbacks.step_timer).path) == tmp_path / "t.json"

@@ -8,10 +8,11 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from conftest import CONFIGS, UPSAMPLE_MODES, compose_config
 from unet_upsampling.checkpoint import build_module
 from unet_upsampling.data import SegmentationDataModule
 from unet_upsampling.module import SegmentationModule
+
+from conftest import CONFIGS, UPSAMPLE_MODES, compose_config
 
 
 def options(group: str) -> list[str]:

@@ -8,9 +8,10 @@ import torch
 from hydra.utils import instantiate
 from PIL import Image
 
-from conftest import compose_config, write_pair
 from unet_upsampling.data.synthetic import render, synthetic_splits
 from unet_upsampling.data.torchvision_sets import oxford_pet_splits, voc_splits
+
+from conftest import compose_config, write_pair
 
 
 def test_synthetic_is_deterministic_and_has_thin_structures():
@@ -40,8 +41,11 @@ def test_synthetic_datamodule_batches():
 
 
 def folder_datamodule(root, *overrides):
-    return instantiate(compose_config("train", ["data=folder", f"data.root={root}", "data.crop_size=32",
-                                                "data.batch_size=2", *overrides]).data)
+    return instantiate(
+        compose_config(
+            "train", ["data=folder", f"data.root={root}", "data.crop_size=32", "data.batch_size=2", *overrides]
+        ).data
+    )
 
 
 def test_folder_binary_255_masks_with_mapping(folder_binary_255):
@@ -56,7 +60,9 @@ def test_folder_binary_255_masks_with_mapping(folder_binary_255):
 
 def test_folder_255_without_mapping_names_file_and_fix(folder_binary_255):
     dm = folder_datamodule(folder_binary_255)
-    with pytest.raises(ValueError, match=r"(?s)6 bad sample.*img_0\.png: values \[255\].*data.mask_values='\{0:0,255:1\}'"):
+    with pytest.raises(
+        ValueError, match=r"(?s)6 bad sample.*img_0\.png: values \[255\].*data.mask_values='\{0:0,255:1\}'"
+    ):
         dm.setup()
 
 

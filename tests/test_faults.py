@@ -17,26 +17,44 @@ from hydra.errors import MissingConfigException
 from hydra.utils import instantiate
 from PIL import Image
 
-from conftest import ROOT, TINY, compose_config, read_metrics, run_entry, write_pair
 from unet_upsampling.checkpoint import build_module
 from unet_upsampling.checks import check_run
 
+from conftest import ROOT, TINY, compose_config, read_metrics, run_entry, write_pair
+
 
 def setup_folder(root: Path, *overrides: str):
-    dm = instantiate(compose_config("train", ["data=folder", f"data.root={root}", "data.crop_size=32",
-                                              "data.batch_size=2", "data.mask_values={0:0,255:1}", *overrides]).data)
+    dm = instantiate(
+        compose_config(
+            "train",
+            [
+                "data=folder",
+                f"data.root={root}",
+                "data.crop_size=32",
+                "data.batch_size=2",
+                "data.mask_values={0:0,255:1}",
+                *overrides,
+            ],
+        ).data
+    )
     dm.setup()
     return dm
 
 
-@pytest.mark.parametrize("fault, message", [
-    ("truncated", r"img_1\.png: unreadable or truncated image"),
-    ("size", r"img_2\.png is 70x65 but its mask img_2\.png is 40x49"),
-    ("channels", r"img_3\.png has 3 channel\(s\) but data\.in_channels=1: set data\.in_channels=3, or "
-                 r"data\.convert_channels=true"),
-    ("values", r"img_4\.png: values \[7\] are not in data\.mask_values"),
-    ("unpaired", r"img_5\.png: no image"),
-])
+@pytest.mark.parametrize(
+    "fault, message",
+    [
+        ("truncated", r"img_1\.png: unreadable or truncated image"),
+        ("size", r"img_2\.png is 70x65 but its mask img_2\.png is 40x49"),
+        (
+            "channels",
+            r"img_3\.png has 3 channel\(s\) but data\.in_channels=1: set data\.in_channels=3, or "
+            r"data\.convert_channels=true",
+        ),
+        ("values", r"img_4\.png: values \[7\] are not in data\.mask_values"),
+        ("unpaired", r"img_5\.png: no image"),
+    ],
+)
 def test_bad_folder_samples_are_named_with_the_fix(folder_binary_255, fault, message):
     images, masks = folder_binary_255 / "images", folder_binary_255 / "masks"
     if fault == "truncated":
@@ -72,7 +90,9 @@ def test_when_every_file_is_bad_the_error_does_not_suggest_skipping(folder_binar
 
 
 def test_convert_channels_accepts_rgb_files_for_a_grey_model(folder_binary_255):
-    Image.open(folder_binary_255 / "images" / "img_3.png").convert("RGB").save(folder_binary_255 / "images" / "img_3.png")
+    Image.open(folder_binary_255 / "images" / "img_3.png").convert("RGB").save(
+        folder_binary_255 / "images" / "img_3.png"
+    )
     dm = setup_folder(folder_binary_255, "data.convert_channels=true")
     assert all(image.shape[0] == 1 for ds in dm.splits.values() for image, _ in ds)
 
@@ -111,14 +131,24 @@ def test_inconsistent_settings_are_refused_before_training():
 
 
 def test_non_finite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path):
-    result = run_entry("train.py", *TINY, "trainer.max_epochs=4", "callbacks.finite_loss_guard.every_n_steps=1",
-                       "+callbacks.poison._target_=fault_injection.PoisonWeights", "+callbacks.poison.at_step=3",
-                       f"hydra.run.dir={tmp_path}", cwd=tmp_path, check=False,
-                       env={"PYTHONPATH": str(ROOT / "tests")})
+    result = run_entry(
+        "train.py",
+        *TINY,
+        "trainer.max_epochs=4",
+        "callbacks.finite_loss_guard.every_n_steps=1",
+        "+callbacks.poison._target_=fault_injection.PoisonWeights",
+        "+callbacks.poison.at_step=3",
+        f"hydra.run.dir={tmp_path}",
+        cwd=tmp_path,
+        check=False,
+        env={"PYTHONPATH": str(ROOT / "tests")},
+    )
     assert result.returncode != 0
     assert "training loss is nan at step 4 (epoch 1): training stopped" in result.stderr + result.stdout
     last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
-    assert last["epoch"] == 0 and all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
+    assert last["epoch"] == 0 and all(
+        torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point()
+    )
     assert not (tmp_path / "metrics.json").exists()
 
 
@@ -129,9 +159,13 @@ def test_a_killed_run_resumes_from_last_and_matches_an_uninterrupted_one(tmp_pat
     args = [*TINY, "data.splits.train=16", "trainer.max_epochs=6", "seed=3"]
     run_entry("train.py", *args, f"hydra.run.dir={tmp_path / 'whole'}", cwd=tmp_path)
     killed = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args, f"hydra.run.dir={killed}"], cwd=tmp_path,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env={**os.environ, "LOG_DIR": str(tmp_path / "logs")})
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *args, f"hydra.run.dir={killed}"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "LOG_DIR": str(tmp_path / "logs")},
+    )
     deadline = time.time() + 300
     while not (killed / "checkpoints" / "last.ckpt").exists() and time.time() < deadline:
         time.sleep(0.05)
@@ -150,6 +184,9 @@ def test_same_seed_twice_gives_the_same_metrics(tmp_path):
         run_entry("train.py", *TINY, "trainer.max_epochs=2", "seed=7", f"hydra.run.dir={tmp_path / name}", cwd=tmp_path)
     a, b = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("a", "b"))
     wall_clock_and_paths = {"train_time_s", "best_checkpoint"}
-    assert {k: v for k, v in a.items() if k not in wall_clock_and_paths} == \
-        {k: v for k, v in b.items() if k not in wall_clock_and_paths}
-    assert a["best_checkpoint"].replace(str(tmp_path / "a"), "") == b["best_checkpoint"].replace(str(tmp_path / "b"), "")
+    assert {k: v for k, v in a.items() if k not in wall_clock_and_paths} == {
+        k: v for k, v in b.items() if k not in wall_clock_and_paths
+    }
+    assert a["best_checkpoint"].replace(str(tmp_path / "a"), "") == b["best_checkpoint"].replace(
+        str(tmp_path / "b"), ""
+    )

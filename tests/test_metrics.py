@@ -8,10 +8,18 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from conftest import UPSAMPLE_MODES, compose_config
-from unet_upsampling.metrics import (BoundaryF1, flat_field_response, kernel_imbalance, periodic_energy_fraction,
-                                     phase_gain_imbalance, radial_power_spectrum, receptive_field_bound)
+from unet_upsampling.metrics import (
+    BoundaryF1,
+    flat_field_response,
+    kernel_imbalance,
+    periodic_energy_fraction,
+    phase_gain_imbalance,
+    radial_power_spectrum,
+    receptive_field_bound,
+)
 from unet_upsampling.models.upsample import bilinear_kernel
+
+from conftest import UPSAMPLE_MODES, compose_config
 
 
 def grid(h, w):
@@ -77,8 +85,9 @@ def test_phase_gains_of_a_hand_made_kernel():
 @pytest.mark.parametrize("mode", UPSAMPLE_MODES)
 def test_receptive_field_stays_inside_the_bound(mode):
     depth = 3
-    net = instantiate(compose_config("train", [f"upsample={mode}", f"model.depth={depth}",
-                                               "model.base_channels=4"]).model).eval()
+    net = instantiate(
+        compose_config("train", [f"upsample={mode}", f"model.depth={depth}", "model.base_channels=4"]).model
+    ).eval()
     for block in net.modules():  # the receptive field is structural: ReLUs would only hide paths
         for name, child in block.named_children():
             if isinstance(child, torch.nn.ReLU):
@@ -104,8 +113,10 @@ def test_flat_field_is_flat_for_resize_modes_and_not_for_random_deconv():
 
 
 def test_kernel_imbalance_only_counts_transposed_convolutions():
-    nets = {m: instantiate(compose_config("train", [f"upsample={m}", "model.depth=2", "model.base_channels=4"]).model)
-            for m in ("nearest_conv", "deconv_bilinear", "deconv_k3")}
+    nets = {
+        m: instantiate(compose_config("train", [f"upsample={m}", "model.depth=2", "model.base_channels=4"]).model)
+        for m in ("nearest_conv", "deconv_bilinear", "deconv_k3")
+    }
     assert kernel_imbalance(nets["nearest_conv"]) is None
     assert kernel_imbalance(nets["deconv_bilinear"]) == pytest.approx(0, abs=1e-7)
     assert kernel_imbalance(nets["deconv_k3"]) > 0.5

@@ -18,8 +18,13 @@ def upsample_factory(mode: str):
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(mode=st.sampled_from(UPSAMPLE_MODES), depth=st.integers(1, 4), width=st.integers(1, 6),
-       classes=st.integers(2, 5), data=st.data())
+@given(
+    mode=st.sampled_from(UPSAMPLE_MODES),
+    depth=st.integers(1, 4),
+    width=st.integers(1, 6),
+    classes=st.integers(2, 5),
+    data=st.data(),
+)
 def test_unet_output_shape_and_finiteness(mode, depth, width, classes, data):
     from unet_upsampling.models import UNet
 

@@ -26,8 +26,11 @@ def test_dockerfile_lints_clean_with_hadolint():
 
 
 def test_dockerfile_installs_dependencies_before_the_code_and_runs_as_non_root():
-    instructions = [line.split(None, 1) for line in (ROOT / "Dockerfile").read_text().splitlines()
-                    if line and not line[0].isspace() and not line.startswith("#")]
+    instructions = [
+        line.split(None, 1)
+        for line in (ROOT / "Dockerfile").read_text().splitlines()
+        if line and not line[0].isspace() and not line.startswith("#")
+    ]
     order = [f"{op} {args.split()[0]}" for op, args in instructions if op in {"COPY", "RUN"}]
     assert order.index("COPY pyproject.toml") < order.index("RUN python") < order.index("COPY src/")
     assert [args for op, args in instructions if op == "USER"] == ["1000:1000"]
@@ -50,37 +53,65 @@ def test_ddp_two_cpu_processes_write_one_run_directory(tmp_path):
 
 
 def test_ddp_in_a_multirun_runs_each_job_once_in_its_own_directory(tmp_path):
-    result = run_entry("train.py", "-m", *DDP_CPU, *TINY, "trainer.fast_dev_run=true", "test=false", "seed=0,1",
-                       cwd=tmp_path)
+    result = run_entry(
+        "train.py", "-m", *DDP_CPU, *TINY, "trainer.fast_dev_run=true", "test=false", "seed=0,1", cwd=tmp_path
+    )
     sweeps = list((tmp_path / "logs" / "train" / "multiruns").iterdir())
     assert len(sweeps) == 1, sweeps  # no second sweep run by rank 1
     assert sorted(p.relative_to(sweeps[0]).as_posix() for p in tmp_path.rglob("metrics.json")) == [
-        "0/metrics.json", "1/metrics.json"]
+        "0/metrics.json",
+        "1/metrics.json",
+    ]
     assert all((sweeps[0] / job / "train_ddp_process_1.log").is_file() for job in ("0", "1"))
     output = result.stdout + result.stderr
     assert "[rank: 1] Seed set to 0" in output and "[rank: 1] Seed set to 1" in output
 
 
 def test_joblib_launcher_runs_an_optuna_search_two_trials_at_a_time(tmp_path):
-    result = run_entry("train.py", "hparams_search=optuna", "hydra/launcher=joblib", "hydra.sweeper.n_jobs=2",
-                       "hydra.sweeper.n_trials=2", "trainer=cpu", "trainer.fast_dev_run=true", "test=false", *TINY,
-                       f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    result = run_entry(
+        "train.py",
+        "hparams_search=optuna",
+        "hydra/launcher=joblib",
+        "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.n_trials=2",
+        "trainer=cpu",
+        "trainer.fast_dev_run=true",
+        "test=false",
+        *TINY,
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        cwd=tmp_path,
+    )
     assert "Joblib.Parallel(n_jobs=2" in result.stdout + result.stderr
     trials = [OmegaConf.load(tmp_path / "sweep" / n / ".hydra" / "overrides.yaml") for n in ("0", "1")]
     for overrides in trials:
-        assert {o.split("=")[0] for o in overrides} >= {"module.optimizer.lr", "module.optimizer.weight_decay",
-                                                         "module.loss"}
+        assert {o.split("=")[0] for o in overrides} >= {
+            "module.optimizer.lr",
+            "module.optimizer.weight_decay",
+            "module.loss",
+        }
     results = OmegaConf.load(tmp_path / "sweep" / "optimization_results.yaml")
     assert set(results.best_params) == {"module.optimizer.lr", "module.optimizer.weight_decay", "module.loss"}
     # the objective is val/dice as train.py returns it, maximised
-    assert results.best_value == pytest.approx(max(read_metrics(tmp_path / "sweep" / n)["val/dice"]
-                                                   for n in ("0", "1")))
+    assert results.best_value == pytest.approx(
+        max(read_metrics(tmp_path / "sweep" / n)["val/dice"] for n in ("0", "1"))
+    )
 
 
 def test_submitit_local_executor_runs_a_sweep_and_returns_val_dice(tmp_path):
-    run_entry("train.py", "-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
-              "hydra.launcher.gpus_per_node=0", "trainer=cpu", "trainer.fast_dev_run=true", "test=false", *TINY,
-              "upsample=deconv,nearest_conv", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    run_entry(
+        "train.py",
+        "-m",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.timeout_min=10",
+        "hydra.launcher.gpus_per_node=0",
+        "trainer=cpu",
+        "trainer.fast_dev_run=true",
+        "test=false",
+        *TINY,
+        "upsample=deconv,nearest_conv",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        cwd=tmp_path,
+    )
     returned = {}
     for path in (tmp_path / "sweep" / ".submitit").glob("*/*_result.pkl"):
         status, job_return = pickle.loads(path.read_bytes())
@@ -98,20 +129,43 @@ def test_slurm_launcher_config_becomes_sbatch_resources(tmp_path, monkeypatch):
     from submitit.slurm.slurm import SlurmExecutor, _make_sbatch_string
 
     with initialize_config_module("unet_upsampling.configs", version_base="1.3"):
-        cfg = compose("train", return_hydra_config=True, overrides=[
-            "hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.gpus_per_node=4",
-            "hydra.launcher.tasks_per_node=4", "hydra.launcher.timeout_min=90", "hydra.launcher.mem_gb=64",
-            f"hydra.sweep.dir={tmp_path}", "hydra.job.name=train", "trainer=ddp", "trainer.devices=4"])
+        cfg = compose(
+            "train",
+            return_hydra_config=True,
+            overrides=[
+                "hydra/launcher=slurm",
+                "hydra.launcher.partition=gpu",
+                "hydra.launcher.gpus_per_node=4",
+                "hydra.launcher.tasks_per_node=4",
+                "hydra.launcher.timeout_min=90",
+                "hydra.launcher.mem_gb=64",
+                f"hydra.sweep.dir={tmp_path}",
+                "hydra.job.name=train",
+                "trainer=ddp",
+                "trainer.devices=4",
+            ],
+        )
     launcher = instantiate(cfg.hydra.launcher)
     assert type(launcher).__name__ == "SlurmLauncher" and cfg.trainer.strategy == "ddp"
     base = set(OmegaConf.structured(BaseQueueConf).keys())
-    params = {k if k in base else f"slurm_{k}": v for k, v in launcher.params.items()
-              if k not in {"submitit_folder", "max_num_timeout"}}
+    params = {
+        k if k in base else f"slurm_{k}": v
+        for k, v in launcher.params.items()
+        if k not in {"submitit_folder", "max_num_timeout"}
+    }
     monkeypatch.setattr(SlurmExecutor, "affinity", classmethod(lambda cls: 1))  # pretend srun is there
     executor = AutoExecutor(folder=tmp_path / "submitit", cluster="slurm")
     executor.update_parameters(**params)  # rejects keys submitit does not know
-    sbatch = _make_sbatch_string(command="python -m submitit.core._submit x", folder=tmp_path,
-                                 **executor._executor.parameters)
-    for line in ["--partition=gpu", "--gpus-per-node=4", "--ntasks-per-node=4", "--time=90", "--mem=64GB",
-                 "--cpus-per-task=8", "--nodes=1"]:
+    sbatch = _make_sbatch_string(
+        command="python -m submitit.core._submit x", folder=tmp_path, **executor._executor.parameters
+    )
+    for line in [
+        "--partition=gpu",
+        "--gpus-per-node=4",
+        "--ntasks-per-node=4",
+        "--time=90",
+        "--mem=64GB",
+        "--cpus-per-task=8",
+        "--nodes=1",
+    ]:
         assert re.search(rf"^#SBATCH {re.escape(line)}$", sbatch, re.M), (line, sbatch)

@@ -8,19 +8,34 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
-from conftest import CONFIGS, TINY, compose_config, run_entry
 from unet_upsampling.report.build import write_report
 from unet_upsampling.report.stats import mean_interval, paired_difference
 
-FIGURES = ["quality.png", "periodic_energy.png", "flat_fields.png", "predictions.png", "spectra.png",
-           "quality_vs_artifacts.png"]
+from conftest import CONFIGS, TINY, compose_config, run_entry
+
+FIGURES = [
+    "quality.png",
+    "periodic_energy.png",
+    "flat_fields.png",
+    "predictions.png",
+    "spectra.png",
+    "quality_vs_artifacts.png",
+]
 
 
 @pytest.fixture(scope="module")
 def tiny_sweep(tmp_path_factory):
     root = tmp_path_factory.mktemp("sweep")
-    run_entry("train.py", "-m", "upsample=deconv_k3,nearest_conv", "seed=0", *TINY, "trainer.max_epochs=2",
-              f"hydra.sweep.dir={root}", cwd=root)
+    run_entry(
+        "train.py",
+        "-m",
+        "upsample=deconv_k3,nearest_conv",
+        "seed=0",
+        *TINY,
+        "trainer.max_epochs=2",
+        f"hydra.sweep.dir={root}",
+        cwd=root,
+    )
     return root
 
 
@@ -45,14 +60,25 @@ def test_runs_log_artifacts_at_init_and_after_training(tiny_sweep):
     rows = {r["mode"]: r for r in csv.DictReader((tiny_sweep / "again" / "results.csv").open())}
     assert float(rows["nearest_conv"]["init/flat_pef2"]) == 0
     assert float(rows["deconv_k3"]["init/flat_pef2"]) > 0.5  # random k=3 deconvolution paints a pattern
-    assert float(rows["deconv_k3"]["init/kernel_imbalance"]) > 0.5 and rows["nearest_conv"]["init/kernel_imbalance"] == ""
+    assert (
+        float(rows["deconv_k3"]["init/kernel_imbalance"]) > 0.5 and rows["nearest_conv"]["init/kernel_imbalance"] == ""
+    )
     for mode in rows:
         assert (tiny_sweep / ("0" if mode == "deconv_k3" else "1") / "flat_field.png").is_file()
 
 
 def test_failed_member_does_not_stop_the_sweep_and_is_reported(tmp_path):
-    result = run_entry("train.py", "-m", "upsample=deconv", "model.depth=2,6", *TINY[1:], "trainer.max_epochs=1",
-                       f"hydra.sweep.dir={tmp_path}", cwd=tmp_path, check=False)
+    result = run_entry(
+        "train.py",
+        "-m",
+        "upsample=deconv",
+        "model.depth=2,6",
+        *TINY[1:],
+        "trainer.max_epochs=1",
+        f"hydra.sweep.dir={tmp_path}",
+        cwd=tmp_path,
+        check=False,
+    )
     assert result.returncode != 0
     assert (tmp_path / "0" / "metrics.json").is_file() and not (tmp_path / "1" / "metrics.json").exists()
     write_report(tmp_path)
@@ -72,7 +98,7 @@ def test_study_experiment_sweeps_eight_modes_by_three_seeds():
 
 def test_intervals_and_paired_differences():
     mean, low, high = mean_interval([1.0, 2.0, 3.0])
-    assert mean == 2 and low == pytest.approx(2 - 4.302653 / 3 ** 0.5, rel=1e-5) and high > 3
+    assert mean == 2 and low == pytest.approx(2 - 4.302653 / 3**0.5, rel=1e-5) and high > 3
     assert mean_interval([5.0])[0] == 5 and mean_interval([5.0])[1] != mean_interval([5.0])[1]  # NaN
     diff, low, high, n = paired_difference({0: 1.0, 1: 2.0, 2: 4.0}, {0: 0.5, 1: 1.5, 3: 9.0})
     assert (diff, n) == (0.5, 2) and low == high == 0.5

@@ -9,11 +9,19 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 
-from conftest import UPSAMPLE_MODES, compose_config
 from unet_upsampling.checkpoint import build_module
 from unet_upsampling.models import UNet
-from unet_upsampling.models.upsample import (BilinearConv, BilinearTransposedConv, NearestConv, PixelShuffle,
-                                             TransposedConv, bilinear_kernel, transposed_conv_size)
+from unet_upsampling.models.upsample import (
+    BilinearConv,
+    BilinearTransposedConv,
+    NearestConv,
+    PixelShuffle,
+    TransposedConv,
+    bilinear_kernel,
+    transposed_conv_size,
+)
+
+from conftest import UPSAMPLE_MODES, compose_config
 
 
 def tiny_unet(mode: str, *overrides: str, depth: int = 3) -> UNet:
@@ -22,8 +30,15 @@ def tiny_unet(mode: str, *overrides: str, depth: int = 3) -> UNet:
 
 
 def test_every_mode_is_listed():
-    assert {"deconv", "deconv_k3", "deconv_k4", "deconv_bilinear", "nearest_conv", "bilinear_conv",
-            "pixelshuffle"} <= set(UPSAMPLE_MODES)
+    assert {
+        "deconv",
+        "deconv_k3",
+        "deconv_k4",
+        "deconv_bilinear",
+        "nearest_conv",
+        "bilinear_conv",
+        "pixelshuffle",
+    } <= set(UPSAMPLE_MODES)
 
 
 @pytest.mark.parametrize("mode", UPSAMPLE_MODES)
@@ -47,8 +62,16 @@ def test_gradients_reach_every_trainable_parameter(mode):
 
 @pytest.mark.parametrize("trainable", [False, True])
 def test_bilinear_deconv_frozen_unless_trainable(trainable):
-    cfg = compose_config("train", ["upsample=deconv_bilinear", f"upsample.trainable={trainable}", "model.depth=2",
-                                   "model.base_channels=4", "module.scheduler=null"])
+    cfg = compose_config(
+        "train",
+        [
+            "upsample=deconv_bilinear",
+            f"upsample.trainable={trainable}",
+            "model.depth=2",
+            "model.base_channels=4",
+            "module.scheduler=null",
+        ],
+    )
     module = build_module(cfg)
     optimizer = module.configure_optimizers()
     kernels = [m.upsample.weight for m in module.net.modules() if isinstance(m, BilinearTransposedConv)]
@@ -110,8 +133,12 @@ def test_nearest_conv_as_one_transposed_conv_equals_resize_then_conv(s, k):
     reference = block.conv(F.interpolate(x, scale_factor=s, mode="nearest"))
     torch.testing.assert_close(ours, reference, atol=1e-5, rtol=0)
     grad = torch.randn_like(ours)
-    torch.testing.assert_close(torch.autograd.grad(ours, [x, block.conv.weight], grad),
-                               torch.autograd.grad(reference, [x, block.conv.weight], grad), atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(
+        torch.autograd.grad(ours, [x, block.conv.weight], grad),
+        torch.autograd.grad(reference, [x, block.conv.weight], grad),
+        atol=1e-4,
+        rtol=1e-5,
+    )
 
 
 def test_nearest_conv_resizes_to_an_odd_skip():

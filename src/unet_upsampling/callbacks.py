@@ -9,11 +9,15 @@ import matplotlib
 import numpy as np
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
 
-from unet_upsampling.metrics import (flat_field_response, kernel_imbalance, periodic_energy_fraction,  # noqa: E402
-                                     radial_power_spectrum)
+from unet_upsampling.metrics import (
+    flat_field_response,
+    kernel_imbalance,
+    periodic_energy_fraction,
+    radial_power_spectrum,
+)
 
 
 class PredictionFigure(L.Callback):
@@ -39,8 +43,12 @@ class PredictionFigure(L.Callback):
         preds = [pl_module(image[None].to(pl_module.device)).argmax(1)[0].cpu() for image in images]
         pl_module.train()
         save_prediction_grid(self.path, images, masks, preds, pl_module.num_classes)
-        np.savez_compressed(self.path.with_suffix(".npz"), images=np.stack([i.mean(0).numpy() for i in images]),
-                            masks=np.stack([m.numpy() for m in masks]), preds=np.stack([p.numpy() for p in preds]))
+        np.savez_compressed(
+            self.path.with_suffix(".npz"),
+            images=np.stack([i.mean(0).numpy() for i in images]),
+            masks=np.stack([m.numpy() for m in masks]),
+            preds=np.stack([p.numpy() for p in preds]),
+        )
 
 
 class ArtifactProbe(L.Callback):
@@ -87,8 +95,9 @@ class ArtifactProbe(L.Callback):
             self.arrays[f"{stage}_spectrum"] = torch.stack(self.spectra).mean(0).numpy()
         self.dir.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(self.dir / "artifacts.npz", **self.arrays)
-        save_flat_field_figure(self.dir / "flat_field.png",
-                               {k.split("_")[0]: v for k, v in self.arrays.items() if k.endswith("_flat")})
+        save_flat_field_figure(
+            self.dir / "flat_field.png", {k.split("_")[0]: v for k, v in self.arrays.items() if k.endswith("_flat")}
+        )
 
 
 def save_flat_field_figure(path: Path, maps: dict[str, np.ndarray]) -> None:
@@ -119,9 +128,13 @@ def save_prediction_grid(path: Path, images, masks, preds, num_classes: int) -> 
         panels = (image.mean(0), mask.clamp(0, num_classes - 1), pred, error)
         for ax, panel, title in zip(row, panels, ("image", "ground truth", "prediction", "errors")):
             cmap = "gray" if title == "image" else "Reds" if title == "errors" else "viridis"
-            ax.imshow(panel.numpy(), cmap=cmap, vmin=None if title == "image" else 0,
-                      vmax=None if title == "image" else 1 if title == "errors" else num_classes - 1,
-                      interpolation="nearest")
+            ax.imshow(
+                panel.numpy(),
+                cmap=cmap,
+                vmin=None if title == "image" else 0,
+                vmax=None if title == "image" else 1 if title == "errors" else num_classes - 1,
+                interpolation="nearest",
+            )
             ax.set_title(title)
             ax.axis("off")
     fig.tight_layout()
@@ -157,4 +170,5 @@ class FiniteLossGuard(L.Callback):
         raise FloatingPointError(
             f"{what} (epoch {trainer.current_epoch}): training stopped. Checkpoints written so far are kept "
             f"(best: {last or 'none yet'}). Lower module.optimizer.lr, set trainer.gradient_clip_val=1.0, or check "
-            f"the data for extreme values.")
+            f"the data for extreme values."
+        )

@@ -40,8 +40,9 @@ def share_job(output_dir: str | Path) -> dict[str, str | None]:
     if HydraConfig.initialized() and int(os.environ.get("LOCAL_RANK", "0")) == 0:
         overrides = HydraConfig.get().overrides
         kept = [o for o in overrides.hydra if o.lstrip("+~").startswith(_HYDRA_KEPT)]
-        os.environ[JOB_ENV] = json.dumps({"pid": os.getpid(), "output_dir": str(Path(output_dir).resolve()),
-                                          "overrides": [*overrides.task, *kept]})
+        os.environ[JOB_ENV] = json.dumps(
+            {"pid": os.getpid(), "output_dir": str(Path(output_dir).resolve()), "overrides": [*overrides.task, *kept]}
+        )
     return before
 
 
@@ -69,6 +70,11 @@ def adopt_rank_zero_job() -> bool:
     if job["pid"] != os.getppid():  # inherited by something other than a child of rank 0
         return False
     run_dir = job["output_dir"].replace("\\", "\\\\").replace('"', '\\"')
-    sys.argv = [sys.argv[0], *job["overrides"], f'hydra.run.dir="{run_dir}"', "hydra.output_subdir=null",
-                f"hydra.job.name=train_ddp_process_{local_rank}"]
+    sys.argv = [
+        sys.argv[0],
+        *job["overrides"],
+        f'hydra.run.dir="{run_dir}"',
+        "hydra.output_subdir=null",
+        f"hydra.job.name=train_ddp_process_{local_rank}",
+    ]
     return True

@@ -16,8 +16,10 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     module, _ = load_checkpoint(cfg.ckpt_path)
     datamodule = instantiate(cfg.data)
     if module.num_classes != datamodule.num_classes:
-        raise ValueError(f"the checkpoint predicts {module.num_classes} classes but data.num_classes="
-                         f"{datamodule.num_classes}: set data.num_classes={module.num_classes}")
+        raise ValueError(
+            f"the checkpoint predicts {module.num_classes} classes but data.num_classes="
+            f"{datamodule.num_classes}: set data.num_classes={module.num_classes}"
+        )
     trainer = instantiate(cfg.trainer, logger=False, callbacks=[instantiate(cfg.progress_bar)])
     metrics = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
     if datamodule.has_test:

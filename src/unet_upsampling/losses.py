@@ -6,7 +6,9 @@ import torch
 import torch.nn.functional as F
 
 
-def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = -100, eps: float = 1.0) -> torch.Tensor:
+def soft_dice_loss(
+    logits: torch.Tensor, target: torch.Tensor, ignore_index: int = -100, eps: float = 1.0
+) -> torch.Tensor:
     """1 - mean over classes of (2 sum p t + eps) / (sum p + sum t + eps), ignored pixels excluded."""
     valid = (target != ignore_index).unsqueeze(1)
     probs = logits.softmax(1) * valid

@@ -25,20 +25,34 @@ class SegmentationModule(L.LightningModule):
     steps every batch over the whole run. Only parameters with ``requires_grad`` are optimised.
     """
 
-    def __init__(self, net: nn.Module, num_classes: int, optimizer: Callable, scheduler: Callable | None = None,
-                 loss: str = "ce_dice", ignore_index: int = -100):
+    def __init__(
+        self,
+        net: nn.Module,
+        num_classes: int,
+        optimizer: Callable,
+        scheduler: Callable | None = None,
+        loss: str = "ce_dice",
+        ignore_index: int = -100,
+    ):
         super().__init__()
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}: choose module.loss={', '.join(LOSSES)}")
         self.net, self.num_classes, self.loss_fn, self.ignore_index = net, num_classes, LOSSES[loss], ignore_index
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.periods = periods(net.depth)
-        self.metrics = nn.ModuleDict({split: nn.ModuleDict({
-            "dice": MulticlassF1Score(num_classes, average="none", ignore_index=ignore_index),
-            "iou": MulticlassJaccardIndex(num_classes, average="none", ignore_index=ignore_index),
-            "boundary_f1": BoundaryF1(tolerance=2, ignore_index=ignore_index),
-            **{f"pef{p}": MeanMetric() for p in self.periods},
-        }) for split in ("val", "test")})
+        self.metrics = nn.ModuleDict(
+            {
+                split: nn.ModuleDict(
+                    {
+                        "dice": MulticlassF1Score(num_classes, average="none", ignore_index=ignore_index),
+                        "iou": MulticlassJaccardIndex(num_classes, average="none", ignore_index=ignore_index),
+                        "boundary_f1": BoundaryF1(tolerance=2, ignore_index=ignore_index),
+                        **{f"pef{p}": MeanMetric() for p in self.periods},
+                    }
+                )
+                for split in ("val", "test")
+            }
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -56,8 +70,9 @@ class SegmentationModule(L.LightningModule):
     def _evaluate(self, batch, split: str) -> torch.Tensor:
         image, mask = batch
         logits = self(image)
-        self.log(f"{split}/loss", self.loss_fn(logits, mask, self.ignore_index), batch_size=image.shape[0],
-                 sync_dist=True)
+        self.log(
+            f"{split}/loss", self.loss_fn(logits, mask, self.ignore_index), batch_size=image.shape[0], sync_dist=True
+        )
         metrics, preds = self.metrics[split], logits.argmax(1)
         for name in ("dice", "iou", "boundary_f1"):
             metrics[name].update(preds, mask)

@@ -28,8 +28,9 @@ def stored_values(mask_values: dict | None, num_classes: int) -> np.ndarray:
 @torch.no_grad()
 def predict(cfg: DictConfig) -> list[Path]:
     module, config = load_checkpoint(cfg.ckpt_path)
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if cfg.device == "auto" else cfg.device)
+    device = torch.device(
+        "cuda" if cfg.device == "auto" and torch.cuda.is_available() else "cpu" if cfg.device == "auto" else cfg.device
+    )
     module.to(device)
     data = config["data"]
     transform = instantiate(data["eval_transform"])

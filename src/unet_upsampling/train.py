@@ -51,9 +51,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if trainer.is_global_zero:
         run_dir = Path(cfg.paths.output_dir)
         path = write_metrics(run_dir / "metrics.json", metrics)
-        print_summary(f"{cfg.task_name}: upsample={cfg.upsample_name}, seed={cfg.seed}",
-                      metrics, {"best checkpoint": best or "none (checkpointing off)", "metrics": path,
-                                "run directory": run_dir})
+        print_summary(
+            f"{cfg.task_name}: upsample={cfg.upsample_name}, seed={cfg.seed}",
+            metrics,
+            {"best checkpoint": best or "none (checkpointing off)", "metrics": path, "run directory": run_dir},
+        )
     end_job(launcher_env)
     return metrics
 

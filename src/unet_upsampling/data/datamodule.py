@@ -62,10 +62,22 @@ class SegmentationDataModule(L.LightningDataModule):
     the source's own settings (``root``, ``mask_values``, ...) that the ``splits`` config refers to.
     """
 
-    def __init__(self, splits: Callable[[], dict[str, Dataset]], train_transform: A.Compose,
-                 eval_transform: A.Compose, num_classes: int, in_channels: int, crop_size: int,
-                 ignore_index: int = -100, batch_size: int = 8, eval_batch_size: int = 1, num_workers: int = 0,
-                 pin_memory: bool = False, seed: int = 0, **source: object):
+    def __init__(
+        self,
+        splits: Callable[[], dict[str, Dataset]],
+        train_transform: A.Compose,
+        eval_transform: A.Compose,
+        num_classes: int,
+        in_channels: int,
+        crop_size: int,
+        ignore_index: int = -100,
+        batch_size: int = 8,
+        eval_batch_size: int = 1,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        seed: int = 0,
+        **source: object,
+    ):
         super().__init__()
         self.crop_size, self.seed, self.source = crop_size, seed, source
         self.make_splits, self.train_transform, self.eval_transform = splits, train_transform, eval_transform
@@ -77,11 +89,15 @@ class SegmentationDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits is None:
             raw = self.make_splits()
-            self.splits = {name: Transformed(ds, self.train_transform if name == "train" else self.eval_transform)
-                           for name, ds in raw.items()}
+            self.splits = {
+                name: Transformed(ds, self.train_transform if name == "train" else self.eval_transform)
+                for name, ds in raw.items()
+            }
             if len(self.splits["train"]) < self.batch_size:
-                raise ValueError(f"the train split has {len(self.splits['train'])} images, fewer than "
-                                 f"data.batch_size={self.batch_size}: lower data.batch_size or add images")
+                raise ValueError(
+                    f"the train split has {len(self.splits['train'])} images, fewer than "
+                    f"data.batch_size={self.batch_size}: lower data.batch_size or add images"
+                )
 
     @property
     def has_test(self) -> bool:
@@ -91,9 +107,15 @@ class SegmentationDataModule(L.LightningDataModule):
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         self.setup()
         sampler = EpochSampler(len(self.splits[split]), self.seed) if shuffle else None
-        return DataLoader(self.splits[split], batch_size=batch_size, sampler=sampler, drop_last=shuffle,
-                          num_workers=self.num_workers, pin_memory=self.pin_memory,
-                          persistent_workers=self.num_workers > 0)
+        return DataLoader(
+            self.splits[split],
+            batch_size=batch_size,
+            sampler=sampler,
+            drop_last=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size, shuffle=True)

@@ -75,8 +75,9 @@ def stored_channels(image: Image.Image) -> int:
     return 3 if len(bands) >= 3 or image.mode == "P" else 1
 
 
-def check_pair(image_path: Path, mask_path: Path, in_channels: int, mapping: MaskMapping,
-               convert_channels: bool) -> str | None:
+def check_pair(
+    image_path: Path, mask_path: Path, in_channels: int, mapping: MaskMapping, convert_channels: bool
+) -> str | None:
     """What is wrong with one pair (unreadable or truncated file, sizes, channels, mask values), or None."""
     try:
         with Image.open(image_path) as image:
@@ -91,8 +92,10 @@ def check_pair(image_path: Path, mask_path: Path, in_channels: int, mapping: Mas
     if mask.shape != size:
         return f"{image_path} is {size[0]}x{size[1]} but its mask {mask_path.name} is {mask.shape[0]}x{mask.shape[1]}"
     if channels != in_channels and not convert_channels:
-        return (f"{image_path} has {channels} channel(s) but data.in_channels={in_channels}: set "
-                f"data.in_channels={channels}, or data.convert_channels=true to convert every image")
+        return (
+            f"{image_path} has {channels} channel(s) but data.in_channels={in_channels}: set "
+            f"data.in_channels={channels}, or data.convert_channels=true to convert every image"
+        )
     try:
         mapping(mask, mask_path)
     except ValueError as error:
@@ -110,8 +113,15 @@ def paired_files(root: Path, image_dir: str, mask_dir: str) -> tuple[list[tuple[
     return [(images[k], masks[k]) for k in sorted(images.keys() & masks.keys())], problems
 
 
-def usable_pairs(root: Path, image_dir: str, mask_dir: str, in_channels: int, mapping: MaskMapping,
-                 convert_channels: bool, on_bad_sample: str) -> list[tuple[Path, Path]]:
+def usable_pairs(
+    root: Path,
+    image_dir: str,
+    mask_dir: str,
+    in_channels: int,
+    mapping: MaskMapping,
+    convert_channels: bool,
+    on_bad_sample: str,
+) -> list[tuple[Path, Path]]:
     """Checks every file under ``root`` before training; bad pairs stop the run or, with skip, are listed and left out."""
     if on_bad_sample not in ("error", "skip"):
         raise ValueError(f"data.on_bad_sample={on_bad_sample!r}: choose error or skip")
@@ -121,12 +131,19 @@ def usable_pairs(root: Path, image_dir: str, mask_dir: str, in_channels: int, ma
     good = [pair for pair, problem in checked if problem is None]
     if problems and on_bad_sample == "error":
         listed = "\n  - ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
-        fix = ("Fix or remove them, or set data.on_bad_sample=skip to train without them." if good else
-               "No pair is usable as configured: apply the fix the messages name (it holds for every file).")
+        fix = (
+            "Fix or remove them, or set data.on_bad_sample=skip to train without them."
+            if good
+            else "No pair is usable as configured: apply the fix the messages name (it holds for every file)."
+        )
         raise ValueError(f"{len(problems)} bad sample(s) in {root}:\n  - {listed}\n{fix}")
     if problems:
-        log.warning("data.on_bad_sample=skip: left out %d sample(s) of %s:\n  - %s", len(problems), root,
-                    "\n  - ".join(problems))
+        log.warning(
+            "data.on_bad_sample=skip: left out %d sample(s) of %s:\n  - %s",
+            len(problems),
+            root,
+            "\n  - ".join(problems),
+        )
     if not good:
         raise ValueError(f"no usable image/mask pairs in {root}")
     return good
@@ -146,10 +163,19 @@ class FolderSegmentation(Dataset):
         return read_image(image_path, self.in_channels), self.mapping(read_mask(mask_path), mask_path)
 
 
-def folder_splits(root: str, num_classes: int, in_channels: int = 1, mask_values: Mapping[int, int] | None = None,
-                  ignore_index: int = -100, val_fraction: float = 0.2, split_seed: int = 0,
-                  image_dir: str = "images", mask_dir: str = "masks", on_bad_sample: str = "error",
-                  convert_channels: bool = False) -> dict[str, Dataset]:
+def folder_splits(
+    root: str,
+    num_classes: int,
+    in_channels: int = 1,
+    mask_values: Mapping[int, int] | None = None,
+    ignore_index: int = -100,
+    val_fraction: float = 0.2,
+    split_seed: int = 0,
+    image_dir: str = "images",
+    mask_dir: str = "masks",
+    on_bad_sample: str = "error",
+    convert_channels: bool = False,
+) -> dict[str, Dataset]:
     """``root/{train,val[,test]}/{images,masks}`` when present, else a seeded split of ``root/{images,masks}``.
 
     Every pair is checked first (see ``usable_pairs``).

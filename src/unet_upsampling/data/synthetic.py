@@ -71,9 +71,13 @@ class SyntheticSegmentation(Dataset):
         return self.samples[index]
 
 
-def synthetic_splits(train: int = 64, val: int = 16, test: int = 16, size: int = 128, num_classes: int = 2,
-                     seed: int = 0) -> dict[str, Dataset]:
+def synthetic_splits(
+    train: int = 64, val: int = 16, test: int = 16, size: int = 128, num_classes: int = 2, seed: int = 0
+) -> dict[str, Dataset]:
     """Disjoint train/val/test sets: each split renders from its own seed stream."""
     lengths = {"train": train, "val": val, "test": test}
-    return {name: SyntheticSegmentation(n, size, num_classes, seed=seed * 3 + k)
-            for k, (name, n) in enumerate(lengths.items()) if n > 0}
+    return {
+        name: SyntheticSegmentation(n, size, num_classes, seed=seed * 3 + k)
+        for k, (name, n) in enumerate(lengths.items())
+        if n > 0
+    }

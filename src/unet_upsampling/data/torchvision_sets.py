@@ -30,11 +30,15 @@ def oxford_pet_splits(root: str, download: bool = False, ignore_index: int = 255
     lut = np.full(256, ignore_index, np.int64)
     lut[[1, 2]] = [1, 0]
     split = {"train": "trainval", "val": "test"}
-    return {name: PairsFromPIL(datasets.OxfordIIITPet(root, split=s, target_types="segmentation", download=download), lut)
-            for name, s in split.items()}
+    return {
+        name: PairsFromPIL(datasets.OxfordIIITPet(root, split=s, target_types="segmentation", download=download), lut)
+        for name, s in split.items()
+    }
 
 
 def voc_splits(root: str, year: str = "2012", download: bool = False) -> dict[str, Dataset]:
     """PASCAL VOC segmentation: 21 classes, 255 marks object borders (the ignore index)."""
-    return {name: PairsFromPIL(datasets.VOCSegmentation(root, year=year, image_set=name, download=download))
-            for name in ("train", "val")}
+    return {
+        name: PairsFromPIL(datasets.VOCSegmentation(root, year=year, image_set=name, download=download))
+        for name in ("train", "val")
+    }

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -47,8 +45,15 @@ def receptive_field_bound(depth: int) -> int:
 
 
 @torch.no_grad()
-def flat_field_response(net: nn.Module, in_channels: int, depth: int, value: float = 0.0, noise_std: float = 0.0,
-                        interior: int = 64, seed: int = 0) -> torch.Tensor:
+def flat_field_response(
+    net: nn.Module,
+    in_channels: int,
+    depth: int,
+    value: float = 0.0,
+    noise_std: float = 0.0,
+    interior: int = 64,
+    seed: int = 0,
+) -> torch.Tensor:
     """Logit maps (C, interior, interior) of ``net`` in eval mode fed a constant image.
 
     The input is ``value`` (plus Gaussian noise of ``noise_std``) on a square of side
@@ -67,7 +72,7 @@ def flat_field_response(net: nn.Module, in_channels: int, depth: int, value: flo
         out = net(x.to(device))[0]
     finally:
         net.train(was_training)
-    return out[:, margin:margin + interior, margin:margin + interior].float().cpu()
+    return out[:, margin : margin + interior, margin : margin + interior].float().cpu()
 
 
 def phase_gain_imbalance(weight: torch.Tensor, stride: int) -> dict[str, torch.Tensor]:
@@ -85,15 +90,18 @@ def phase_gain_imbalance(weight: torch.Tensor, stride: int) -> dict[str, torch.T
     def imbalance(g: torch.Tensor) -> torch.Tensor:
         return (g.std(-1, unbiased=False) / g.mean(-1).abs().clamp_min(1e-12)).mean().float()
 
-    return {"rows": imbalance(g2d.unflatten(-1, (stride, stride)).sum(-1)),
-            "cols": imbalance(g2d.unflatten(-1, (stride, stride)).sum(-2)),
-            "2d": imbalance(g2d)}
+    return {
+        "rows": imbalance(g2d.unflatten(-1, (stride, stride)).sum(-1)),
+        "cols": imbalance(g2d.unflatten(-1, (stride, stride)).sum(-2)),
+        "2d": imbalance(g2d),
+    }
 
 
 def kernel_imbalance(net: nn.Module) -> torch.Tensor | None:
     """Mean 2-D phase-gain imbalance over every ConvTranspose2d in ``net`` (None if it has none)."""
-    values = [phase_gain_imbalance(m.weight, m.stride[0])["2d"] for m in net.modules()
-              if isinstance(m, nn.ConvTranspose2d)]
+    values = [
+        phase_gain_imbalance(m.weight, m.stride[0])["2d"] for m in net.modules() if isinstance(m, nn.ConvTranspose2d)
+    ]
     return torch.stack(values).mean() if values else None
 
 

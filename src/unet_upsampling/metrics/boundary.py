@@ -13,7 +13,7 @@ def class_boundaries(labels: torch.Tensor, ignore_index: int | None = None) -> t
     padded = F.pad(x, (1, 1, 1, 1), mode="replicate")
     differs = torch.zeros_like(x, dtype=torch.bool)
     for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
-        differs |= padded[..., dy:dy + x.shape[-2], dx:dx + x.shape[-1]] != x
+        differs |= padded[..., dy : dy + x.shape[-2], dx : dx + x.shape[-1]] != x
     edges = differs[:, 0]
     return edges if ignore_index is None else edges & (labels != ignore_index)
 

@@ -37,8 +37,16 @@ class UNet(nn.Module):
     ``nn.Module.compile`` on its first call, which leaves state_dict keys, and so checkpoints, alone.
     """
 
-    def __init__(self, upsample: UpsampleFactory, in_channels: int = 1, num_classes: int = 2, depth: int = 4,
-                 base_channels: int = 32, channels_last: bool = False, compile: bool = False):
+    def __init__(
+        self,
+        upsample: UpsampleFactory,
+        in_channels: int = 1,
+        num_classes: int = 2,
+        depth: int = 4,
+        base_channels: int = 32,
+        channels_last: bool = False,
+        compile: bool = False,
+    ):
         super().__init__()
         widths = [base_channels * 2**d for d in range(depth + 1)]
         self.depth, self.in_channels, self.num_classes = depth, in_channels, num_classes
@@ -56,8 +64,10 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if min(x.shape[-2:]) < 2**self.depth:
-            raise ValueError(f"input {tuple(x.shape[-2:])} is smaller than 2**depth = {2**self.depth}: "
-                             f"lower model.depth or use larger images/crops")
+            raise ValueError(
+                f"input {tuple(x.shape[-2:])} is smaller than 2**depth = {2**self.depth}: "
+                f"lower model.depth or use larger images/crops"
+            )
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         skips = []

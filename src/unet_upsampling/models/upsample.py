@@ -52,8 +52,10 @@ def bilinear_kernel(factor: int) -> torch.Tensor:
 def same_size_conv(in_channels: int, out_channels: int, kernel_size: int) -> nn.Conv2d:
     """A convolution with padding k // 2, which keeps the spatial size only for odd k."""
     if kernel_size % 2 == 0:
-        raise ValueError(f"upsample.kernel_size={kernel_size}: this mode's convolution must keep the skip's size, "
-                         f"which needs an odd kernel size; use upsample.kernel_size={kernel_size + 1}")
+        raise ValueError(
+            f"upsample.kernel_size={kernel_size}: this mode's convolution must keep the skip's size, "
+            f"which needs an odd kernel size; use upsample.kernel_size={kernel_size + 1}"
+        )
     return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
 
 
@@ -97,15 +99,23 @@ class TransposedConv(nn.Module):
     output exceeds every skip size, are refused when the block is built.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 2, stride: int = 2,
-                 padding: int = 0, output_padding: int = 0):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 2,
+        stride: int = 2,
+        padding: int = 0,
+        output_padding: int = 0,
+    ):
         super().__init__()
         if kernel_size - 2 * padding > stride:
             raise ValueError(
                 f"upsample.kernel_size={kernel_size}, stride={stride}, padding={padding} cannot meet the skip "
                 f"connection: o = (i-1)s - 2p + k + output_padding = {stride}i + {kernel_size - 2 * padding - stride} "
                 f"+ output_padding exceeds the skip's size {stride}i or {stride}i+1 for every i; "
-                f"raise upsample.padding to {(kernel_size - stride + 1) // 2} or lower upsample.kernel_size")
+                f"raise upsample.padding to {(kernel_size - stride + 1) // 2} or lower upsample.kernel_size"
+            )
         self.conv = nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride, padding, output_padding)
 
     def forward(self, x: torch.Tensor, output_size: Size | None = None) -> torch.Tensor:
@@ -129,14 +139,21 @@ class BilinearTransposedConv(nn.Module):
     the optimiser.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, scale_factor: int = 2, trainable: bool = False,
-                 kernel_size: int = 3):
+    def __init__(
+        self, in_channels: int, out_channels: int, scale_factor: int = 2, trainable: bool = False, kernel_size: int = 3
+    ):
         super().__init__()
         self.conv = same_size_conv(in_channels, out_channels, kernel_size)
         k = 2 * scale_factor - scale_factor % 2
-        self.upsample = nn.ConvTranspose2d(out_channels, out_channels, k, scale_factor,
-                                           padding=math.ceil((scale_factor - 1) / 2), groups=out_channels,
-                                           bias=False)
+        self.upsample = nn.ConvTranspose2d(
+            out_channels,
+            out_channels,
+            k,
+            scale_factor,
+            padding=math.ceil((scale_factor - 1) / 2),
+            groups=out_channels,
+            bias=False,
+        )
         with torch.no_grad():
             self.upsample.weight.copy_(bilinear_kernel(scale_factor).expand_as(self.upsample.weight))
         self.upsample.weight.requires_grad_(trainable)
@@ -153,16 +170,28 @@ class BilinearTransposedConv(nn.Module):
 class ResizeConv(nn.Module):
     """Interpolation (``mode``) to the skip's size, then a ``kernel_size`` convolution (Odena et al. 2016)."""
 
-    def __init__(self, in_channels: int, out_channels: int, mode: str, scale_factor: int = 2,
-                 kernel_size: int = 3, align_corners: bool | None = None):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        mode: str,
+        scale_factor: int = 2,
+        kernel_size: int = 3,
+        align_corners: bool | None = None,
+    ):
         super().__init__()
         self.mode, self.scale_factor, self.align_corners = mode, scale_factor, align_corners
         self.conv = same_size_conv(in_channels, out_channels, kernel_size)
 
     def forward(self, x: torch.Tensor, output_size: Size | None = None) -> torch.Tensor:
         size = None if output_size is None else tuple(output_size)
-        x = F.interpolate(x, size=size, scale_factor=None if size else self.scale_factor, mode=self.mode,
-                          align_corners=self.align_corners)
+        x = F.interpolate(
+            x,
+            size=size,
+            scale_factor=None if size else self.scale_factor,
+            mode=self.mode,
+            align_corners=self.align_corners,
+        )
         return self.conv(x)
 
 
@@ -189,8 +218,14 @@ class NearestConv(ResizeConv):
 class BilinearConv(ResizeConv):
     """Bilinear resize, then a convolution."""
 
-    def __init__(self, in_channels: int, out_channels: int, scale_factor: int = 2, kernel_size: int = 3,
-                 align_corners: bool = False):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        scale_factor: int = 2,
+        kernel_size: int = 3,
+        align_corners: bool = False,
+    ):
         super().__init__(in_channels, out_channels, "bilinear", scale_factor, kernel_size, align_corners)
 
 
@@ -201,8 +236,9 @@ class PixelShuffle(nn.Module):
     top and left, then a 2x2 average, which removes what is left of the checkerboard.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, scale_factor: int = 2, kernel_size: int = 3,
-                 blur: bool = False):
+    def __init__(
+        self, in_channels: int, out_channels: int, scale_factor: int = 2, kernel_size: int = 3, blur: bool = False
+    ):
         super().__init__()
         self.conv = same_size_conv(in_channels, out_channels * scale_factor**2, kernel_size)
         icnr_(self.conv.weight, scale_factor)

@@ -13,8 +13,16 @@ from unet_upsampling.report.runs import Run, collect_runs
 from unet_upsampling.report.stats import mean_interval, paired_difference
 
 QUALITY = ("val/dice", "val/iou", "val/boundary_f1", "test/dice")
-ARTIFACTS = ("init/flat_pef2", "val/flat_pef2", "init/flat_std", "val/flat_std", "init/noise_pef2", "val/noise_pef2",
-             "init/kernel_imbalance", "val/kernel_imbalance")
+ARTIFACTS = (
+    "init/flat_pef2",
+    "val/flat_pef2",
+    "init/flat_std",
+    "val/flat_std",
+    "init/noise_pef2",
+    "val/noise_pef2",
+    "init/kernel_imbalance",
+    "val/kernel_imbalance",
+)
 COST = ("params", "trainable_params", "train_time_s")
 PAIRED = ("val/dice", "val/boundary_f1", "val/flat_std")
 FLAT_AT_INIT = ("deconv_bilinear", "nearest_conv", "bilinear_conv")
@@ -47,8 +55,16 @@ def write_csv(runs: list[Run], path: Path) -> Path:
         writer = csv.writer(f)
         writer.writerow(["mode", "seed", "status", "run_dir", "error", *keys])
         for r in runs:
-            writer.writerow([r.mode, r.seed, "ok" if r.ok else "failed", r.dir, r.error or "",
-                             *(r.metrics.get(k, "") for k in keys)])
+            writer.writerow(
+                [
+                    r.mode,
+                    r.seed,
+                    "ok" if r.ok else "failed",
+                    r.dir,
+                    r.error or "",
+                    *(r.metrics.get(k, "") for k in keys),
+                ]
+            )
     return path
 
 
@@ -58,32 +74,40 @@ def findings(groups: dict[str, list[Run]]) -> list[str]:
     ranked = sorted(groups, key=lambda m: -mean_interval([r.metrics.get("val/dice") for r in groups[m]])[0])
     if ranked:
         best = mean_interval([r.metrics.get("val/dice") for r in groups[ranked[0]]])
-        lines.append(f"- Highest mean val/dice: **{ranked[0]}** {fmt_interval(*best)}; lowest: {ranked[-1]} "
-                     f"{fmt_interval(*mean_interval([r.metrics.get('val/dice') for r in groups[ranked[-1]]]))}.")
+        lines.append(
+            f"- Highest mean val/dice: **{ranked[0]}** {fmt_interval(*best)}; lowest: {ranked[-1]} "
+            f"{fmt_interval(*mean_interval([r.metrics.get('val/dice') for r in groups[ranked[-1]]]))}."
+        )
         if len(ranked) > 1:
             second = mean_interval([r.metrics.get("val/dice") for r in groups[ranked[1]]])
             overlap = np.isfinite(best[1]) and np.isfinite(second[2]) and best[1] <= second[2]
-            lines.append(f"- The runner-up, {ranked[1]} ({fmt(second[0])}), is "
-                         f"{'within' if overlap else 'outside'} the leader's 95% interval"
-                         f"{': the seeds do not separate them' if overlap else ''}."
-                         if np.isfinite(best[1]) else f"- Runner-up: {ranked[1]} ({fmt(second[0])}); one seed each, "
-                         "so no interval.")
+            lines.append(
+                f"- The runner-up, {ranked[1]} ({fmt(second[0])}), is "
+                f"{'within' if overlap else 'outside'} the leader's 95% interval"
+                f"{': the seeds do not separate them' if overlap else ''}."
+                if np.isfinite(best[1])
+                else f"- Runner-up: {ranked[1]} ({fmt(second[0])}); one seed each, so no interval."
+            )
     if {"deconv", "deconv_k3"} <= groups.keys():
         for key in ("init/noise_pef2", "val/noise_pef2", "val/flat_std", "val/pef2"):
             k3, k2 = (mean_interval([r.metrics.get(key) for r in groups[m]])[0] for m in ("deconv_k3", "deconv"))
             if np.isfinite(k3) and np.isfinite(k2):
                 verdict = "more" if k3 > k2 else "not more"
-                lines.append(f"- Theory, uneven overlap: deconv_k3 shows {verdict} `{key}` than deconv (k=2): "
-                             f"{fmt(k3)} vs {fmt(k2)}.")
+                lines.append(
+                    f"- Theory, uneven overlap: deconv_k3 shows {verdict} `{key}` than deconv (k=2): "
+                    f"{fmt(k3)} vs {fmt(k2)}."
+                )
     for mode in FLAT_AT_INIT:
         if mode in groups:
             pefs = [r.metrics.get(k) for r in groups[mode] for k in r.metrics if k.startswith("init/flat_pef")]
             stds = [r.metrics.get("init/flat_std") for r in groups[mode]]
             if pefs:
                 flat = max(pefs) == 0
-                lines.append(f"- Theory, flat in -> flat out at init: {mode} answers a constant with "
-                             f"{'a constant' if flat else 'a pattern'} (largest init/flat_pef {fmt(max(pefs))}, "
-                             f"init/flat_std up to {fmt(max(stds))}).")
+                lines.append(
+                    f"- Theory, flat in -> flat out at init: {mode} answers a constant with "
+                    f"{'a constant' if flat else 'a pattern'} (largest init/flat_pef {fmt(max(pefs))}, "
+                    f"init/flat_std up to {fmt(max(stds))})."
+                )
     return lines
 
 
@@ -96,22 +120,44 @@ def write_report(root: Path, out: Path | None = None, reference: str = "deconv")
     out.mkdir(parents=True, exist_ok=True)
     groups = figures.by_mode(runs)
     paths = {"results.csv": write_csv(runs, out / "results.csv")}
-    for name, draw in (("quality", figures.quality), ("periodic_energy", figures.periodic_energy),
-                       ("flat_fields", figures.flat_fields), ("predictions", figures.predictions),
-                       ("spectra", figures.spectra), ("quality_vs_artifacts", figures.quality_vs_artifacts)):
+    for name, draw in (
+        ("quality", figures.quality),
+        ("periodic_energy", figures.periodic_energy),
+        ("flat_fields", figures.flat_fields),
+        ("predictions", figures.predictions),
+        ("spectra", figures.spectra),
+        ("quality_vs_artifacts", figures.quality_vs_artifacts),
+    ):
         paths[f"{name}.png"] = draw(runs, out / f"{name}.png")
 
     failed = [r for r in runs if not r.ok]
-    md = [f"# Upsampling study: {root}", "",
-          f"{len(runs)} runs: {len(runs) - len(failed)} finished, {len(failed)} failed. Intervals are 95% Student-t "
-          "intervals over seeds; metrics are those of each run's best checkpoint (`val/`), at initialisation "
-          "(`init/`), and on the test split (`test/`).", "", "## Findings", "", *findings(groups), ""]
+    md = [
+        f"# Upsampling study: {root}",
+        "",
+        f"{len(runs)} runs: {len(runs) - len(failed)} finished, {len(failed)} failed. Intervals are 95% Student-t "
+        "intervals over seeds; metrics are those of each run's best checkpoint (`val/`), at initialisation "
+        "(`init/`), and on the test split (`test/`).",
+        "",
+        "## Findings",
+        "",
+        *findings(groups),
+        "",
+    ]
     if failed:
-        md += ["## Failed runs", "", *table(["mode", "seed", "run directory", "error"],
-                                            [[r.mode, str(r.seed), str(r.dir), r.error or ""] for r in failed]), ""]
+        md += [
+            "## Failed runs",
+            "",
+            *table(
+                ["mode", "seed", "run directory", "error"],
+                [[r.mode, str(r.seed), str(r.dir), r.error or ""] for r in failed],
+            ),
+            "",
+        ]
     for title, keys in (("Segmentation quality", QUALITY), ("Artifacts", ARTIFACTS), ("Cost", COST)):
-        rows = [[mode, str(len(group))] + [fmt_interval(*mean_interval([r.metrics.get(k) for r in group])) for k in keys]
-                for mode, group in groups.items()]
+        rows = [
+            [mode, str(len(group))] + [fmt_interval(*mean_interval([r.metrics.get(k) for r in group])) for k in keys]
+            for mode, group in groups.items()
+        ]
         md += [f"## {title}", "", *table(["mode", "seeds", *keys], rows), ""]
     if reference in groups:
         rows = []
@@ -122,13 +168,20 @@ def write_report(root: Path, out: Path | None = None, reference: str = "deconv")
                     mean, low, high, n = paired_difference(per_seed(group, key), per_seed(groups[reference], key))
                     cells.append(f"{fmt_interval(mean, low, high)} (n={n})")
                 rows.append([mode, *cells])
-        md += [f"## Paired differences against {reference} (same seed)", "",
-               *table(["mode", *[f"Δ {k}" for k in PAIRED]], rows), ""]
+        md += [
+            f"## Paired differences against {reference} (same seed)",
+            "",
+            *table(["mode", *[f"Δ {k}" for k in PAIRED]], rows),
+            "",
+        ]
     md += ["## Figures", ""] + [f"![{name}]({name})" for name in paths if name.endswith(".png")] + [""]
-    md += ["Measures: `pef{P}` is the periodic energy fraction of the logit maps (share of variance at period P); "
-           "`flat_*` probe the network with a constant image, `noise_*` with the constant plus weak noise, on the "
-           "interior beyond the receptive field; `kernel_imbalance` is the phase-gain imbalance of the transposed "
-           "convolutions (0 for the bilinear kernel); `boundary_f1` scores class edges within 2 px.", ""]
+    md += [
+        "Measures: `pef{P}` is the periodic energy fraction of the logit maps (share of variance at period P); "
+        "`flat_*` probe the network with a constant image, `noise_*` with the constant plus weak noise, on the "
+        "interior beyond the receptive field; `kernel_imbalance` is the phase-gain imbalance of the transposed "
+        "convolutions (0 for the bilinear kernel); `boundary_f1` scores class edges within 2 px.",
+        "",
+    ]
     paths["report.md"] = out / "report.md"
     paths["report.md"].write_text("\n".join(md))
     return paths

@@ -8,12 +8,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from unet_upsampling.callbacks import show_flat_field  # noqa: E402
-from unet_upsampling.report.runs import Run  # noqa: E402
-from unet_upsampling.report.stats import mean_interval  # noqa: E402
+from unet_upsampling.callbacks import show_flat_field
+from unet_upsampling.report.runs import Run
+from unet_upsampling.report.stats import mean_interval
 
 
 def by_mode(runs: list[Run]) -> dict[str, list[Run]]:
@@ -25,8 +25,9 @@ def by_mode(runs: list[Run]) -> dict[str, list[Run]]:
 
 
 def periods_of(runs: list[Run], prefix: str) -> list[int]:
-    return sorted({int(k[len(prefix):]) for r in runs for k in r.metrics if k.startswith(prefix) and
-                   k[len(prefix):].isdigit()})
+    return sorted(
+        {int(k[len(prefix) :]) for r in runs for k in r.metrics if k.startswith(prefix) and k[len(prefix) :].isdigit()}
+    )
 
 
 def save(fig, path: Path) -> Path:
@@ -65,8 +66,7 @@ def periodic_energy(runs: list[Run], path: Path) -> Path:
             color = plt.cm.tab10(i % 10)
             for stage, style in (("init", ":"), ("val", "-")):
                 values = [np.nanmean([r.metrics.get(f"{stage}/{kind}{p}", np.nan) for r in group]) for p in ps]
-                ax.plot(ps, values, style, marker="o", ms=3, color=color,
-                        label=mode if stage == "val" else None)
+                ax.plot(ps, values, style, marker="o", ms=3, color=color, label=mode if stage == "val" else None)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("period P (px)")
@@ -107,15 +107,23 @@ def predictions(runs: list[Run], path: Path, crop: int = 32) -> Path:
         box = (slice(top, top + crop), slice(left, left + crop))
         vmax = max(int(a["preds"].max()) for a in chosen.values()) or 1
         for ax, panel, title in zip(axes[0], (image, mask, mask[box]), ("image", "ground truth", "truth, zoomed")):
-            ax.imshow(panel, cmap="gray" if title == "image" else "viridis", vmin=None if title == "image" else 0,
-                      vmax=None if title == "image" else vmax, interpolation="nearest")
+            ax.imshow(
+                panel,
+                cmap="gray" if title == "image" else "viridis",
+                vmin=None if title == "image" else 0,
+                vmax=None if title == "image" else vmax,
+                interpolation="nearest",
+            )
             ax.set_title(title, fontsize=9)
         axes[0][0].add_patch(plt.Rectangle((left, top), crop, crop, fill=False, color="red"))
         for row, (mode, arrays) in zip(axes[1:], chosen.items()):
             pred = arrays["preds"][0]
             error = pred != mask
-            for ax, panel, title, cmap in ((row[0], pred, mode, "viridis"), (row[1], pred[box], "zoomed", "viridis"),
-                                           (row[2], error, f"errors: {error.mean():.1%}", "Reds")):
+            for ax, panel, title, cmap in (
+                (row[0], pred, mode, "viridis"),
+                (row[1], pred[box], "zoomed", "viridis"),
+                (row[2], error, f"errors: {error.mean():.1%}", "Reds"),
+            ):
                 ax.imshow(panel, cmap=cmap, vmin=0, vmax=1 if cmap == "Reds" else vmax, interpolation="nearest")
                 ax.set_title(title, fontsize=9)
     for ax in axes.flat:
@@ -128,11 +136,18 @@ def spectra(runs: list[Run], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for i, (mode, group) in enumerate(by_mode(runs).items()):
         for stage, style in (("init", ":"), ("final", "-")):
-            curves = [a[f"{stage}_spectrum"] for a in (r.arrays("artifacts") for r in group) if f"{stage}_spectrum" in a]
+            curves = [
+                a[f"{stage}_spectrum"] for a in (r.arrays("artifacts") for r in group) if f"{stage}_spectrum" in a
+            ]
             if curves:
                 mean = np.mean(curves, axis=0)
-                ax.plot(np.linspace(0, 1, len(mean), endpoint=False), mean, style, color=plt.cm.tab10(i % 10),
-                        label=mode if stage == "final" else None)
+                ax.plot(
+                    np.linspace(0, 1, len(mean), endpoint=False),
+                    mean,
+                    style,
+                    color=plt.cm.tab10(i % 10),
+                    label=mode if stage == "final" else None,
+                )
     ax.set_xlabel("radial frequency |f| / (sqrt(2) f_Nyquist)")
     ax.set_ylabel("log10 power")
     ax.set_title("spectra of validation logits: dotted = init, solid = trained", fontsize=9)
