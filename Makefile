@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test test-all clean
+.PHONY: install train test test-fast lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,8 +17,21 @@ install: $(STAMP)
 train: $(STAMP)
 	$(BIN)/python train.py $(ARGS)
 
+# The whole suite (what CI runs).
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The edit-test loop: everything but the subprocess tests (kill -9, SIGTERM, DDP, launchers, the benchmark).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
 clean:
-	rm -rf logs .pytest_cache
+	rm -rf logs .pytest_cache .ruff_cache

@@ -1,4 +1,5 @@
-"""Shared fixtures: Hydra composition, subprocess runs of the entry points, tiny data on disk."""
+"""Shared fixtures: Hydra composition, the entry points run in this process or (where the process boundary is
+the point) in a subprocess, tiny data on disk."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
+from omegaconf import open_dict, read_write
 from PIL import Image
+
+from unet_upsampling import evaluate, predict, train
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "src" / "unet_upsampling" / "configs"
@@ -25,30 +29,47 @@ TINY = [
     "model.base_channels=4",
     "data.crop_size=48",
     "data.batch_size=4",
-    "data.splits.train=8",
-    "data.splits.val=4",
-    "data.splits.test=4",
-    "data.splits.size=48",
+    "data.source.train=8",
+    "data.source.val=4",
+    "data.source.test=4",
+    "data.source.size=48",
 ]
+ENTRY_POINTS = {"train.py": train.main, "eval.py": evaluate.main, "predict.py": predict.main}
 
 
 def compose_config(name: str = "train", overrides: list[str] | None = None):
-    """The config train.py/eval.py/predict.py would see, with ${hydra:...} values filled for tests."""
+    """The config train.py/eval.py/predict.py would see (``${hydra:...}`` served, the hydra node dropped)."""
     with initialize_config_module("unet_upsampling.configs", version_base="1.3"):
         cfg = compose(name, overrides=overrides or [], return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = cfg.hydra.run.dir
     HydraConfig.instance().set_config(cfg)  # serves ${hydra:...}; the job config itself has no hydra node
+    with read_write(cfg.hydra):
+        cfg.hydra.runtime.output_dir = str(cfg.hydra.run.dir)
+    HydraConfig.instance().set_config(cfg.copy())
     with open_dict(cfg):
         del cfg["hydra"]
     return cfg
+
+
+def run_app(script: str, *overrides: str, cwd: Path, monkeypatch) -> int:
+    """Runs ``python <script> overrides...`` in this process (Hydra app, logging, run directory and all);
+    returns the exit code. Output goes to pytest's capture (``capsys``)."""
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("LOG_DIR", str(cwd / "logs"))
+    monkeypatch.setattr(sys, "argv", [script, *overrides])
+    try:
+        ENTRY_POINTS[script]()
+        return 0
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        GlobalHydra.instance().clear()
 
 
 def run_entry(
     script: str, *overrides: str, cwd: Path, check: bool = True, timeout: int = 600, env: dict | None = None
 ) -> subprocess.CompletedProcess:
     """Runs ``python <script> overrides...`` from the repository root as a user would."""
-    result = subprocess.run(
+    result = subprocess.run(  # noqa: PLW1510 (the return code is checked below, with the output)
         [sys.executable, str(ROOT / script), *overrides],
         cwd=cwd,
         capture_output=True,

@@ -1,9 +1,10 @@
-"""The speed benchmark on a tiny size, the GPU settings (checked on CPU), no per-step host sync."""
+"""The speed benchmark (scripts/bench/) on a tiny size, the GPU settings (checked on CPU), no per-step host sync."""
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import lightning as L
@@ -12,11 +13,14 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from unet_upsampling import benchmark
-from unet_upsampling.checkpoint import build_module
-from unet_upsampling.models.unet import fuse_batchnorm
+from unet_upsampling.builders import build_task
 
 from conftest import ROOT, compose_config
+
+sys.path.insert(0, str(ROOT / "scripts"))  # the benchmark is a tool beside the package: scripts/bench/
+
+from bench import cli, machine, timing
+from bench.inference import fuse_batchnorm
 
 TINY_BENCH = [
     "--modes",
@@ -31,6 +35,10 @@ TINY_BENCH = [
     "2",
     "--warmup",
     "1",
+    "--repeats",
+    "1",
+    "--gemm-size",
+    "128",
     "--train-epochs",
     "2",
     "--train-rounds",
@@ -48,11 +56,12 @@ TINY_BENCH = [
     "2",
     "--threads",
     "1",
-    "data.splits.size=48",
-    "data.splits.train=16",
-    "data.splits.val=4",
-    "data.splits.test=4",
+    "data.source.size=48",
+    "data.source.train=16",
+    "data.source.val=4",
+    "data.source.test=4",
 ]
+SKIP_ALL = ["--skip", "train_py", "pipeline", "inference"]
 
 
 def positive(value) -> bool:
@@ -71,7 +80,7 @@ def one_thread(monkeypatch):
 
 def run_tiny(tmp_path: Path, *extra: str) -> dict:
     out = tmp_path / "bench.json"
-    benchmark.main([*TINY_BENCH, *extra, "--output", str(out)])
+    cli.main([*TINY_BENCH, *extra, "--output", str(out)])
     return json.loads(out.read_text())
 
 
@@ -85,18 +94,7 @@ def check_lightning_part(lightning: dict) -> None:
     assert lightning["train_py"]["host_syncs_per_step_median"] == 0
 
 
-def test_benchmark_json_has_every_field(tmp_path, capsys, one_thread):
-    """Every part at a tiny size, train.py run included (about 20 s)."""
-    pytest.importorskip("monai", reason="the benchmark's MONAI part needs the bench extra (in dev)")
-    report = run_tiny(tmp_path)
-    printed = capsys.readouterr().out
-    assert "ours / MONAI" in printed and "train.py / plain" in printed and "data pipeline" in printed
-    assert "targets:" in printed
-    assert report["machine"]["torch_threads"] == 1
-
-    assert {"cpu", "cpu_count", "torch_threads", "torch", "device", "monai"} <= report["machine"].keys()
-    assert report["machine"]["device"] == "cpu"
-    assert {"image_size", "batch_size", "base_channels", "depth", "steps", "warmup"} <= report["settings"].keys()
+def check_training_part(report: dict) -> None:
     assert set(report["training"]) == {"pixelshuffle"}
     for mode, row in report["training"].items():
         assert row["monai_upsample"] == {"deconv": "deconv", "pixelshuffle": "pixelshuffle"}[mode]
@@ -114,6 +112,7 @@ def test_benchmark_json_has_every_field(tmp_path, capsys, one_thread):
         assert row["ours"] == row["ours_channels_last"] and row["monai"] == row["monai_contiguous"]
         for ratio in (
             "ratio_ours_vs_monai",
+            "ratio_ours_vs_monai_per_flop",
             "ratio_ours_vs_monai_contiguous",
             "ratio_ours_vs_monai_channels_last",
             "ratio_channels_last_vs_contiguous",
@@ -121,8 +120,49 @@ def test_benchmark_json_has_every_field(tmp_path, capsys, one_thread):
             assert positive(row[ratio]), ratio
         assert positive(row["forward_gflops_per_image"]) and positive(row["monai_train_gflops_per_image"])
         assert row["train_gflops_per_image"] > 2 * row["forward_gflops_per_image"]  # backward ~ 2x forward
+        # per FLOP = per image x (our FLOPs / MONAI's FLOPs)
+        flops = row["train_gflops_per_image"] / row["monai_train_gflops_per_image"]
+        assert row["ratio_ours_vs_monai_per_flop"] == pytest.approx(row["ratio_ours_vs_monai"] * flops)
         assert row["gpu_peak_fraction"] is None  # CPU
 
+
+def check_machine_limit(report: dict) -> None:
+    """The machine's own GEMM and conv FLOP/s, and each network's achieved fraction of the conv figure."""
+    limit = report["machine_limit"]
+    assert positive(limit["gemm_flops_per_s"]) and positive(limit["conv_flops_per_s"])
+    assert limit["conv_pass"] == "forward+backward"
+    assert set(limit["kernels"]) == {"gemm", "conv_level4", "conv_level3"}  # depth 4: the two widest levels
+    assert limit["kernels"]["gemm"]["size"] == 128
+    assert limit["kernels"]["conv_level4"]["channels"] == 4 * 2**4 and limit["kernels"]["conv_level4"]["side"] == 2
+    assert limit["conv_flops_per_s"] == max(
+        limit["kernels"][k]["flops_per_s"]["median"] for k in limit["kernels"] if k != "gemm"
+    )
+    for row in report["training"].values():
+        for side in ("", "monai_"):
+            assert positive(row[f"{side}machine_conv_fraction"]) and positive(row[f"{side}train_gflop_per_s"])
+        achieved = row["train_gflop_per_s"] * 1e9 / limit["conv_flops_per_s"]
+        assert row["machine_conv_fraction"] == pytest.approx(achieved, rel=1e-6)  # one repeat: the same limit
+
+
+def test_benchmark_json_has_every_field(tmp_path, capsys, one_thread):
+    """Every part at a tiny size, train.py run included (about 30 s)."""
+    pytest.importorskip("monai", reason="the benchmark's MONAI part needs the bench extra (in dev)")
+    report = run_tiny(tmp_path)
+    printed = capsys.readouterr().out
+    assert "ours / MONAI" in printed and "train.py / plain" in printed and "data pipeline" in printed
+    assert "per image (img/s ratio)" in printed and "per FLOP (FLOP/s ratio)" in printed
+    assert "machine limit" in printed and "targets:" in printed
+    assert report["machine"]["torch_threads"] == 1
+    assert report["command"].startswith("python scripts/benchmark.py --modes pixelshuffle")
+
+    assert {"cpu", "cpu_count", "torch_threads", "torch", "device", "monai"} <= report["machine"].keys()
+    assert report["machine"]["device"] == "cpu"
+    assert {"image_size", "batch_size", "base_channels", "depth", "steps", "warmup", "repeats"} <= report[
+        "settings"
+    ].keys()
+    assert report["settings"]["pairing"] == "monai" and report["settings"]["repeats"] == 1
+    check_training_part(report)
+    check_machine_limit(report)
     check_lightning_part(report["lightning"])
 
     pipeline = report["pipeline"]
@@ -143,25 +183,74 @@ def test_benchmark_json_has_every_field(tmp_path, capsys, one_thread):
     ):
         assert positive(inference[ratio])
 
-    assert set(report["targets"]) == {"ours_vs_monai_min", "train_py_vs_plain", "pipeline_vs_model", "no_per_step_sync"}
+    assert set(report["targets"]) == {
+        "ours_vs_monai_min",
+        "ours_vs_monai_per_flop_min",
+        "train_py_vs_plain",
+        "pipeline_vs_model",
+        "no_per_step_sync",
+    }
     assert report["targets"]["no_per_step_sync"]["holds"] is True
     assert all(isinstance(t["holds"], bool) for t in report["targets"].values())
     assert set(report["part_seconds"]) == {"training", "train_py", "pipeline", "inference"}
 
 
 def test_benchmark_skipped_parts_are_null(tmp_path, one_thread):
-    report = run_tiny(tmp_path, "--skip", "train_py", "pipeline", "inference", "--no-variants")
+    report = run_tiny(tmp_path, *SKIP_ALL, "--no-variants")
     assert report["lightning"] is None and report["pipeline"] is None and report["inference"] is None
     assert report["training"]["pixelshuffle"]["ours_contiguous"] is None  # no layout variants
+    assert report["training"]["pixelshuffle"]["ratio_channels_last_vs_contiguous"] is None
     assert positive(report["training"]["pixelshuffle"]["ours"]["images_per_s"])
     assert report["targets"]["train_py_vs_plain"]["holds"] is None  # not measured, not failed
 
 
-def test_script_shim_and_console_script_exist():
-    assert (ROOT / "scripts" / "benchmark.py").read_text().count("from unet_upsampling.benchmark import main")
+def test_benchmark_repeats_report_the_spread(tmp_path, one_thread):
+    """--repeats 2: each ratio per image and per FLOP as median [min-max] over the repeats; targets say which
+    claims hold in every repeat."""
+    pytest.importorskip("monai", reason="the benchmark's MONAI part needs the bench extra (in dev)")
+    report = run_tiny(tmp_path, *SKIP_ALL, "--no-variants", "--repeats", "2")
+    assert report["settings"]["repeats"] == 2
+    row = report["training"]["pixelshuffle"]
+    for name in ("ratio_ours_vs_monai", "ratio_ours_vs_monai_per_flop"):
+        spread = row[f"{name}_spread"]
+        assert len(spread["values"]) == 2 and all(positive(v) for v in spread["values"])
+        assert spread["min"] == min(spread["values"]) and spread["max"] == max(spread["values"])
+        assert spread["min"] <= spread["median"] == row[name] <= spread["max"]
+    for kernel in report["machine_limit"]["kernels"].values():
+        assert len(kernel["flops_per_s"]["values"]) == 2
+    for name, field in (
+        ("ours_vs_monai_min", "ratio_ours_vs_monai"),
+        ("ours_vs_monai_per_flop_min", "ratio_ours_vs_monai_per_flop"),
+    ):
+        claim = report["targets"][name]
+        assert claim["value"] == row[field] and claim["min_over_repeats"] == row[f"{field}_spread"]["min"]
+        assert claim["holds_every_repeat"] is (claim["min_over_repeats"] >= 1.0)
+        assert set(claim["modes_every_repeat"]) | set(claim["modes_not_every_repeat"]) == {"pixelshuffle"}
+
+
+def test_script_entry_point_and_no_console_script():
+    """The benchmark is scripts/benchmark.py (code in scripts/bench/), not part of the installed package."""
+    assert not (ROOT / "src" / "unet_upsampling" / "benchmark.py").exists()
+    assert "from bench.cli import main" in (ROOT / "scripts" / "benchmark.py").read_text()
     pyproject = (ROOT / "pyproject.toml").read_text()
-    assert 'unet-benchmark = "unet_upsampling.benchmark:main"' in pyproject
+    assert "unet-benchmark" not in pyproject
     assert "monai>=1.3" in pyproject
+    assert cli.parse_args([]).repeats == 3
+
+
+def test_machine_limit_kernels_are_positive_and_finite(one_thread):
+    """GEMM and conv FLOP/s of the machine, counted and timed as the benchmark does (tiny shapes)."""
+    kernels = machine.limit_kernels(2, 4, 32, 2, "cpu", channels_last=True, bf16=False, gemm_size=64)
+    assert set(kernels) == {"gemm", "conv_level2", "conv_level1"}
+    assert kernels["gemm"].flops == 2 * 64**3 * kernels["gemm"].shape["repeats_per_call"]
+    # one 3x3 conv C -> C at side S, batch B: 2 * 9 * C^2 * S^2 * B FLOPs forward, twice that backward
+    conv = kernels["conv_level1"].shape
+    assert kernels["conv_level1"].flops == 3 * 2 * 9 * 8**2 * 16**2 * 2 * conv["repeats_per_call"]
+    seconds = timing.interleaved({("machine", k): v.run for k, v in kernels.items()}, 2, 1, "cpu")
+    rates = machine.flops_per_s(kernels, seconds)
+    assert all(positive(v) for v in rates.values())
+    limit = machine.summarise(kernels, [rates])
+    assert limit["conv_flops_per_s"] == machine.conv_limit(rates) and positive(limit["gemm_flops_per_s"])
 
 
 def test_no_host_sync_per_training_step(tmp_path, one_thread):
@@ -173,20 +262,20 @@ def test_no_host_sync_per_training_step(tmp_path, one_thread):
             "model.base_channels=4",
             "data.crop_size=32",
             "data.batch_size=2",
-            "data.splits.train=16",
-            "data.splits.size=48",
-            "data.splits.val=2",
-            "data.splits.test=0",
+            "data.source.train=16",
+            "data.source.size=48",
+            "data.source.val=2",
+            "data.source.test=0",
             f"hydra.run.dir={tmp_path}",
             "trainer.log_every_n_steps=4",
         ],
     )
-    timer = benchmark.StepTimer(str(tmp_path / "timing.json"))
+    timer = timing.StepTimer(str(tmp_path / "timing.json"))
     callbacks = [instantiate(c) for name, c in cfg.callbacks.items() if name != "prediction_figure"]
     trainer = instantiate(
         cfg.trainer, max_epochs=1, callbacks=[*callbacks, timer], logger=False, enable_model_summary=False
     )
-    trainer.fit(build_module(OmegaConf.to_container(cfg, resolve=True)), datamodule=instantiate(cfg.data))
+    trainer.fit(build_task(OmegaConf.to_container(cfg, resolve=True)), datamodule=instantiate(cfg.data))
     syncs = json.loads((tmp_path / "timing.json").read_text())["syncs_per_step"]
     assert len(syncs) == 8
     assert sum(s > 0 for s in syncs) <= 2, syncs  # at most the 2 logging steps of 8
@@ -194,12 +283,15 @@ def test_no_host_sync_per_training_step(tmp_path, one_thread):
 
 
 def test_gpu_trainer_config_composes():
+    """trainer=gpu sets trainer keys only; channels_last is the model's default, pinning follows the device."""
     cfg = compose_config("train", ["trainer=gpu"])
     assert cfg.trainer.accelerator == "gpu" and cfg.trainer.devices == 1
     assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.benchmark is True
+    default = compose_config("train")
+    assert cfg.model == default.model and cfg.data == default.data  # no model.* or data.* from trainer=gpu
     assert cfg.model.channels_last is True and cfg.model.compile is False
-    assert cfg.data.pin_memory is True
-    assert cfg.trainer.max_epochs == compose_config("train").trainer.max_epochs  # the default trainer underneath
+    assert cfg.data.pin_memory is None  # null: pin when the trainer runs on a GPU
+    assert cfg.trainer.max_epochs == default.trainer.max_epochs  # the default trainer underneath
     assert compose_config("train", ["trainer=gpu", "trainer.devices=2", "model.compile=true"]).trainer.devices == 2
 
 
@@ -207,7 +299,7 @@ def test_channels_last_and_compile_keep_checkpoints_and_outputs():
     def net(*overrides):
         cfg = compose_config("train", ["model.depth=2", "model.base_channels=4", *overrides])
         L.seed_everything(0)
-        return build_module(OmegaConf.to_container(cfg, resolve=True)).net
+        return build_task(OmegaConf.to_container(cfg, resolve=True)).net
 
     plain, nhwc = net("model.channels_last=false"), net()  # channels_last is the default
     assert nhwc.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
@@ -223,13 +315,14 @@ def test_channels_last_and_compile_keep_checkpoints_and_outputs():
 
 def test_fuse_batchnorm_matches_eval_mode():
     cfg = compose_config("train", ["model.depth=2", "model.base_channels=4"])
-    net = build_module(OmegaConf.to_container(cfg, resolve=True)).net
+    net = build_task(OmegaConf.to_container(cfg, resolve=True)).net
     net.train()
     for _ in range(3):  # non-trivial running statistics
         net(torch.randn(4, 1, 32, 32) * 3 + 1)
     net.eval()
     fused = fuse_batchnorm(net)
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())  # stem, encoder and decoder
+    assert isinstance(fused.decoder.stages[-1][1], torch.nn.Identity)
     x = torch.randn(2, 1, 41, 33)
     with torch.no_grad():
         torch.testing.assert_close(fused(x), net(x), atol=1e-4, rtol=1e-4)
@@ -237,13 +330,14 @@ def test_fuse_batchnorm_matches_eval_mode():
 
 
 def test_step_timer_is_a_hydra_callback(tmp_path):
+    """The train.py runs load StepTimer by its scripts/ path (scripts/ on their PYTHONPATH)."""
     cfg = compose_config(
         "train",
         [
             f"hydra.run.dir={tmp_path}",
-            "+callbacks.step_timer._target_=unet_upsampling.benchmark.StepTimer",
+            "+callbacks.step_timer._target_=bench.timing.StepTimer",
             f"+callbacks.step_timer.path={tmp_path / 't.json'}",
         ],
     )
-    assert isinstance(instantiate(cfg.callbacks.step_timer), benchmark.StepTimer)
+    assert isinstance(instantiate(cfg.callbacks.step_timer), timing.StepTimer)
     assert Path(instantiate(cfg.callbacks.step_timer).path) == tmp_path / "t.json"

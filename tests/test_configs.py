@@ -8,9 +8,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from unet_upsampling.checkpoint import build_module
+from unet_upsampling.builders import build_task
 from unet_upsampling.data import SegmentationDataModule
-from unet_upsampling.module import SegmentationModule
+from unet_upsampling.task import SegmentationTask
 
 from conftest import CONFIGS, UPSAMPLE_MODES, compose_config
 
@@ -23,14 +23,17 @@ def options(group: str) -> list[str]:
 def test_train_config_instantiates_with_every_upsample_mode(mode):
     cfg = compose_config("train", [f"upsample={mode}"])
     assert cfg.upsample_name == mode
-    module = build_module(OmegaConf.to_container(cfg, resolve=True))
-    assert isinstance(module, SegmentationModule)
-    assert module.net.upsample[0].__class__.__name__ == OmegaConf.select(cfg, "upsample._target_").rsplit(".", 1)[1]
+    module = build_task(OmegaConf.to_container(cfg, resolve=True))
+    assert isinstance(module, SegmentationTask)
+    assert (
+        module.net.decoder.upsample[0].__class__.__name__
+        == OmegaConf.select(cfg, "upsample._target_").rsplit(".", 1)[1]
+    )
 
 
 @pytest.mark.parametrize("data", options("data"))
 def test_every_data_option_instantiates(data, tmp_path):
-    cfg = compose_config("train", [f"data={data}", f"data.root={tmp_path}"] if data != "synthetic" else [])
+    cfg = compose_config("train", [f"data={data}", f"data.source.root={tmp_path}"] if data != "synthetic" else [])
     datamodule = instantiate(cfg.data)
     assert isinstance(datamodule, SegmentationDataModule)
     assert cfg.model.num_classes == datamodule.num_classes
@@ -62,6 +65,6 @@ def test_trainer_overrides_reach_lightning():
 
 
 def test_loss_option_and_unknown_loss():
-    assert build_module(compose_config("train", ["module.loss=dice"])).loss_fn.__name__ == "soft_dice_loss"
-    with pytest.raises(Exception, match="choose module.loss=ce, dice, ce_dice"):
-        build_module(compose_config("train", ["module.loss=focal"]))
+    assert build_task(compose_config("train", ["task.loss=dice"])).loss_fn.__name__ == "soft_dice_loss"
+    with pytest.raises(Exception, match=r"choose task\.loss=ce, dice, ce_dice"):
+        build_task(compose_config("train", ["task.loss=focal"]))

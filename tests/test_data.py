@@ -16,7 +16,7 @@ from conftest import compose_config, write_pair
 
 def test_synthetic_is_deterministic_and_has_thin_structures():
     a, b = render(0, 3, 128, 2), render(0, 3, 128, 2)
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     assert not np.array_equal(render(1, 3, 128, 2)[0], a[0])
     image, mask = a
     assert image.shape == (128, 128, 1) and image.dtype == np.uint8 and set(np.unique(mask)) == {0, 1}
@@ -43,13 +43,13 @@ def test_synthetic_datamodule_batches():
 def folder_datamodule(root, *overrides):
     return instantiate(
         compose_config(
-            "train", ["data=folder", f"data.root={root}", "data.crop_size=32", "data.batch_size=2", *overrides]
+            "train", ["data=folder", f"data.source.root={root}", "data.crop_size=32", "data.batch_size=2", *overrides]
         ).data
     )
 
 
 def test_folder_binary_255_masks_with_mapping(folder_binary_255):
-    dm = folder_datamodule(folder_binary_255, "data.mask_values={0:0,255:1}")
+    dm = folder_datamodule(folder_binary_255, "data.source.mask_values={0:0,255:1}")
     images = [x for x, _ in dm.val_dataloader()]
     masks = [m for _, m in dm.val_dataloader()]
     assert len(images) == 1 and images[0].shape[1] == 1  # 20 % of 6 images, full size, one channel
@@ -61,7 +61,7 @@ def test_folder_binary_255_masks_with_mapping(folder_binary_255):
 def test_folder_255_without_mapping_names_file_and_fix(folder_binary_255):
     dm = folder_datamodule(folder_binary_255)
     with pytest.raises(
-        ValueError, match=r"(?s)6 bad sample.*img_0\.png: values \[255\].*data.mask_values='\{0:0,255:1\}'"
+        ValueError, match=r"(?s)6 bad sample.*img_0\.png: values \[255\].*data.source.mask_values='\{0:0,255:1\}'"
     ):
         dm.setup()
 
@@ -80,7 +80,7 @@ def test_folder_class_id_masks_rgb_and_explicit_splits(tmp_path):
 def test_folder_ignore_value_is_mapped(tmp_path):
     write_pair(tmp_path, "a", (40, 40), rgb=False, mask_values=(0, 128), seed=0)
     write_pair(tmp_path, "b", (40, 40), rgb=False, mask_values=(0, 255), seed=1)
-    dm = folder_datamodule(tmp_path, "data.mask_values={0:0,255:1,128:-100}", "data.batch_size=1")
+    dm = folder_datamodule(tmp_path, "data.source.mask_values={0:0,255:1,128:-100}", "data.batch_size=1")
     dm.setup()
     values = set().union(*(set(m.unique().tolist()) for _, m in (dm.splits["train"][0], dm.splits["val"][0])))
     assert values == {0, 1, -100}
@@ -88,8 +88,8 @@ def test_folder_ignore_value_is_mapped(tmp_path):
 
 def test_folder_unpaired_files_are_named(folder_binary_255):
     (folder_binary_255 / "masks" / "img_2.png").unlink()
-    with pytest.raises(ValueError, match=r"(?s)images/img_2.png: no mask .*data.on_bad_sample=skip"):
-        folder_datamodule(folder_binary_255, "data.mask_values={0:0,255:1}").setup()
+    with pytest.raises(ValueError, match=r"(?s)images/img_2.png: no mask .*data.source.on_bad_sample=skip"):
+        folder_datamodule(folder_binary_255, "data.source.mask_values={0:0,255:1}").setup()
 
 
 def fake_pet_tree(root, n=2):

@@ -1,13 +1,8 @@
-"""Bad input gets a clear error; faults leave nothing lost; the same seed gives the same result."""
+"""Bad input gets a clear error naming the thing and the fix, before any work; the same seed gives the same result."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +12,12 @@ from hydra.errors import MissingConfigException
 from hydra.utils import instantiate
 from PIL import Image
 
-from unet_upsampling.checkpoint import build_module
+from unet_upsampling.builders import build_task
 from unet_upsampling.checks import check_run
+from unet_upsampling.errors import ConfigError, DataError
+from unet_upsampling.report.build import write_report
 
-from conftest import ROOT, TINY, compose_config, read_metrics, run_entry, write_pair
+from conftest import ROOT, TINY, compose_config, read_metrics, run_app, write_pair
 
 
 def setup_folder(root: Path, *overrides: str):
@@ -29,10 +26,10 @@ def setup_folder(root: Path, *overrides: str):
             "train",
             [
                 "data=folder",
-                f"data.root={root}",
+                f"data.source.root={root}",
                 "data.crop_size=32",
                 "data.batch_size=2",
-                "data.mask_values={0:0,255:1}",
+                "data.source.mask_values={0:0,255:1}",
                 *overrides,
             ],
         ).data
@@ -49,9 +46,9 @@ def setup_folder(root: Path, *overrides: str):
         (
             "channels",
             r"img_3\.png has 3 channel\(s\) but data\.in_channels=1: set data\.in_channels=3, or "
-            r"data\.convert_channels=true",
+            r"data\.source\.convert_channels=true",
         ),
-        ("values", r"img_4\.png: values \[7\] are not in data\.mask_values"),
+        ("values", r"img_4\.png: values \[7\] are not in data\.source\.mask_values"),
         ("unpaired", r"img_5\.png: no image"),
     ],
 )
@@ -70,13 +67,13 @@ def test_bad_folder_samples_are_named_with_the_fix(folder_binary_255, fault, mes
         Image.fromarray(mask).save(masks / "img_4.png")
     else:
         (images / "img_5.png").unlink()
-    with pytest.raises(ValueError, match=rf"(?s)1 bad sample\(s\) in .*{message}.*data\.on_bad_sample=skip"):
+    with pytest.raises(ValueError, match=rf"(?s)1 bad sample\(s\) in .*{message}.*data\.source\.on_bad_sample=skip"):
         setup_folder(folder_binary_255)
 
 
 def test_skip_leaves_bad_samples_out_and_lists_them(folder_binary_255, caplog):
     (folder_binary_255 / "images" / "img_1.png").write_bytes(b"not a png")
-    dm = setup_folder(folder_binary_255, "data.on_bad_sample=skip")
+    dm = setup_folder(folder_binary_255, "data.source.on_bad_sample=skip")
     assert sum(len(ds) for ds in dm.splits.values()) == 5
     assert "left out 1 sample(s)" in caplog.text and "img_1.png: unreadable" in caplog.text
 
@@ -93,100 +90,337 @@ def test_convert_channels_accepts_rgb_files_for_a_grey_model(folder_binary_255):
     Image.open(folder_binary_255 / "images" / "img_3.png").convert("RGB").save(
         folder_binary_255 / "images" / "img_3.png"
     )
-    dm = setup_folder(folder_binary_255, "data.convert_channels=true")
+    dm = setup_folder(folder_binary_255, "data.source.convert_channels=true")
     assert all(image.shape[0] == 1 for ds in dm.splits.values() for image, _ in ds)
 
 
 def test_empty_folder_and_too_few_images(tmp_path):
     (tmp_path / "images").mkdir()
     (tmp_path / "masks").mkdir()
-    with pytest.raises(FileNotFoundError, match="no images .* in .*images"):
+    with pytest.raises(DataError, match=r"no images .* in .*images"):
         setup_folder(tmp_path)
     for i in range(3):
         write_pair(tmp_path, f"x{i}", (40, 40), rgb=False, mask_values=(0, 255), seed=i)
-    with pytest.raises(ValueError, match="the train split has 2 images, fewer than data.batch_size=4"):
+    with pytest.raises(DataError, match=r"the train split has 2 images, fewer than data\.batch_size=4"):
         setup_folder(tmp_path, "data.batch_size=4")
-    with pytest.raises(FileNotFoundError, match="data.root=.*missing is not a directory"):
+    with pytest.raises(DataError, match=r"data\.source\.root=.*missing is not a directory"):
         setup_folder(tmp_path / "missing")
 
 
 def test_unknown_upsample_mode_lists_the_valid_ones():
-    with pytest.raises(MissingConfigException, match="(?s)Could not find 'upsample/bicubic'.*deconv_k3.*nearest_conv"):
+    with pytest.raises(MissingConfigException, match=r"(?s)Could not find 'upsample/bicubic'.*deconv_k3.*nearest_conv"):
         compose_config("train", ["upsample=bicubic"])
 
 
-def test_inconsistent_settings_are_refused_before_training():
-    def check(*overrides):
-        cfg = compose_config("train", list(overrides))
-        check_run(instantiate(cfg.data), build_module(cfg).net)
+def check(*overrides):
+    cfg = compose_config("train", list(overrides))
+    check_run(instantiate(cfg.data), build_task(cfg).net)
 
-    with pytest.raises(ValueError, match=r"model.num_classes=3 but data.num_classes=2"):
+
+def test_inconsistent_settings_are_refused_before_training():
+    with pytest.raises(ConfigError, match=r"model.num_classes=3 but data.num_classes=2"):
         check("model.num_classes=3")
-    with pytest.raises(ValueError, match=r"data.crop_size=24 is smaller than 2\*\*model.depth = 32"):
+    with pytest.raises(ConfigError, match=r"data.crop_size=24 is smaller than 32 px"):
         check("model.depth=5", "data.crop_size=24")
-    with pytest.raises(Exception, match=r"(?s)o = \(i-1\)s - 2p \+ k \+ output_padding = 2i \+ 3"):
+    with pytest.raises(ConfigError, match=r"(?s)o = \(i-1\)s - 2p \+ k \+ output_padding = 2i \+ 3"):
         check("upsample=deconv_k3", "upsample.padding=-0", "upsample.kernel_size=5")
-    with pytest.raises(Exception, match=r"upsample.kernel_size=2: .* odd kernel size; use upsample.kernel_size=3"):
+    with pytest.raises(ConfigError, match=r"upsample.kernel_size=2: .* odd kernel size; use upsample.kernel_size=3"):
         check("upsample=nearest_conv", "upsample.kernel_size=2")
 
 
-def test_non_finite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path):
-    result = run_entry(
+def test_validation_images_smaller_than_the_network_takes_are_named(tmp_path):
+    for split, sizes in (("train", [(64, 64)] * 2), ("val", [(64, 64), (12, 40), (40, 9)])):
+        for i, size in enumerate(sizes):
+            write_pair(tmp_path / split, f"{split}{i}", size, rgb=False, mask_values=(0, 1), seed=i)
+    with pytest.raises(
+        DataError,
+        match=r"2 validation/test image\(s\) are smaller than 16 px.*val1\.png \(12x40\), "
+        r".*val2\.png \(40x9\)\. Remove them or lower model\.depth",
+    ):
+        check("data=folder", f"data.source.root={tmp_path}", "data.batch_size=2", "data.crop_size=32", "model.depth=4")
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("trainer.max_steps=abc", "trainer.max_steps='abc' is not an integer (e.g. trainer.max_steps=300)"),
+        ("task.optimizer.lr=0", "task.optimizer.lr=0 must be greater than 0"),
+        ("task.optimizer.lr=-0.1", "task.optimizer.lr=-0.1 must be greater than 0"),
+        ("data.batch_size=0", "data.batch_size=0 must be at least 1"),
+        ("trainer.strategy=ddp_spawn", "trainer.strategy=ddp_spawn: spawned processes never hand"),
+        ("trainer.accelerator=gpu", "trainer.accelerator=gpu but no CUDA GPU is visible on this machine"),
+    ],
+)
+def test_bad_values_are_named_before_any_work_without_a_traceback(override, message, tmp_path, monkeypatch, capsys):
+    if "accelerator=gpu" in override and torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    code = run_app("train.py", *TINY, override, f"hydra.run.dir={tmp_path}", cwd=tmp_path, monkeypatch=monkeypatch)
+    err = capsys.readouterr().err
+    assert code == 1 and message in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".hydra", "train.log"]  # no data read, nothing trained
+    assert message in (tmp_path / "train.log").read_text()
+
+
+def test_the_gpu_experiment_without_a_gpu_says_what_to_do(tmp_path, monkeypatch, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    code = run_app(
+        "train.py", "experiment=upsample_study_gpu", f"hydra.run.dir={tmp_path}", cwd=tmp_path, monkeypatch=monkeypatch
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and "needs a GPU; add trainer.accelerator=cpu for a (slow) smoke run" in err
+
+
+def test_full_traceback_on_request(tmp_path, monkeypatch):
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    with pytest.raises(ConfigError, match=r"data\.batch_size=0 must be at least 1"):
+        run_app(
+            "train.py", *TINY, "data.batch_size=0", f"hydra.run.dir={tmp_path}", cwd=tmp_path, monkeypatch=monkeypatch
+        )
+
+
+def test_an_unwritable_checkpoint_directory_fails_before_training_naming_it(tmp_path, monkeypatch, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "checkpoints").write_text("a file where the checkpoint folder should be")
+    code = run_app("train.py", *TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path, monkeypatch=monkeypatch)
+    err = capsys.readouterr().err
+    assert code == 1 and f"cannot write to {run_dir / 'checkpoints'}" in err
+    assert not (run_dir / "csv").exists()  # nothing trained or logged
+
+
+@pytest.mark.parametrize(
+    "removal",
+    [
+        "callbacks.progress_bar=null",
+        "~callbacks.progress_bar",
+        "callbacks.artifact_probe=null",
+        "~callbacks.best_checkpoint",
+    ],
+)
+def test_any_callback_can_be_removed(removal, tmp_path, monkeypatch):
+    assert (
+        run_app(
+            "train.py",
+            *TINY,
+            "trainer.fast_dev_run=true",
+            removal,
+            f"hydra.run.dir={tmp_path}",
+            cwd=tmp_path,
+            monkeypatch=monkeypatch,
+        )
+        == 0
+    )
+    assert "val/dice" in read_metrics(tmp_path)
+
+
+def test_eval_without_a_progress_bar_and_on_mismatched_channels(tmp_path, monkeypatch, capsys):
+    trained = tmp_path / "trained"
+    assert (
+        run_app(
+            "train.py", *TINY, "trainer.max_epochs=1", f"hydra.run.dir={trained}", cwd=tmp_path, monkeypatch=monkeypatch
+        )
+        == 0
+    )
+    last = f"ckpt_path={trained / 'checkpoints' / 'last.ckpt'}"
+    assert (
+        run_app(
+            "eval.py",
+            last,
+            *TINY[4:],
+            "~callbacks.progress_bar",
+            f"hydra.run.dir={tmp_path / 'e1'}",
+            cwd=tmp_path,
+            monkeypatch=monkeypatch,
+        )
+        == 0
+    )
+    folder = tmp_path / "rgb"
+    for i in range(3):
+        write_pair(folder, f"x{i}", (40, 40), rgb=True, mask_values=(0, 1), seed=i)
+    code = run_app(
+        "eval.py",
+        last,
+        "data=folder",
+        f"data.source.root={folder}",
+        "data.in_channels=3",
+        "data.batch_size=1",
+        f"hydra.run.dir={tmp_path / 'e2'}",
+        cwd=tmp_path,
+        monkeypatch=monkeypatch,
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and "model.in_channels=1 but data.in_channels=3" in err
+
+
+def test_small_synthetic_images_work(tmp_path, monkeypatch):
+    assert (
+        run_app(
+            "train.py",
+            *TINY,
+            "data.source.size=32",
+            "data.crop_size=32",
+            "trainer.fast_dev_run=true",
+            f"hydra.run.dir={tmp_path}",
+            cwd=tmp_path,
+            monkeypatch=monkeypatch,
+        )
+        == 0
+    )
+
+
+def test_non_finite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(ROOT / "tests"))
+    code = run_app(
         "train.py",
         *TINY,
         "trainer.max_epochs=4",
+        "validations=null",
         "callbacks.finite_loss_guard.every_n_steps=1",
         "+callbacks.poison._target_=fault_injection.PoisonWeights",
         "+callbacks.poison.at_step=3",
         f"hydra.run.dir={tmp_path}",
         cwd=tmp_path,
-        check=False,
-        env={"PYTHONPATH": str(ROOT / "tests")},
+        monkeypatch=monkeypatch,
     )
-    assert result.returncode != 0
-    assert "training loss is nan at step 4 (epoch 1): training stopped" in result.stderr + result.stdout
-    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
-    assert last["epoch"] == 0 and all(
-        torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point()
-    )
+    err = capsys.readouterr().err
+    assert code == 1 and "training loss is nan at step 4 (epoch 1): training stopped" in err
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 0
+    assert all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
     assert not (tmp_path / "metrics.json").exists()
 
 
-COMPARED = lambda m: {k: v for k, v in m.items() if k.startswith(("val/", "test/")) or k in ("epoch", "global_step")}  # noqa: E731
-
-
-def test_a_killed_run_resumes_from_last_and_matches_an_uninterrupted_one(tmp_path):
-    args = [*TINY, "data.splits.train=16", "trainer.max_epochs=6", "seed=3"]
-    run_entry("train.py", *args, f"hydra.run.dir={tmp_path / 'whole'}", cwd=tmp_path)
-    killed = tmp_path / "killed"
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), *args, f"hydra.run.dir={killed}"],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "LOG_DIR": str(tmp_path / "logs")},
-    )
-    deadline = time.time() + 300
-    while not (killed / "checkpoints" / "last.ckpt").exists() and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)  # somewhere in the following epochs
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not (killed / "metrics.json").exists(), "the run finished before it was killed: kill it sooner"
-    for checkpoint in (killed / "checkpoints").glob("*.ckpt"):
-        torch.load(checkpoint, weights_only=False)  # every file on disk is whole
-    run_entry("train.py", *args, "ckpt_path=last", f"hydra.run.dir={killed}", cwd=tmp_path)
-    assert COMPARED(read_metrics(killed)) == COMPARED(read_metrics(tmp_path / "whole"))
-
-
-def test_same_seed_twice_gives_the_same_metrics(tmp_path):
+def test_same_seed_twice_gives_the_same_metrics(tmp_path, monkeypatch):
     for name in ("a", "b"):
-        run_entry("train.py", *TINY, "trainer.max_epochs=2", "seed=7", f"hydra.run.dir={tmp_path / name}", cwd=tmp_path)
+        assert (
+            run_app(
+                "train.py",
+                *TINY,
+                "trainer.max_epochs=2",
+                "seed=7",
+                f"hydra.run.dir={tmp_path / name}",
+                cwd=tmp_path,
+                monkeypatch=monkeypatch,
+            )
+            == 0
+        )
     a, b = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("a", "b"))
-    wall_clock_and_paths = {"train_time_s", "best_checkpoint"}
+    wall_clock_and_paths = {"train_time_s", "eval_time_s", "best_checkpoint"}
     assert {k: v for k, v in a.items() if k not in wall_clock_and_paths} == {
         k: v for k, v in b.items() if k not in wall_clock_and_paths
     }
     assert a["best_checkpoint"].replace(str(tmp_path / "a"), "") == b["best_checkpoint"].replace(
         str(tmp_path / "b"), ""
     )
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("trained")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        assert (
+            run_app(
+                "train.py",
+                *TINY,
+                "trainer.max_epochs=1",
+                "test=false",
+                f"hydra.run.dir={run_dir}",
+                cwd=run_dir,
+                monkeypatch=monkeypatch,
+            )
+            == 0
+        )
+    return run_dir / "checkpoints" / "last.ckpt"
+
+
+def predict(checkpoint, tmp_path, monkeypatch, *args) -> int:
+    return run_app(
+        "predict.py",
+        f"ckpt_path={checkpoint}",
+        *args,
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+        monkeypatch=monkeypatch,
+    )
+
+
+def grey_images(folder: Path, sizes: dict[str, tuple[int, int]]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, size in sizes.items():
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, size, np.uint8)).save(folder / f"{name}.png")
+
+
+def test_predict_refuses_to_write_over_its_input(checkpoint, tmp_path, monkeypatch, capsys):
+    grey_images(tmp_path / "in", {"a": (40, 40)})
+    before = (tmp_path / "in" / "a.png").read_bytes()
+    code = predict(checkpoint, tmp_path, monkeypatch, f"input={tmp_path / 'in'}", f"output={tmp_path / 'in' / '.'}")
+    assert code == 1 and "is the input folder: the masks would overwrite the images" in capsys.readouterr().err
+    assert (tmp_path / "in" / "a.png").read_bytes() == before and len(list((tmp_path / "in").iterdir())) == 1
+
+
+def test_predict_names_every_bad_input_and_writes_nothing(checkpoint, tmp_path, monkeypatch, capsys):
+    grey_images(tmp_path / "in", {"a": (40, 40), "b": (40, 40), "c": (3, 40), "d": (40, 40)})
+    data = (tmp_path / "in" / "b.png").read_bytes()
+    (tmp_path / "in" / "b.png").write_bytes(data[: len(data) // 2])
+    code = predict(checkpoint, tmp_path, monkeypatch, f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}")
+    err = capsys.readouterr().err
+    assert code == 1 and "2 of 4 input image(s) cannot be predicted, nothing was written" in err
+    assert "b.png: unreadable or truncated image" in err and "c.png is 3x40, smaller than 4 px" in err
+    assert not (tmp_path / "out").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["in", "run"]
+    assert (
+        predict(
+            checkpoint,
+            tmp_path,
+            monkeypatch,
+            f"input={tmp_path / 'in'}",
+            f"output={tmp_path / 'out'}",
+            "on_bad_input=skip",
+        )
+        == 0
+    )
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "d.png"]
+
+
+def test_predict_on_a_missing_folder_names_the_key_and_leaves_no_output(checkpoint, tmp_path, monkeypatch, capsys):
+    code = predict(checkpoint, tmp_path, monkeypatch, f"input={tmp_path / 'nowhere'}", f"output={tmp_path / 'out'}")
+    err = capsys.readouterr().err
+    assert code == 1 and f"input: {tmp_path / 'nowhere'} is not a directory" in err and "data.root" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_mode_in_a_sweep_runs_nothing_and_the_report_says_why(tmp_path, monkeypatch, capsys):
+    code = run_app(
+        "train.py",
+        "-m",
+        "upsample=deconv,nonexistent",
+        *TINY,
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        cwd=tmp_path,
+        monkeypatch=monkeypatch,
+    )
+    assert code == 1 and "Could not find 'upsample/nonexistent'" in capsys.readouterr().err
+    assert not list(tmp_path.rglob("metrics.json"))
+    with pytest.raises(FileNotFoundError, match=r"(?s)no run directory.*unknown option among the sweep values"):
+        write_report(tmp_path / "sweep")
+
+
+def test_a_member_failing_at_run_time_logs_its_error_and_the_report_quotes_it(tmp_path, monkeypatch):
+    code = run_app(
+        "train.py",
+        "-m",
+        "upsample=deconv",
+        "model.depth=2,6",
+        *TINY[1:],
+        "trainer.max_epochs=1",
+        f"hydra.sweep.dir={tmp_path}",
+        cwd=tmp_path,
+        monkeypatch=monkeypatch,
+    )
+    assert code == 1
+    assert (tmp_path / "0" / "metrics.json").is_file() and not (tmp_path / "1" / "metrics.json").exists()
+    log = (tmp_path / "1" / "train.log").read_text()
+    assert "data.crop_size=48 is smaller than 64 px" in log
+    write_report(tmp_path)
+    report = (tmp_path / "report.md").read_text()
+    assert "2 runs: 1 finished, 1 failed" in report and "data.crop_size=48 is smaller than 64 px" in report

@@ -15,8 +15,8 @@ from unet_upsampling.metrics import (
     periodic_energy_fraction,
     phase_gain_imbalance,
     radial_power_spectrum,
-    receptive_field_bound,
 )
+from unet_upsampling.metrics.boundary import class_boundaries
 from unet_upsampling.models.upsample import bilinear_kernel
 
 from conftest import UPSAMPLE_MODES, compose_config
@@ -71,15 +71,41 @@ def test_bilinear_kernel_has_no_phase_imbalance_and_random_k3_has():
     bilinear = bilinear_kernel(2).expand(4, 1, 4, 4)
     assert all(v == pytest.approx(0, abs=1e-7) for v in phase_gain_imbalance(bilinear, 2).values())
     torch.manual_seed(0)
-    random_k3 = phase_gain_imbalance(torch.randn(8, 8, 3, 3), 2)
-    assert all(v > 0.5 for v in random_k3.values())
+    random_k3 = phase_gain_imbalance(torch.randn(64, 64, 3, 3), 2)
+    # i.i.d. unit taps: per axis the phases sum 6 and 3 taps, E Var_p = E mean_p^2 = 9/4 -> 1; in 2-D they sum
+    # 4, 2, 2, 1 taps, E Var_p = 9/4 - 9/16 and E mean_p^2 = 9/16 -> sqrt(3).
+    assert random_k3["rows"] == pytest.approx(1, rel=0.1) and random_k3["cols"] == pytest.approx(1, rel=0.1)
+    assert random_k3["2d"] == pytest.approx(3**0.5, rel=0.1)
 
 
 def test_phase_gains_of_a_hand_made_kernel():
-    # 1-D taps (1, 2, 3) with stride 2: phase 0 gets 1 + 3 = 4, phase 1 gets 2 -> std 1, mean 3.
+    # Taps (1, 2, 3) down the rows, 3 equal columns, stride 2: per axis the phases get (4, 2) x 3 columns, std 3,
+    # mean 9 -> 1/3; in 2-D (4, 2) x (2, 1) = 8, 4, 4, 2: std sqrt(19) / 2, mean 9 / 2 -> sqrt(19) / 9.
     w = torch.tensor([1.0, 2.0, 3.0])[:, None] * torch.ones(1, 3)
-    assert phase_gain_imbalance(w[None, None], 2)["rows"] == pytest.approx(1 / 3)
-    assert phase_gain_imbalance(w[None, None], 2)["cols"] == pytest.approx(1 / 3)
+    imbalance = phase_gain_imbalance(w[None, None], 2)
+    assert imbalance["rows"] == pytest.approx(1 / 3) and imbalance["cols"] == pytest.approx(1 / 3)
+    assert imbalance["2d"] == pytest.approx(19**0.5 / 9)
+
+
+def test_imbalance_pools_the_channel_pairs():
+    # Row phase gains (4, 2) (Var 1, mean^2 9) and (1, 1) (Var 0, mean^2 1): sqrt(1 / 2) / sqrt(10 / 2) = 1 / sqrt(10),
+    # where the mean of the per-pair ratios would be (1/3 + 0) / 2.
+    uneven, even = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0.5, 1.0, 0.5])
+    w = torch.stack([uneven, even])[None, :, :, None]  # (in 1, out 2, k 3, 1)
+    assert phase_gain_imbalance(w, 2)["rows"] == pytest.approx(1 / 10**0.5)
+
+
+def test_a_pair_with_near_zero_mean_gain_does_not_blow_the_imbalance_up():
+    torch.manual_seed(0)
+    random_k3 = torch.randn(1, 64, 3, 3, dtype=torch.float64)
+    eps = 1e-9
+    odd = torch.zeros(1, 1, 3, 3, dtype=torch.float64)
+    odd[0, 0, :2, :2] = torch.tensor([[1 + eps, -1 + eps], [1 + eps, -1 + eps]], dtype=torch.float64)  # a tap per phase
+    gains = torch.tensor([1 + eps, -1 + eps, 1 + eps, -1 + eps], dtype=torch.float64)
+    assert gains.std(unbiased=False) / gains.mean().abs() / 65 > 1e6  # its share of the old per-pair average
+    before = phase_gain_imbalance(random_k3, 2)["2d"]
+    after = phase_gain_imbalance(torch.cat([random_k3, odd], dim=1), 2)["2d"]
+    assert before == pytest.approx(3**0.5, rel=0.25) and 0.9 < after / before < 1.1
 
 
 @pytest.mark.parametrize("mode", UPSAMPLE_MODES)
@@ -92,7 +118,8 @@ def test_receptive_field_stays_inside_the_bound(mode):
         for name, child in block.named_children():
             if isinstance(child, torch.nn.ReLU):
                 setattr(block, name, torch.nn.Identity())
-    size, bound = 2 * receptive_field_bound(depth) + 33, receptive_field_bound(depth)
+    bound = net.receptive_field()
+    size = 2 * bound + 33
     x = torch.randn(1, 1, size, size, requires_grad=True)
     net(x)[0, :, size // 2, size // 2].sum().backward()
     rows, cols = torch.nonzero(x.grad[0, 0].abs() > 0, as_tuple=True)
@@ -105,11 +132,23 @@ def test_flat_field_is_flat_for_resize_modes_and_not_for_random_deconv():
     responses = {}
     for mode in ("nearest_conv", "bilinear_conv", "deconv_bilinear", "deconv_k3"):
         net = instantiate(compose_config("train", [f"upsample={mode}", "model.depth=2", "model.base_channels=8"]).model)
-        responses[mode] = flat_field_response(net, 1, 2, value=1.0)
+        responses[mode] = flat_field_response(net, 1, net.receptive_field(), value=1.0)
     assert responses["nearest_conv"].shape == (2, 64, 64)
     for mode in ("nearest_conv", "bilinear_conv", "deconv_bilinear"):
         assert periodic_energy_fraction(responses[mode], 2).max() == 0
     assert periodic_energy_fraction(responses["deconv_k3"], 2).min() > 0.5
+
+
+@pytest.mark.parametrize("mode", ["deconv_k3", "pixelshuffle"])
+def test_flat_field_interior_does_not_change_when_the_margin_grows(mode):
+    """The probe's margin exceeds the receptive field: a wider one (by whole periods) sees the same interior."""
+    torch.manual_seed(0)
+    net = instantiate(compose_config("train", [f"upsample={mode}", "model.depth=2", "model.base_channels=8"]).model)
+    margin = net.receptive_field()
+    response = flat_field_response(net, 1, margin, value=1.0)
+    assert response.std() > 1e-4  # a pattern to compare, not a constant
+    for wider in (margin + 4, margin + 32):
+        torch.testing.assert_close(flat_field_response(net, 1, wider, value=1.0), response, atol=1e-6, rtol=0)
 
 
 def test_kernel_imbalance_only_counts_transposed_convolutions():
@@ -147,3 +186,74 @@ def test_boundary_f1_perfect_shifted_and_tolerance():
     metric = BoundaryF1(tolerance=2)
     metric.update(torch.zeros_like(target), target)
     assert metric.compute() == 0
+
+
+IGNORE = -100
+
+
+def square_target() -> torch.Tensor:
+    target = torch.zeros(1, 32, 32, dtype=torch.long)
+    target[:, 8:24, 8:24] = 1
+    return target
+
+
+def band(t):
+    return torch.zeros_like(t, dtype=torch.bool).index_fill_(1, torch.arange(14, 18), True)
+
+
+def ring(t):
+    inner = torch.zeros_like(t, dtype=torch.bool)
+    inner[:, 3:-3, 3:-3] = True
+    return ~inner
+
+
+def scattered(t):
+    return torch.rand(t.shape, generator=torch.Generator().manual_seed(0)) < 0.1
+
+
+def all_but_the_square(t):
+    return t == 0
+
+
+@pytest.mark.parametrize("ignored", [band, ring, scattered, all_but_the_square])
+def test_boundary_f1_of_a_perfect_prediction_is_one_whatever_is_ignored(ignored):
+    square = square_target()
+    mask = ignored(square)
+    target = square.masked_fill(mask, IGNORE)
+    noise = torch.randint(0, 2, square.shape, generator=torch.Generator().manual_seed(1))
+    preds = torch.where(mask, noise, square)  # right on every valid pixel, anything where the target is ignored
+    metric = BoundaryF1(tolerance=0, ignore_index=IGNORE)
+    metric.update(preds, target)
+    assert metric.compute() == 1.0
+
+
+def test_ignored_pixels_are_never_boundary_pixels_and_make_none():
+    labels = torch.ones(1, 16, 16, dtype=torch.long)
+    labels[:, :, 8:] = 2
+    valid = torch.ones_like(labels, dtype=torch.bool)
+    valid[:, 4:6, :] = False  # a band across both classes
+    edges = class_boundaries(labels, valid)
+    assert not edges[:, 4:6].any()  # ignored
+    assert edges[:, :, 7:9].all(dim=-1).sum() == 14  # the 1|2 edge on every valid row, none beside the band
+    assert edges.sum() == 2 * 14
+    valid[:, :, 8] = False  # a column of ignored pixels between the classes: no valid neighbour across
+    assert not class_boundaries(labels, valid).any()
+
+
+def test_boundary_f1_without_edges_is_one_when_both_agree_and_zero_otherwise():
+    square = square_target()
+    only_the_square = square.masked_fill(square == 0, IGNORE)
+    metric = BoundaryF1(ignore_index=IGNORE)
+    metric.update(torch.zeros_like(square), only_the_square)  # one class left: no edge on either side
+    assert metric.total_pred == metric.total_true == 0 and metric.compute() == 1.0
+    metric = BoundaryF1()
+    metric.update(square, torch.zeros_like(square))  # edges predicted where the target has none
+    assert metric.compute() == 0
+
+
+def test_boundary_f1_of_a_wrong_prediction_stays_below_one_with_ignored_pixels():
+    square = square_target()
+    target = square.masked_fill(band(square) | scattered(square), IGNORE)
+    metric = BoundaryF1(tolerance=0, ignore_index=IGNORE)
+    metric.update(torch.roll(square, 4, dims=-1), target)
+    assert 0 < metric.compute() < 0.7

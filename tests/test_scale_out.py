@@ -1,5 +1,7 @@
 """Scale-out, on what runs here: the Docker image's lint, DDP on two CPU processes (gloo), the joblib and
-submitit launchers, the SLURM launcher's sbatch resources, and the Optuna search."""
+submitit launchers, the SLURM launcher's sbatch resources, and the Optuna search (with DDP too).
+
+These run train.py in subprocesses: process launching is what they test."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import pickle
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +24,9 @@ DDP_CPU = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
 
 
 def test_dockerfile_lints_clean_with_hadolint():
-    result = subprocess.run([str(HADOLINT), "--no-color", str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    result = subprocess.run(  # noqa: PLW1510 (the return code is the assertion)
+        [str(HADOLINT), "--no-color", str(ROOT / "Dockerfile")], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -38,7 +43,7 @@ def test_dockerfile_installs_dependencies_before_the_code_and_runs_as_non_root()
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".git", ".venv", "logs", "data", "tests"} <= set(ignored)
     smoke = ROOT / "scripts" / "docker_smoke.sh"
-    assert smoke.stat().st_mode & 0o111 and subprocess.run(["bash", "-n", str(smoke)]).returncode == 0
+    assert smoke.stat().st_mode & 0o111 and subprocess.run(["bash", "-n", str(smoke)], check=False).returncode == 0
 
 
 def test_ddp_two_cpu_processes_write_one_run_directory(tmp_path):
@@ -67,6 +72,43 @@ def test_ddp_in_a_multirun_runs_each_job_once_in_its_own_directory(tmp_path):
     assert "[rank: 1] Seed set to 0" in output and "[rank: 1] Seed set to 1" in output
 
 
+def processes_mentioning(text: str) -> list[str]:
+    """Command lines of running processes that contain ``text``."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in args:
+            found.append(args)
+    return found
+
+
+def test_optuna_with_ddp_runs_each_trial_once_and_leaves_no_process(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_entry(
+        "train.py",
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=2",
+        *DDP_CPU,
+        *TINY,
+        "trainer.fast_dev_run=true",
+        "test=false",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
+    assert all(
+        (sweep / n / "metrics.json").is_file() and (sweep / n / "train_ddp_process_1.log").is_file() for n in ("0", "1")
+    )
+    assert not (tmp_path / "logs").exists(), list((tmp_path / "logs").rglob("*"))  # no second sweep by rank 1
+    assert (sweep / "optimization_results.yaml").is_file()
+    time.sleep(1)
+    assert processes_mentioning(str(sweep)) == [], result.stdout[-2000:]
+
+
 def test_joblib_launcher_runs_an_optuna_search_two_trials_at_a_time(tmp_path):
     result = run_entry(
         "train.py",
@@ -85,12 +127,12 @@ def test_joblib_launcher_runs_an_optuna_search_two_trials_at_a_time(tmp_path):
     trials = [OmegaConf.load(tmp_path / "sweep" / n / ".hydra" / "overrides.yaml") for n in ("0", "1")]
     for overrides in trials:
         assert {o.split("=")[0] for o in overrides} >= {
-            "module.optimizer.lr",
-            "module.optimizer.weight_decay",
-            "module.loss",
+            "task.optimizer.lr",
+            "task.optimizer.weight_decay",
+            "task.loss",
         }
     results = OmegaConf.load(tmp_path / "sweep" / "optimization_results.yaml")
-    assert set(results.best_params) == {"module.optimizer.lr", "module.optimizer.weight_decay", "module.loss"}
+    assert set(results.best_params) == {"task.optimizer.lr", "task.optimizer.weight_decay", "task.loss"}
     # the objective is val/dice as train.py returns it, maximised
     assert results.best_value == pytest.approx(
         max(read_metrics(tmp_path / "sweep" / n)["val/dice"] for n in ("0", "1"))

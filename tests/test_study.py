@@ -1,4 +1,4 @@
-"""The study end to end: a tiny sweep, its report, and a sweep with a failing member."""
+"""The study end to end: every mode joins the sweep by its YAML alone, a tiny sweep, and its report."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import csv
 import pytest
 from omegaconf import OmegaConf
 from PIL import Image
+from test_data import fake_pet_tree
 
 from unet_upsampling.report.build import write_report
-from unet_upsampling.report.stats import mean_interval, paired_difference
 
-from conftest import CONFIGS, TINY, compose_config, run_entry
+from conftest import CONFIGS, ROOT, TINY, UPSAMPLE_MODES, compose_config, read_metrics, run_app
 
 FIGURES = [
     "quality.png",
@@ -26,32 +26,41 @@ FIGURES = [
 @pytest.fixture(scope="module")
 def tiny_sweep(tmp_path_factory):
     root = tmp_path_factory.mktemp("sweep")
-    run_entry(
-        "train.py",
-        "-m",
-        "upsample=deconv_k3,nearest_conv",
-        "seed=0",
-        *TINY,
-        "trainer.max_epochs=2",
-        f"hydra.sweep.dir={root}",
-        cwd=root,
-    )
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        assert (
+            run_app(
+                "train.py",
+                "-m",
+                "upsample=deconv_k3,nearest_conv",
+                "seed=0",
+                *TINY,
+                "trainer.max_epochs=2",
+                f"hydra.sweep.dir={root}",
+                cwd=root,
+                monkeypatch=monkeypatch,
+            )
+            == 0
+        )
     return root
 
 
-def test_report_has_every_file_one_row_per_run_and_real_figures(tiny_sweep):
-    run_entry("scripts/report.py", str(tiny_sweep), cwd=tiny_sweep)
+def test_report_has_every_file_one_row_per_run_and_real_figures(tiny_sweep, monkeypatch):
+    from unet_upsampling.report.build import main
+
+    main([str(tiny_sweep)])
     with (tiny_sweep / "results.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert sorted(r["mode"] for r in rows) == ["deconv_k3", "nearest_conv"]
     assert all(r["status"] == "ok" and float(r["val/dice"]) >= 0 for r in rows)
-    assert {"init/flat_pef2", "val/noise_pef2", "val/boundary_f1", "params", "train_time_s"} <= rows[0].keys()
+    assert {"init/flat_pef2", "val/noise_pef2", "val/boundary_f1", "params", "train_time_s", "eval_time_s"} <= rows[
+        0
+    ].keys()
     for name in FIGURES:
         with Image.open(tiny_sweep / name) as image:
             assert image.size[0] > 300 and len(set(image.convert("L").getdata())) > 10, name
     report = (tiny_sweep / "report.md").read_text()
     assert "2 runs: 2 finished, 0 failed" in report
-    assert "nearest_conv answers a constant with a constant" in report  # flat in, flat out at init
+    assert "nearest_conv, whose block maps a constant to a constant, answers a constant with a constant, as " in report
     assert "| deconv_k3 | 1 |" in report
 
 
@@ -60,45 +69,96 @@ def test_runs_log_artifacts_at_init_and_after_training(tiny_sweep):
     rows = {r["mode"]: r for r in csv.DictReader((tiny_sweep / "again" / "results.csv").open())}
     assert float(rows["nearest_conv"]["init/flat_pef2"]) == 0
     assert float(rows["deconv_k3"]["init/flat_pef2"]) > 0.5  # random k=3 deconvolution paints a pattern
-    assert (
-        float(rows["deconv_k3"]["init/kernel_imbalance"]) > 0.5 and rows["nearest_conv"]["init/kernel_imbalance"] == ""
+    assert float(rows["deconv_k3"]["init/kernel_imbalance"]) > 0.5
+    assert rows["nearest_conv"]["init/kernel_imbalance"] == ""
+    assert rows["nearest_conv"]["upsample_flat_at_init"] == "True" and rows["deconv_k3"]["upsample_flat_at_init"] == (
+        "False"
     )
     for mode in rows:
         assert (tiny_sweep / ("0" if mode == "deconv_k3" else "1") / "flat_field.png").is_file()
 
 
-def test_failed_member_does_not_stop_the_sweep_and_is_reported(tmp_path):
-    result = run_entry(
-        "train.py",
-        "-m",
-        "upsample=deconv",
-        "model.depth=2,6",
-        *TINY[1:],
-        "trainer.max_epochs=1",
-        f"hydra.sweep.dir={tmp_path}",
-        cwd=tmp_path,
-        check=False,
+def test_the_study_sweeps_every_mode_and_a_new_mode_joins_by_its_yaml_alone(tmp_path, monkeypatch):
+    """experiment=upsample_study sweeps upsample=glob(*): one YAML file more in configs/upsample/ is one mode more."""
+    extra = CONFIGS / "upsample" / "test_only_nearest_conv_k5.yaml"
+    extra.write_text("defaults:\n  - nearest_conv\n  - _self_\n\nkernel_size: 5\n")
+    try:
+        assert (
+            run_app(
+                "train.py",
+                "-m",
+                "experiment=upsample_study",
+                "seed=0",
+                *TINY,
+                "trainer.fast_dev_run=true",
+                "test=false",
+                f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                cwd=tmp_path,
+                monkeypatch=monkeypatch,
+            )
+            == 0
+        )
+    finally:
+        extra.unlink()
+    swept = sorted(
+        next(line for line in (d / ".hydra" / "overrides.yaml").read_text().splitlines() if "upsample=" in line).split(
+            "upsample="
+        )[1]
+        for d in (tmp_path / "sweep").iterdir()
+        if (d / "metrics.json").is_file()
     )
-    assert result.returncode != 0
-    assert (tmp_path / "0" / "metrics.json").is_file() and not (tmp_path / "1" / "metrics.json").exists()
-    write_report(tmp_path)
-    report = (tmp_path / "report.md").read_text()
-    assert "2 runs: 1 finished, 1 failed" in report and "## Failed runs" in report
-    rows = list(csv.DictReader((tmp_path / "results.csv").open()))
-    assert {r["status"]: r["run_dir"] for r in rows} == {"ok": str(tmp_path / "0"), "failed": str(tmp_path / "1")}
+    assert swept == sorted([*UPSAMPLE_MODES, extra.stem])
+    assert compose_config("train", ["experiment=upsample_study"]).experiment_name == "upsample_study"
 
 
-def test_study_experiment_sweeps_eight_modes_by_three_seeds():
-    cfg = OmegaConf.load(CONFIGS / "experiment" / "upsample_study.yaml")
-    modes = cfg.hydra.sweeper.params.upsample.split(",")
-    assert len(modes) == 8 and set(modes) <= {p.stem for p in (CONFIGS / "upsample").glob("*.yaml")}
-    assert cfg.hydra.sweeper.params.seed == "0,1,2"
-    assert compose_config("train", ["experiment=upsample_study"]).task_name == "upsample_study"
+def test_the_gpu_study_trains_on_oxford_pet_with_every_mode_and_five_seeds():
+    cfg = compose_config("train", ["experiment=upsample_study_gpu"])
+    assert cfg.data.source._target_.endswith("oxford_pet_splits") and cfg.data.source.download is True
+    assert cfg.data.ignore_index == 255 and cfg.data.class_names == ["background", "pet"]
+    assert cfg.trainer.accelerator == "gpu" and cfg.trainer.precision == "bf16-mixed"
+    assert (cfg.trainer.max_steps, cfg.data.crop_size, cfg.model.base_channels) == (12000, 256, 32)
+    sweep = OmegaConf.load(CONFIGS / "experiment" / "upsample_study.yaml").hydra.sweeper.params
+    gpu_sweep = OmegaConf.load(CONFIGS / "experiment" / "upsample_study_gpu.yaml").hydra.sweeper.params
+    assert sweep.upsample == "glob(*)" and gpu_sweep.seed == "0,1,2,3,4"
 
 
-def test_intervals_and_paired_differences():
-    mean, low, high = mean_interval([1.0, 2.0, 3.0])
-    assert mean == 2 and low == pytest.approx(2 - 4.302653 / 3**0.5, rel=1e-5) and high > 3
-    assert mean_interval([5.0])[0] == 5 and mean_interval([5.0])[1] != mean_interval([5.0])[1]  # NaN
-    diff, low, high, n = paired_difference({0: 1.0, 1: 2.0, 2: 4.0}, {0: 0.5, 1: 1.5, 3: 9.0})
-    assert (diff, n) == (0.5, 2) and low == high == 0.5
+def test_the_gpu_study_config_runs_on_a_cpu_on_a_tiny_pet_tree(tmp_path, monkeypatch):
+    """The same config, smoke-run on the CPU (trainer.accelerator=cpu) on a fake Oxford-IIIT Pet tree."""
+    fake_pet_tree(tmp_path / "pets", n=4)
+    assert (
+        run_app(
+            "train.py",
+            "-m",
+            "experiment=upsample_study_gpu",
+            "trainer.accelerator=cpu",
+            "upsample=deconv",
+            "seed=0",
+            "trainer.fast_dev_run=true",
+            f"data.source.root={tmp_path / 'pets'}",
+            "data.source.download=false",
+            "data.num_workers=0",
+            "data.batch_size=2",
+            "data.crop_size=32",
+            "model.depth=2",
+            "model.base_channels=4",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+            cwd=tmp_path,
+            monkeypatch=monkeypatch,
+        )
+        == 0
+    )
+    metrics = read_metrics(tmp_path / "sweep" / "0")
+    assert {"val/dice", "val/dice_c1", "val/flat_std", "init/flat_std"} <= metrics.keys()
+
+
+def test_cost_estimate_counts_every_mode_and_seed_and_scales_with_steps():
+    import runpy
+
+    estimate = runpy.run_path(str(ROOT / "scripts" / "estimate_cost.py"))["main"]
+    tiny = ["model.depth=2", "model.base_channels=4", "data.crop_size=32", "validations=2"]
+    one = estimate([*tiny, "trainer.max_steps=10", "--val-images", "3", "--tflops", "1"])
+    twice = estimate([*tiny, "trainer.max_steps=20", "--val-images", "3", "--tflops", "1"])
+    study = estimate([*tiny, "experiment=upsample_study", "trainer.max_steps=10", "--val-images", "3", "--tflops", "1"])
+    assert 0 < one["flop"] < twice["flop"] < 2 * one["flop"]  # training doubles, evaluation stays
+    assert study["flop"] > 3 * len(UPSAMPLE_MODES) * one["flop"] * 0.5  # every mode, three seeds
+    assert study["gpu_hours"] == pytest.approx(study["flop"] / 1e12 / 3600)

@@ -1,7 +1,8 @@
-"""The entry points end to end, in subprocesses, as a user runs them."""
+"""The entry points end to end, run in this process exactly as `python train.py ...` runs them."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,49 +11,78 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
-from conftest import SHARED_DATA, TINY, UPSAMPLE_MODES, read_metrics, run_entry
+from unet_upsampling.train import train
+
+from conftest import SHARED_DATA, TINY, UPSAMPLE_MODES, compose_config, read_metrics, run_app
 
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory) -> Path:
     """Two short epochs of the tiny default configuration."""
     run_dir = tmp_path_factory.mktemp("trained")
-    run_entry("train.py", *TINY, "trainer.max_epochs=2", f"hydra.run.dir={run_dir}", cwd=run_dir)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        assert (
+            run_app(
+                "train.py",
+                *TINY,
+                "trainer.max_epochs=2",
+                f"hydra.run.dir={run_dir}",
+                cwd=run_dir,
+                monkeypatch=monkeypatch,
+            )
+            == 0
+        )
     return run_dir
 
 
 @pytest.mark.parametrize("mode", UPSAMPLE_MODES)
-def test_fast_dev_run_every_mode(mode, tmp_path):
-    result = run_entry(
-        "train.py", f"upsample={mode}", "trainer.fast_dev_run=true", *TINY, f"hydra.run.dir={tmp_path}", cwd=tmp_path
+def test_fast_dev_run_every_mode(mode, tmp_path, monkeypatch, capsys):
+    assert (
+        run_app(
+            "train.py",
+            f"upsample={mode}",
+            "trainer.fast_dev_run=true",
+            *TINY,
+            f"hydra.run.dir={tmp_path}",
+            cwd=tmp_path,
+            monkeypatch=monkeypatch,
+        )
+        == 0
     )
     metrics = read_metrics(tmp_path)
     assert {"val/dice", "val/iou", "val/dice_c0", "val/dice_c1", "val/iou_c1", "test/dice"} <= metrics.keys()
-    assert result.stdout.rstrip().splitlines()[-1] == f"run directory: {tmp_path}"
-    assert f"upsample={mode}" in result.stdout
+    assert {"val/pef2", "val/flat_std"} <= metrics.keys()  # the artifact measures of the final validation
+    out = capsys.readouterr().out
+    assert out.rstrip().splitlines()[-1] == f"run directory: {tmp_path}"
+    assert f"upsample={mode}" in out and "flat_std" in out and "pef2" in out
 
 
 def test_trained_run_writes_metrics_checkpoints_and_figure(trained_run):
     metrics = read_metrics(trained_run)
     assert metrics["epoch"] == 2 and metrics["global_step"] == 4
-    assert 0 <= metrics["val/dice"] <= 1 and metrics["val/dice"] == pytest.approx(
-        (metrics["val/dice_c0"] + metrics["val/dice_c1"]) / 2
-    )
+    assert 0 <= metrics["val/dice"] <= 1
+    assert metrics["val/dice"] == pytest.approx((metrics["val/dice_c0"] + metrics["val/dice_c1"]) / 2)
     assert Path(metrics["best_checkpoint"]).is_file()
     assert (trained_run / "checkpoints" / "last.ckpt").is_file()
     assert (trained_run / "predictions.png").stat().st_size > 10_000
     assert (trained_run / "csv" / "metrics.csv").read_text().count("\n") > 2
+    assert 0 < metrics["eval_time_s"] < metrics["train_time_s"]
+    assert metrics["upsample_flat_at_init"] is False  # deconv: random transposed convolution
 
 
-def test_multirun_makes_one_directory_per_mode(tmp_path):
-    run_entry(
-        "train.py",
-        "-m",
-        "upsample=deconv,nearest_conv",
-        "trainer.fast_dev_run=true",
-        *TINY,
-        f"hydra.sweep.dir={tmp_path}",
-        cwd=tmp_path,
+def test_multirun_makes_one_directory_per_mode(tmp_path, monkeypatch):
+    assert (
+        run_app(
+            "train.py",
+            "-m",
+            "upsample=deconv,nearest_conv",
+            "trainer.fast_dev_run=true",
+            *TINY,
+            f"hydra.sweep.dir={tmp_path}",
+            cwd=tmp_path,
+            monkeypatch=monkeypatch,
+        )
+        == 0
     )
     runs = sorted(p.parent for p in tmp_path.glob("*/metrics.json"))
     assert [p.name for p in runs] == ["0", "1"]
@@ -60,62 +90,134 @@ def test_multirun_makes_one_directory_per_mode(tmp_path):
     assert ["upsample=nearest_conv" in OmegaConf.load(p / ".hydra" / "overrides.yaml") for p in runs] == [False, True]
 
 
-def test_resume_from_last_checkpoint_continues_epoch_count(trained_run, tmp_path):
+def test_resume_from_last_checkpoint_continues_epoch_count(trained_run, tmp_path, monkeypatch, caplog):
     last = trained_run / "checkpoints" / "last.ckpt"
-    assert torch.load(last, weights_only=False)["epoch"] == 1
-    result = run_entry(
-        "train.py", *TINY, "trainer.max_epochs=3", f"ckpt_path={last}", f"hydra.run.dir={tmp_path}", cwd=tmp_path
+    assert torch.load(last, weights_only=True)["epoch"] == 1
+    assert (
+        run_app(
+            "train.py",
+            *TINY,
+            "trainer.max_epochs=3",
+            f"ckpt_path={last}",
+            f"hydra.run.dir={tmp_path}",
+            cwd=tmp_path,
+            monkeypatch=monkeypatch,
+        )
+        == 0
     )
-    assert "Restored all states from the checkpoint" in result.stdout + result.stderr
+    assert "Restored all states from the checkpoint" in caplog.text
     metrics = read_metrics(tmp_path)
     assert metrics["epoch"] == 3 and metrics["global_step"] == 6  # one more epoch of 2 steps, not three
+    assert metrics["init/dice"] == read_metrics(trained_run)["init/dice"]  # carried by the checkpoint
 
 
-def test_eval_writes_metrics_of_the_checkpoint(trained_run, tmp_path):
+def test_eval_writes_metrics_of_the_checkpoint(trained_run, tmp_path, monkeypatch):
     trained = read_metrics(trained_run)
-    run_entry(
-        "eval.py", f"ckpt_path={trained['best_checkpoint']}", *TINY[4:], f"hydra.run.dir={tmp_path}", cwd=tmp_path
+    assert (
+        run_app(
+            "eval.py",
+            f"ckpt_path={trained['best_checkpoint']}",
+            *TINY[4:],
+            f"hydra.run.dir={tmp_path}",
+            cwd=tmp_path,
+            monkeypatch=monkeypatch,
+        )
+        == 0
     )
     evaluated = read_metrics(tmp_path)
     assert evaluated["val/dice"] == pytest.approx(trained["val/dice"], abs=1e-6)
     assert evaluated["test/iou_c1"] == pytest.approx(trained["test/iou_c1"], abs=1e-6)
 
 
-def test_predict_writes_one_mask_per_image_any_size(trained_run, tmp_path):
+def test_predict_writes_one_mask_per_image_any_size(trained_run, tmp_path, monkeypatch):
     inputs = tmp_path / "in"
     inputs.mkdir()
-    for name, (h, w) in {"a": (37, 53), "b": (64, 64), "c": (101, 29)}.items():
+    sizes = {"a": (37, 53), "b": (64, 64), "c": (101, 29)}
+    for name, (h, w) in sizes.items():
         Image.fromarray(np.random.default_rng(0).integers(0, 255, (h, w), np.uint8)).save(inputs / f"{name}.png")
-    run_entry(
-        "predict.py",
-        f"ckpt_path={trained_run / 'checkpoints' / 'last.ckpt'}",
-        f"input={inputs}",
-        f"output={tmp_path / 'out'}",
-        f"hydra.run.dir={tmp_path / 'run'}",
-        cwd=tmp_path,
+    assert (
+        run_app(
+            "predict.py",
+            f"ckpt_path={trained_run / 'checkpoints' / 'last.ckpt'}",
+            f"input={inputs}",
+            f"output={tmp_path / 'out'}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+            cwd=tmp_path,
+            monkeypatch=monkeypatch,
+        )
+        == 0
     )
-    for name, size in {"a": (37, 53), "b": (64, 64), "c": (101, 29)}.items():
+    for name, size in sizes.items():
         mask = np.asarray(Image.open(tmp_path / "out" / f"{name}.png"))
         assert mask.shape == size and set(np.unique(mask)) <= {0, 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out", "run"]  # no staging folder left
 
 
-def test_folder_data_trains_and_validates_on_full_odd_sized_images(folder_binary_255, tmp_path):
-    run_entry(
-        "train.py",
-        "data=folder",
-        f"data.root={folder_binary_255}",
-        "data.mask_values={0:0,255:1}",
-        "data.crop_size=32",
-        "data.batch_size=2",
-        "model.depth=3",
-        "model.base_channels=4",
-        "trainer.max_epochs=1",
-        f"hydra.run.dir={tmp_path}",
-        cwd=tmp_path,
+def test_folder_data_trains_and_validates_on_full_odd_sized_images(folder_binary_255, tmp_path, monkeypatch):
+    assert (
+        run_app(
+            "train.py",
+            "data=folder",
+            f"data.source.root={folder_binary_255}",
+            "data.source.mask_values={0:0,255:1}",
+            "data.crop_size=32",
+            "data.batch_size=2",
+            "model.depth=3",
+            "model.base_channels=4",
+            "trainer.max_epochs=1",
+            f"hydra.run.dir={tmp_path}",
+            cwd=tmp_path,
+            monkeypatch=monkeypatch,
+        )
+        == 0
     )
     metrics = read_metrics(tmp_path)
     assert metrics["global_step"] == 2  # 5 train images, batches of 2, last partial batch dropped
     assert "test/dice" not in metrics  # no test split in a flat folder
+
+
+@pytest.mark.parametrize("with_hydra_node", [True, False])
+def test_train_from_a_composed_config(with_hydra_node, tmp_path, monkeypatch):
+    """The Python API: train(cfg) on a config from Hydra's compose API, with or without the hydra node."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.hydra_config import HydraConfig
+
+    monkeypatch.setenv("LOG_DIR", str(tmp_path / "logs"))
+    monkeypatch.setattr(HydraConfig.instance(), "cfg", None)  # a fresh Python session: no Hydra job around
+    with initialize_config_module("unet_upsampling.configs", version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[
+                *TINY,
+                "trainer.max_steps=2",
+                "validations=1",
+                "test=false",
+                f"hydra.run.dir={tmp_path / 'run'}",
+            ],
+            return_hydra_config=with_hydra_node,
+        )
+    metrics = train(cfg)
+    run_dir = tmp_path / "run" if with_hydra_node else next((tmp_path / "logs" / "train" / "runs").iterdir())
+    assert read_metrics(run_dir) == json.loads(json.dumps(metrics, default=float)) | {
+        k: None for k, v in metrics.items() if isinstance(v, float) and v != v
+    }
+    assert metrics["global_step"] == 2 and "init/dice" in metrics and "val/dice" in metrics
+
+
+def test_step_cadence_validates_every_n_steps_across_epochs(tmp_path, monkeypatch):
+    """validations=3 over 12 steps of 2-step epochs: validations at steps 4, 8 and 12, not every epoch."""
+    overrides = [*TINY, "trainer.max_steps=12", "trainer.max_epochs=-1", "validations=3", "test=false"]
+    assert run_app("train.py", *overrides, f"hydra.run.dir={tmp_path}", cwd=tmp_path, monkeypatch=monkeypatch) == 0
+    rows = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    dice, step = header.index("val/dice"), header.index("step")
+    probed = header.index("val/flat_std")
+    validated = [(int(r.split(",")[step]), bool(r.split(",")[probed])) for r in rows[1:] if r.split(",")[dice]]
+    # init (probed), after 4, 8 and 12 optimiser steps (logged at step - 1, not probed: every 5th validation only),
+    # and the best checkpoint's validation at the end (probed)
+    assert validated == [(0, True), (3, False), (7, False), (11, False), (12, True)]
+    probe = compose_config("train", overrides)
+    assert probe.validations == 3
 
 
 ISBI = SHARED_DATA / "isbi2012-membrane"
@@ -123,20 +225,23 @@ MEMBRANE_DICE_THRESHOLD = 0.6  # predicting "membrane" everywhere scores about 0
 
 
 @pytest.mark.skipif(not ISBI.is_dir(), reason=f"{ISBI} is absent")
-def test_short_training_on_isbi_membranes(tmp_path):
-    run_entry(
-        "train.py",
-        "data=isbi2012",
-        f"data.root={ISBI}",
-        "data.crop_size=128",
-        "data.batch_size=4",
-        "model.depth=3",
-        "model.base_channels=8",
-        "trainer.max_steps=80",
-        "trainer.max_epochs=-1",
-        "trainer.val_check_interval=40",
-        "trainer.check_val_every_n_epoch=null",
-        f"hydra.run.dir={tmp_path}",
-        cwd=tmp_path,
+def test_short_training_on_isbi_membranes(tmp_path, monkeypatch):
+    assert (
+        run_app(
+            "train.py",
+            "data=isbi2012",
+            f"data.source.root={ISBI}",
+            "data.crop_size=128",
+            "data.batch_size=4",
+            "model.depth=3",
+            "model.base_channels=8",
+            "trainer.max_steps=80",
+            "trainer.max_epochs=-1",
+            "validations=2",
+            f"hydra.run.dir={tmp_path}",
+            cwd=tmp_path,
+            monkeypatch=monkeypatch,
+        )
+        == 0
     )
     assert read_metrics(tmp_path)["val/dice_c1"] > MEMBRANE_DICE_THRESHOLD

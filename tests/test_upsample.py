@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 
-from unet_upsampling.checkpoint import build_module
+from unet_upsampling.builders import build_task
 from unet_upsampling.models import UNet
 from unet_upsampling.models.upsample import (
     BilinearConv,
@@ -69,10 +69,10 @@ def test_bilinear_deconv_frozen_unless_trainable(trainable):
             f"upsample.trainable={trainable}",
             "model.depth=2",
             "model.base_channels=4",
-            "module.scheduler=null",
+            "task.scheduler=null",
         ],
     )
-    module = build_module(cfg)
+    module = build_task(cfg)
     optimizer = module.configure_optimizers()
     kernels = [m.upsample.weight for m in module.net.modules() if isinstance(m, BilinearTransposedConv)]
     before = [k.detach().clone() for k in kernels]
@@ -83,7 +83,7 @@ def test_bilinear_deconv_frozen_unless_trainable(trainable):
         optimizer.zero_grad()
         module.net(torch.randn(2, 1, 32, 32)).square().mean().backward()
         optimizer.step()
-    changed = [not torch.equal(b, k) for b, k in zip(before, kernels)]
+    changed = [not torch.equal(b, k) for b, k in zip(before, kernels, strict=True)]
     assert all(changed) if trainable else not any(changed)
 
 
@@ -149,7 +149,7 @@ def test_nearest_conv_resizes_to_an_odd_skip():
 
 @pytest.mark.parametrize("block", [NearestConv, BilinearConv, BilinearTransposedConv, PixelShuffle])
 def test_even_kernel_sizes_are_refused_for_size_keeping_convolutions(block):
-    with pytest.raises(ValueError, match="upsample.kernel_size=4: .* odd kernel size; use upsample.kernel_size=5"):
+    with pytest.raises(ValueError, match=r"upsample\.kernel_size=4: .* odd kernel size; use upsample\.kernel_size=5"):
         block(4, 5, kernel_size=4)
 
 

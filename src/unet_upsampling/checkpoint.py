@@ -1,13 +1,22 @@
-"""Checkpoints that rebuild their own model: the run's resolved config travels inside them."""
+"""Checkpoints that rebuild their own model: the run's resolved config travels inside them.
+
+Loading trusts nothing in the file: it is read with ``torch.load(weights_only=True)`` (tensors and
+plain data only, no pickled objects), and its config may name only this project's classes
+(``builders.rebuild_task``).
+"""
 
 from __future__ import annotations
 
+import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
+
+from unet_upsampling.builders import rebuild_task
+from unet_upsampling.errors import CheckpointError
 
 CONFIG_KEY = "unet_upsampling_config"
 
@@ -22,20 +31,42 @@ class StoreConfig(L.Callback):
         checkpoint[CONFIG_KEY] = self.config
 
 
-def build_module(config: dict[str, Any]) -> L.LightningModule:
-    """The SegmentationModule a run's config describes, with fresh weights."""
-    return instantiate(config["module"], net=instantiate(config["model"]))
+def corrupt(path: Path, detail: str) -> CheckpointError:
+    return CheckpointError(
+        f"{path} is corrupt or truncated ({detail}): use another checkpoint (last.ckpt or an epoch_*.ckpt of the "
+        f"same run), or start the run again without ckpt_path"
+    )
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint's contents, read as data only; a CheckpointError naming the file otherwise."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist: pass ckpt_path=<run dir>/checkpoints/last.ckpt")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        detail = str(error).split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
+        if "global" not in str(error).lower():
+            raise corrupt(path, detail) from None
+        raise CheckpointError(
+            f"{path}: refused to load: it holds Python objects other than tensors and plain data, which could run "
+            f"code ({detail}). This project's checkpoints never do; use one written by train.py."
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
+        raise corrupt(path, f"{type(error).__name__}: {str(error).strip()[:200]}") from None
+    if not isinstance(checkpoint, dict) or CONFIG_KEY not in checkpoint or "state_dict" not in checkpoint:
+        raise CheckpointError(f"{path} was not written by this project's train.py (it has no {CONFIG_KEY!r} entry)")
+    return checkpoint
 
 
 def load_checkpoint(path: str | Path) -> tuple[L.LightningModule, dict[str, Any]]:
-    """The trained module (in eval mode, on CPU) and the config of the run that wrote ``path``."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist: pass ckpt_path=<run dir>/checkpoints/last.ckpt")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    if CONFIG_KEY not in checkpoint:
-        raise ValueError(f"{path} was not written by this project's train.py (it has no {CONFIG_KEY!r} entry)")
+    """The trained task (in eval mode, on CPU, without optimiser) and the config of the run that wrote ``path``."""
+    checkpoint = read_checkpoint(path)
     config = checkpoint[CONFIG_KEY]
-    module = build_module(config)
-    module.load_state_dict(checkpoint["state_dict"])
-    return module.eval(), config
+    task = rebuild_task(config, source=str(path))
+    try:
+        task.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:
+        raise CheckpointError(f"{path}: its weights do not fit the network its config describes ({error})") from None
+    return task.eval(), config

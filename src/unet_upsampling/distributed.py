@@ -74,6 +74,7 @@ def adopt_rank_zero_job() -> bool:
         sys.argv[0],
         *job["overrides"],
         f'hydra.run.dir="{run_dir}"',
+        "hydra.mode=RUN",  # one job, even when the job's own overrides switch to MULTIRUN (hparams_search=optuna)
         "hydra.output_subdir=null",
         f"hydra.job.name=train_ddp_process_{local_rank}",
     ]

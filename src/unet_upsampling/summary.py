@@ -1,10 +1,11 @@
-"""metrics.json (the one file reports read) and the closing console summary."""
+"""metrics.json (the one file reports read) and the closing summary, on the console and in the log."""
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Mapping
+import logging
+import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,17 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+log = logging.getLogger(__name__)
+SPLITS = ("init", "val", "test")
+# Quality, then what this project is about: the artifact measures (pef2 on the validation logits, the
+# flat-field deviation, the kernel imbalance of transposed convolutions).
+ROWS = ("dice", "iou", "boundary_f1", "pef2", "flat_std", "kernel_imbalance", "loss")
+
 
 def as_python(value: Any) -> Any:
-    return value.item() if isinstance(value, torch.Tensor) else value
+    """Tensors to numbers; NaN (a class absent from a split) to None, which JSON writes as null."""
+    value = value.item() if isinstance(value, torch.Tensor) else value
+    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def write_metrics(path: Path, metrics: Mapping[str, Any]) -> Path:
@@ -26,16 +35,31 @@ def write_metrics(path: Path, metrics: Mapping[str, Any]) -> Path:
     return path
 
 
-def print_summary(title: str, metrics: Mapping[str, Any], lines: Mapping[str, Any]) -> None:
-    """Macro metrics per split, then one line per entry of ``lines`` (checkpoint, run directory)."""
-    table = Table()
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key, value in sorted(metrics.items()):
-        if re.fullmatch(r"(val|test)/(dice|iou|boundary_f1|loss)", key):
-            table.add_row(key, f"{as_python(value):.4f}")
+def summary_rows(metrics: Mapping[str, Any], class_names: Sequence[str] = ()) -> tuple[list[str], list[list[str]]]:
+    """(header, rows): one row per measure (per-class Dice named by class) and one column per split present."""
+    splits = [s for s in SPLITS if f"{s}/dice" in metrics]
+    names = list(ROWS[:1]) + [f"dice {n}" for n in class_names] + list(ROWS[1:])
+    rows = []
+    for name in names:
+        key = f"dice_c{class_names.index(name[5:])}" if name.startswith("dice ") else name
+        values = [as_python(metrics.get(f"{s}/{key}")) for s in splits]
+        if any(v is not None for v in values):
+            rows.append([name, *("-" if v is None else f"{v:.4g}" for v in values)])
+    return ["measure", *splits], rows
+
+
+def print_summary(
+    title: str, metrics: Mapping[str, Any], lines: Mapping[str, Any], class_names: Sequence[str] = ()
+) -> None:
+    """The summary table, then one line per entry of ``lines`` (checkpoint, run directory); also to the log."""
+    header, rows = summary_rows(metrics, class_names)
+    table = Table(*header)
+    for row in rows:
+        table.add_row(*row)
     console = Console(width=max(Console().width, 100))
     console.print(title, highlight=False)
     console.print(table)
+    log.info("%s\n%s", title, "\n".join("  ".join(f"{cell:>12}" for cell in row) for row in [header, *rows]))
     for label, value in lines.items():
         console.print(f"{label}: {value}", soft_wrap=True, highlight=False)
+        log.info("%s: %s", label, value)

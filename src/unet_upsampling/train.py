@@ -1,7 +1,14 @@
-"""``python train.py [overrides]``: validate at init, fit, validate the best checkpoint, test, write metrics.json."""
+"""``python train.py [overrides]``: validate at init, fit, validate the best checkpoint, test, write metrics.json.
+
+From Python, ``train(cfg)`` takes a config composed by Hydra (``@hydra.main`` or ``compose(...)``,
+with or without ``return_hydra_config=True``) and returns the metrics it writes to metrics.json.
+"""
 
 from __future__ import annotations
 
+import logging
+import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -9,61 +16,129 @@ from typing import Any
 import hydra
 import lightning as L
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from unet_upsampling.checkpoint import StoreConfig, build_module
-from unet_upsampling.checks import check_run
+from unet_upsampling.builders import build_callbacks, build_datamodule, build_loggers, build_task, build_trainer
+from unet_upsampling.callbacks import EvaluationTimer, RunRecord
+from unet_upsampling.checkpoint import StoreConfig, read_checkpoint
+from unet_upsampling.checks import check_config, check_run, check_writable
 from unet_upsampling.distributed import adopt_rank_zero_job, end_job, share_job
+from unet_upsampling.errors import UserError
+from unet_upsampling.jobs import describe_run, job_context, resume_path
+from unet_upsampling.metrics import constant_in_constant_out
 from unet_upsampling.summary import print_summary, write_metrics
+
+log = logging.getLogger(__name__)
+
+
+def validation_schedule(cfg: DictConfig, datamodule) -> dict[str, Any]:
+    """Trainer arguments for ``cfg.validations`` evenly spaced validations in optimiser steps (none if unset)."""
+    if cfg.get("validations") is None or cfg.trainer.get("fast_dev_run"):
+        return {}
+    world = cfg.trainer.devices * cfg.trainer.num_nodes if isinstance(cfg.trainer.devices, int) else 1
+    accumulate = cfg.trainer.get("accumulate_grad_batches") or 1
+    steps_per_epoch = max(1, len(datamodule.train_dataloader()) // max(1, world) // accumulate)
+    max_steps, max_epochs = cfg.trainer.get("max_steps", -1), cfg.trainer.get("max_epochs")
+    total = max_steps if max_steps and max_steps > 0 else (max_epochs or 1000) * steps_per_epoch
+    every = max(1, math.ceil(total / cfg.validations))
+    return {"val_check_interval": every * accumulate, "check_val_every_n_epoch": None}
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """One run described by ``cfg``; returns what it writes to ``metrics.json``."""
-    L.seed_everything(cfg.seed, workers=True)
-    launcher_env = share_job(cfg.paths.output_dir)  # DDP children join this job (distributed.py)
-    config = OmegaConf.to_container(cfg, resolve=True)
-    datamodule = instantiate(cfg.data)
-    module = build_module(config)
-    check_run(datamodule, module.net)
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()] + [StoreConfig(config)]
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    with job_context(cfg) as job:
+        return run(job)
 
-    metrics = {}
-    if cfg.ckpt_path is None:  # the artifacts of the untrained network (Odena et al. 2016), as init/...
-        initial = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
-        metrics |= {key.replace("val/", "init/", 1): value for key, value in initial.items()}
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    check_config(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    resume = resume_path(cfg.ckpt_path, run_dir)
+    resume_step = None if resume is None else read_checkpoint(resume)["global_step"]  # refuses a bad file first
+    config = OmegaConf.to_container(cfg, resolve=True)
+    check_writable(
+        [run_dir, *(c["dirpath"] for c in (config.get("callbacks") or {}).values() if c and c.get("dirpath"))]
+    )
+    L.seed_everything(cfg.seed, workers=True)
+    launcher_env = share_job(run_dir)  # DDP children join this job (distributed.py)
+    datamodule = build_datamodule(cfg)
+    task = build_task(config)
+    check_run(datamodule, task.net)
+    describe_run(cfg, datamodule, task, resume)
+    record, timer = RunRecord(), EvaluationTimer()
+    callbacks = [*build_callbacks(cfg), StoreConfig(config), record, timer]
+    loggers = build_loggers(cfg)
+    for logger in loggers:
+        if resume_step is not None and hasattr(logger, "resume_at"):
+            logger.resume_at(resume_step)
+    trainer = build_trainer(cfg, callbacks, loggers, **validation_schedule(cfg, datamodule))
+
+    if resume is None:  # the artifacts of the untrained network (Odena et al. 2016), as init/...
+        initial = trainer.validate(task, datamodule=datamodule, verbose=False)[0]
+        record.init_metrics = {key.replace("val/", "init/", 1): float(v) for key, v in initial.items()}
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-    train_time = time.perf_counter() - start
+    try:
+        trainer.fit(task, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+    except SIGTERMException:
+        stopped(cfg, run_dir, trainer)
+    fit_time = time.perf_counter() - start
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    metrics |= trainer.validate(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)[0]
+    metrics = dict(record.init_metrics)
+    metrics |= trainer.validate(task, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=True)[
+        0
+    ]
     if cfg.test and datamodule.has_test:
-        metrics |= trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)[0]
+        metrics |= trainer.test(task, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=True)[
+            0
+        ]
     metrics |= {
-        "params": sum(p.numel() for p in module.net.parameters()),
-        "trainable_params": sum(p.numel() for p in module.net.parameters() if p.requires_grad),
-        "train_time_s": train_time,
+        "params": sum(p.numel() for p in task.net.parameters()),
+        "trainable_params": sum(p.numel() for p in task.net.parameters() if p.requires_grad),
+        "train_time_s": fit_time,
+        "eval_time_s": timer.seconds,
         "epoch": trainer.current_epoch,
         "global_step": trainer.global_step,
         "best_checkpoint": best or None,
+        "upsample_flat_at_init": constant_in_constant_out(instantiate(cfg.upsample)),
     }
     if trainer.is_global_zero:
-        run_dir = Path(cfg.paths.output_dir)
         path = write_metrics(run_dir / "metrics.json", metrics)
         print_summary(
-            f"{cfg.task_name}: upsample={cfg.upsample_name}, seed={cfg.seed}",
+            f"{cfg.experiment_name}: upsample={cfg.upsample_name}, seed={cfg.seed}",
             metrics,
             {"best checkpoint": best or "none (checkpointing off)", "metrics": path, "run directory": run_dir},
+            datamodule.class_names,
         )
     end_job(launcher_env)
     return metrics
 
 
+def stopped(cfg: DictConfig, run_dir: Path, trainer: L.Trainer) -> None:
+    """After SIGTERM: say how to resume, then exit 143 (128 + SIGTERM), which schedulers count as a failure."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    how = (
+        f"resume with the same overrides plus ckpt_path=last hydra.run.dir={run_dir}"
+        if last.is_file()
+        else "no checkpoint was written yet (the first epoch had not ended): run it again"
+    )
+    message = f"stopped by SIGTERM at step {trainer.global_step} (epoch {trainer.current_epoch}); {how}"
+    log.error(message)
+    print(message, file=sys.stderr)
+    raise SystemExit(143)
+
+
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def _main(cfg: DictConfig) -> float | None:
-    """Returns ``cfg.optimized_metric`` for Hydra sweepers."""
-    return train(cfg).get(cfg.get("optimized_metric"))
+    """Returns ``cfg.optimized_metric`` for Hydra sweepers; a failure is logged to the run's train.log first."""
+    try:
+        return train(cfg).get(cfg.get("optimized_metric"))
+    except UserError as error:
+        log.error("%s", error)
+        raise
+    except Exception:
+        log.exception("the run failed")
+        raise
 
 
 def main(cfg: DictConfig | None = None) -> float | None:

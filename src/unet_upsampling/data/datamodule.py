@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 import albumentations as A
 import lightning as L
 import numpy as np
 import torch
+from albumentations.pytorch import ToTensorV2
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+from unet_upsampling.errors import ConfigError, DataError
 
 
 class EpochSampler(Sampler):
@@ -30,7 +33,13 @@ class EpochSampler(Sampler):
 
     def __iter__(self):
         rng = np.random.default_rng([self.seed, self.epoch])
-        return iter(zip(rng.permutation(self.length).tolist(), rng.integers(0, 2**31, self.length).tolist()))
+        order, seeds = rng.permutation(self.length).tolist(), rng.integers(0, 2**31, self.length).tolist()
+        return iter(zip(order, seeds, strict=True))
+
+
+def pipeline(transforms: Sequence[A.BasicTransform], normalize: Mapping[str, float | Sequence[float]]) -> A.Compose:
+    """``transforms``, then (x / 255 - mean) / std, then a CxHxW tensor."""
+    return A.Compose([*transforms, A.Normalize(**normalize, max_pixel_value=255.0), ToTensorV2()])
 
 
 class Transformed(Dataset):
@@ -55,46 +64,59 @@ class Transformed(Dataset):
 
 
 class SegmentationDataModule(L.LightningDataModule):
-    """``splits()`` returns {"train", "val"[, "test"]} datasets of (image HxWxC, mask HxW) arrays.
+    """``source()`` returns {"train", "val"[, "test"]} datasets of (image HxWxC, mask HxW) arrays.
 
-    Train batches are ``batch_size`` random crops of side ``crop_size``; val/test are full images,
-    any size, in batches of ``eval_batch_size`` (keep 1 when image sizes differ). ``source`` holds
-    the source's own settings (``root``, ``mask_values``, ...) that the ``splits`` config refers to.
+    Train batches are ``batch_size`` random crops of side ``crop_size`` (``train_transform`` makes
+    them); val/test are full images, any size, in batches of ``eval_batch_size`` (keep 1 when image
+    sizes differ). Both pipelines end with ``normalize`` and the conversion to tensors. ``class_names``
+    label the classes in summaries and reports (``class_0``, ... when None). ``pin_memory=None``
+    pins host memory when the trainer runs on a GPU.
     """
 
     def __init__(
         self,
-        splits: Callable[[], dict[str, Dataset]],
-        train_transform: A.Compose,
-        eval_transform: A.Compose,
+        source: Callable[[], dict[str, Dataset]],
+        train_transform: Sequence[A.BasicTransform],
+        eval_transform: Sequence[A.BasicTransform],
         num_classes: int,
         in_channels: int,
         crop_size: int,
+        class_names: Sequence[str] | None = None,
         ignore_index: int = -100,
         batch_size: int = 8,
         eval_batch_size: int = 1,
         num_workers: int = 0,
-        pin_memory: bool = False,
+        pin_memory: bool | None = None,
         seed: int = 0,
-        **source: object,
+        normalize: Mapping[str, float | Sequence[float]] | None = None,
     ):
         super().__init__()
-        self.crop_size, self.seed, self.source = crop_size, seed, source
-        self.make_splits, self.train_transform, self.eval_transform = splits, train_transform, eval_transform
+        if class_names is not None and len(class_names) != num_classes:
+            raise ConfigError(
+                f"data.class_names has {len(class_names)} names but data.num_classes={num_classes}: give one name "
+                f"per class, or data.class_names=null"
+            )
+        self.class_names = [str(n) for n in class_names] if class_names else [f"class_{i}" for i in range(num_classes)]
+        self.crop_size, self.seed = crop_size, seed
+        self.normalize = dict(normalize or {"mean": 0.5, "std": 0.25})
+        self.source = source
+        self.train_transform = pipeline(train_transform, self.normalize)
+        self.eval_transform = pipeline(eval_transform, self.normalize)
         self.num_classes, self.in_channels, self.ignore_index = num_classes, in_channels, ignore_index
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.splits: dict[str, Dataset] | None = None
+        self.raw: dict[str, Dataset] | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits is None:
-            raw = self.make_splits()
+            self.raw = self.source()
             self.splits = {
                 name: Transformed(ds, self.train_transform if name == "train" else self.eval_transform)
-                for name, ds in raw.items()
+                for name, ds in self.raw.items()
             }
             if len(self.splits["train"]) < self.batch_size:
-                raise ValueError(
+                raise DataError(
                     f"the train split has {len(self.splits['train'])} images, fewer than "
                     f"data.batch_size={self.batch_size}: lower data.batch_size or add images"
                 )
@@ -103,6 +125,11 @@ class SegmentationDataModule(L.LightningDataModule):
     def has_test(self) -> bool:
         self.setup()
         return "test" in self.splits
+
+    def _pin_memory(self) -> bool:
+        if self.pin_memory is not None:
+            return self.pin_memory
+        return self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         self.setup()
@@ -113,7 +140,7 @@ class SegmentationDataModule(L.LightningDataModule):
             sampler=sampler,
             drop_last=shuffle,
             num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
+            pin_memory=self._pin_memory(),
             persistent_workers=self.num_workers > 0,
         )
 

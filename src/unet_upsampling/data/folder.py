@@ -10,6 +10,8 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
+from unet_upsampling.errors import DataError
+
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp"}
 
@@ -17,7 +19,7 @@ IMAGE_SUFFIXES = {".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp"}
 def read_image(path: Path, channels: int) -> np.ndarray:
     """HxWxC uint8 with C = 1 (greyscale) or 3 (RGB), whatever the file stores."""
     if channels not in (1, 3):
-        raise ValueError(f"data.in_channels must be 1 or 3, got {channels}")
+        raise DataError(f"data.in_channels must be 1 or 3, got {channels}")
     with Image.open(path) as image:
         array = np.asarray(image.convert("L" if channels == 1 else "RGB"))
     return array[..., None] if channels == 1 else array
@@ -45,17 +47,18 @@ class MaskMapping:
         if self.values is None:
             valid = (mask >= 0) & (mask < self.num_classes) | (mask == self.ignore_index)
             if not valid.all():
-                raise ValueError(
+                raise DataError(
                     f"{source}: values {sorted(np.unique(mask[~valid]).tolist())} are not class ids "
                     f"0..{self.num_classes - 1} (or ignore_index {self.ignore_index}); map stored values to "
-                    f"classes with data.mask_values, e.g. data.mask_values='{{0:0,255:1}}' for 0/255 masks"
+                    f"classes with data.source.mask_values, e.g. data.source.mask_values='{{0:0,255:1}}' for "
+                    f"0/255 masks"
                 )
             return mask
         keys = np.array(list(self.values))
         known = np.isin(mask, keys)
         if not known.all():
-            raise ValueError(
-                f"{source}: values {sorted(np.unique(mask[~known]).tolist())} are not in data.mask_values "
+            raise DataError(
+                f"{source}: values {sorted(np.unique(mask[~known]).tolist())} are not in data.source.mask_values "
                 f"{self.values}; add them (map to {self.ignore_index} to ignore them)"
             )
         lut = np.zeros(int(max(keys.max(), mask.max())) + 1, np.int64)
@@ -63,9 +66,10 @@ class MaskMapping:
         return lut[mask]
 
 
-def image_files(folder: Path) -> dict[str, Path]:
+def image_files(folder: Path, key: str = "data.source.root") -> dict[str, Path]:
+    """Image files in ``folder`` by stem; a missing folder is a DataError naming ``key``."""
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is not a directory: data.root must hold images/ and masks/")
+        raise DataError(f"{key}: {folder} is not a directory")
     return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
 
 
@@ -75,42 +79,61 @@ def stored_channels(image: Image.Image) -> int:
     return 3 if len(bands) >= 3 or image.mode == "P" else 1
 
 
+def inspect_image(path: Path) -> tuple[str | None, tuple[int, int], int]:
+    """(problem or None, (height, width), stored channels) of one image file, decoding it whole."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return None, image.size[::-1], stored_channels(image)
+    except (OSError, SyntaxError, ValueError) as error:
+        return f"{path}: unreadable or truncated image ({error})", (0, 0), 0
+
+
 def check_pair(
     image_path: Path, mask_path: Path, in_channels: int, mapping: MaskMapping, convert_channels: bool
-) -> str | None:
-    """What is wrong with one pair (unreadable or truncated file, sizes, channels, mask values), or None."""
-    try:
-        with Image.open(image_path) as image:
-            image.load()
-            size, channels = image.size[::-1], stored_channels(image)
-    except (OSError, SyntaxError, ValueError) as error:
-        return f"{image_path}: unreadable or truncated image ({error})"
+) -> tuple[str | None, tuple[int, int]]:
+    """What is wrong with a pair (unreadable or truncated file, sizes, channels, mask values) or None, and its size."""
+    problem, size, channels = inspect_image(image_path)
+    if problem:
+        return problem, size
     try:
         mask = read_mask(mask_path)
     except (OSError, SyntaxError, ValueError) as error:
-        return f"{mask_path}: unreadable or truncated mask ({error})"
+        return f"{mask_path}: unreadable or truncated mask ({error})", size
     if mask.shape != size:
-        return f"{image_path} is {size[0]}x{size[1]} but its mask {mask_path.name} is {mask.shape[0]}x{mask.shape[1]}"
+        return (
+            f"{image_path} is {size[0]}x{size[1]} but its mask {mask_path.name} is {mask.shape[0]}x{mask.shape[1]}",
+            size,
+        )
     if channels != in_channels and not convert_channels:
         return (
             f"{image_path} has {channels} channel(s) but data.in_channels={in_channels}: set "
-            f"data.in_channels={channels}, or data.convert_channels=true to convert every image"
-        )
+            f"data.in_channels={channels}, or data.source.convert_channels=true to convert every image"
+        ), size
     try:
         mapping(mask, mask_path)
-    except ValueError as error:
-        return str(error)
-    return None
+    except DataError as error:
+        return str(error), size
+    return None, size
 
 
 def paired_files(root: Path, image_dir: str, mask_dir: str) -> tuple[list[tuple[Path, Path]], list[str]]:
     """(image, mask) pairs matched by stem, and a problem line per file without a partner."""
     images, masks = image_files(root / image_dir), image_files(root / mask_dir)
     if not images:
-        raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {root / image_dir}")
+        raise DataError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {root / image_dir}")
     problems = [f"{images[k]}: no mask {root / mask_dir / k}.*" for k in sorted(images.keys() - masks.keys())]
     problems += [f"{masks[k]}: no image {root / image_dir / k}.*" for k in sorted(masks.keys() - images.keys())]
     return [(images[k], masks[k]) for k in sorted(images.keys() & masks.keys())], problems
+
+
+def listed(problems: Sequence[str], limit: int = 20) -> str:
+    """Problems one per line, the first ``limit`` of them."""
+    more = f"\n  ... and {len(problems) - limit} more" if len(problems) > limit else ""
+    return "  - " + "\n  - ".join(problems[:limit]) + more
+
+
+Pair = tuple[Path, Path]
 
 
 def usable_pairs(
@@ -121,39 +144,46 @@ def usable_pairs(
     mapping: MaskMapping,
     convert_channels: bool,
     on_bad_sample: str,
-) -> list[tuple[Path, Path]]:
-    """Checks every file under ``root`` before training; bad pairs stop the run or, with skip, are listed and left out."""
+) -> list[tuple[Pair, tuple[int, int]]]:
+    """Checks every file under ``root`` before training; bad pairs stop the run or, with skip, are listed and left out.
+
+    Returns the good pairs with their image sizes.
+    """
     if on_bad_sample not in ("error", "skip"):
-        raise ValueError(f"data.on_bad_sample={on_bad_sample!r}: choose error or skip")
+        raise DataError(f"data.source.on_bad_sample={on_bad_sample!r}: choose error or skip")
     pairs, problems = paired_files(root, image_dir, mask_dir)
-    checked = [(pair, check_pair(*pair, in_channels, mapping, convert_channels)) for pair in pairs]
-    problems += [problem for _, problem in checked if problem]
-    good = [pair for pair, problem in checked if problem is None]
+    checked = [(pair, *check_pair(*pair, in_channels, mapping, convert_channels)) for pair in pairs]
+    problems += [problem for _, problem, _ in checked if problem]
+    good = [(pair, size) for pair, problem, size in checked if problem is None]
     if problems and on_bad_sample == "error":
-        listed = "\n  - ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
         fix = (
-            "Fix or remove them, or set data.on_bad_sample=skip to train without them."
+            "Fix or remove them, or set data.source.on_bad_sample=skip to train without them."
             if good
             else "No pair is usable as configured: apply the fix the messages name (it holds for every file)."
         )
-        raise ValueError(f"{len(problems)} bad sample(s) in {root}:\n  - {listed}\n{fix}")
+        raise DataError(f"{len(problems)} bad sample(s) in {root}:\n{listed(problems)}\n{fix}")
     if problems:
         log.warning(
-            "data.on_bad_sample=skip: left out %d sample(s) of %s:\n  - %s",
+            "data.source.on_bad_sample=skip: left out %d sample(s) of %s:\n%s",
             len(problems),
             root,
-            "\n  - ".join(problems),
+            listed(problems, len(problems)),
         )
     if not good:
-        raise ValueError(f"no usable image/mask pairs in {root}")
+        raise DataError(f"no usable image/mask pairs in {root}")
     return good
 
 
 class FolderSegmentation(Dataset):
-    """Reads pairs lazily; returns (image HxWxC uint8, mask HxW int64 class ids)."""
+    """Reads pairs lazily; returns (image HxWxC uint8, mask HxW int64 class ids).
 
-    def __init__(self, pairs: Sequence[tuple[Path, Path]], in_channels: int, mapping: MaskMapping):
-        self.pairs, self.in_channels, self.mapping = list(pairs), in_channels, mapping
+    ``sizes`` holds each image's (height, width), read when the files were checked.
+    """
+
+    def __init__(self, checked: Sequence[tuple[Pair, tuple[int, int]]], in_channels: int, mapping: MaskMapping):
+        self.pairs = [pair for pair, _ in checked]
+        self.sizes = {pair[0]: size for pair, size in checked}
+        self.in_channels, self.mapping = in_channels, mapping
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -182,22 +212,22 @@ def folder_splits(
     """
     root_path = Path(root).expanduser()
     if not root_path.is_dir():
-        raise FileNotFoundError(f"data.root={root} is not a directory")
+        raise DataError(f"data.source.root={root} is not a directory")
     mapping = MaskMapping(num_classes, mask_values, ignore_index)
 
-    def usable(folder: Path) -> list[tuple[Path, Path]]:
+    def usable(folder: Path) -> list[tuple[Pair, tuple[int, int]]]:
         return usable_pairs(folder, image_dir, mask_dir, in_channels, mapping, convert_channels, on_bad_sample)
 
     if (root_path / "train").is_dir():
         names = [n for n in ("train", "val", "test") if (root_path / n).is_dir()]
         if "val" not in names:
-            raise FileNotFoundError(f"{root_path} has train/ but no val/: add val/ or use flat images/ and masks/")
+            raise DataError(f"{root_path} has train/ but no val/: add val/ or use flat images/ and masks/")
         splits = {n: usable(root_path / n) for n in names}
     else:
         pairs = usable(root_path)
         order = np.random.default_rng(split_seed).permutation(len(pairs))
         n_val = max(1, round(val_fraction * len(pairs)))
         if len(pairs) - n_val < 1:
-            raise ValueError(f"{root_path} has {len(pairs)} usable image(s): a train/val split needs at least 2")
+            raise DataError(f"{root_path} has {len(pairs)} usable image(s): a train/val split needs at least 2")
         splits = {"train": [pairs[i] for i in sorted(order[n_val:])], "val": [pairs[i] for i in sorted(order[:n_val])]}
     return {name: FolderSegmentation(pairs, in_channels, mapping) for name, pairs in splits.items()}

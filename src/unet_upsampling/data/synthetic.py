@@ -11,6 +11,8 @@ import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
+from unet_upsampling.errors import ConfigError
+
 CONTRAST = (-0.35, 0.3, 0.18)  # curves dark, blobs bright, polygons mid-bright
 
 
@@ -25,7 +27,7 @@ def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
 
 def _curve(rng: np.random.Generator, size: int) -> np.ndarray:
     """A smooth random walk: points 2 px apart whose heading drifts."""
-    steps = int(rng.integers(20, 3 * size // 2 // 2))
+    steps = int(rng.integers(20, max(21, 3 * size // 4)))
     heading = rng.uniform(0, 2 * np.pi) + np.cumsum(rng.normal(0, 0.12, steps))
     xy = rng.uniform(0, size, 2) + np.cumsum(2.0 * np.stack([np.cos(heading), np.sin(heading)], 1), 0)
     return np.round(xy).astype(np.int32)
@@ -42,7 +44,7 @@ def render(seed: int, index: int, size: int, num_classes: int) -> tuple[np.ndarr
         axes = tuple(int(v) for v in rng.integers(2, 7, 2))
         cv2.ellipse(masks[1], center, axes, float(rng.uniform(0, 180)), 0, 360, 1, -1, cv2.LINE_8)
     for _ in range(rng.integers(1, 4)):
-        corners = rng.uniform(-1, 1, (int(rng.integers(3, 6)), 2)) * rng.uniform(6, size / 6)
+        corners = rng.uniform(-1, 1, (int(rng.integers(3, 6)), 2)) * rng.uniform(6, max(6, size / 6))
         polygon = np.round(corners + rng.uniform(0, size, 2)).astype(np.int32)
         cv2.fillPoly(masks[2], [cv2.convexHull(polygon)], 1, cv2.LINE_8)
 
@@ -61,7 +63,7 @@ class SyntheticSegmentation(Dataset):
 
     def __init__(self, length: int, size: int, num_classes: int = 2, seed: int = 0):
         if num_classes < 2:
-            raise ValueError(f"data.num_classes must be at least 2, got {num_classes}")
+            raise ConfigError(f"data.num_classes={num_classes}: synthetic data needs at least 2 classes")
         self.samples = [render(seed, i, size, num_classes) for i in range(length)]
 
     def __len__(self) -> int:

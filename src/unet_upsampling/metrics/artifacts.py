@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -33,22 +35,11 @@ def periods(depth: int) -> list[int]:
     return [2**d for d in range(1, depth + 1)]
 
 
-def receptive_field_bound(depth: int) -> int:
-    """An upper bound on the UNet's receptive-field radius in pixels: 10 * 2^depth.
-
-    Encoder: two 3x3 convs (2) and, per level d, a 2x2 pool and two 3x3 convs at stride 2^d:
-    2 + sum_d (2^(d-1) + 2^(d+1)) = 5 * 2^D - 3. Decoder, per level, an upsampling of at most
-    4 taps (2^d), a 3x3 conv (2^(d-1)) and two 3x3 convs (2^d): 5 * 2^D - 5. Larger kernels than
-    these defaults need a wider margin.
-    """
-    return 10 * 2**depth
-
-
 @torch.no_grad()
 def flat_field_response(
     net: nn.Module,
     in_channels: int,
-    depth: int,
+    margin: int,
     value: float = 0.0,
     noise_std: float = 0.0,
     interior: int = 64,
@@ -57,11 +48,11 @@ def flat_field_response(
     """Logit maps (C, interior, interior) of ``net`` in eval mode fed a constant image.
 
     The input is ``value`` (plus Gaussian noise of ``noise_std``) on a square of side
-    interior + 2 * receptive_field_bound(depth); only the centre, which no border reaches, is
-    returned. A translation-equivariant decoder answers a constant with a constant, so any
-    pattern here is an upsampling artifact.
+    interior + 2 * margin; only the centre is returned, which no border reaches when ``margin``
+    exceeds the network's receptive-field radius (``net.receptive_field()``). A
+    translation-equivariant decoder answers a constant with a constant, so any pattern here is an
+    upsampling artifact.
     """
-    margin = receptive_field_bound(depth)
     size = interior + 2 * margin
     device = next(net.parameters()).device
     generator = torch.Generator().manual_seed(seed)
@@ -75,20 +66,42 @@ def flat_field_response(
     return out[:, margin : margin + interior, margin : margin + interior].float().cpu()
 
 
+@torch.no_grad()
+def constant_in_constant_out(upsample: Callable[[int, int], nn.Module], channels: int = 4, size: int = 16) -> bool:
+    """Whether a freshly built upsampling block maps a constant map to a constant one, borders aside.
+
+    The theory's expectation for a mode at initialisation (Odena et al. 2016): true for resize +
+    conv, fixed bilinear kernels and ICNR pixel shuffle, false for randomly initialised transposed
+    convolutions, whose output phases get unequal sums of taps. Runs on a forked RNG, so building
+    the probe block leaves the caller's random stream alone.
+    """
+    with torch.random.fork_rng(devices=[]):
+        block = upsample(channels, channels).eval()
+        out = block(torch.ones(1, channels, size, size), (2 * size, 2 * size))[
+            ..., size // 2 : -size // 2, size // 2 : -size // 2
+        ]
+    spread = out.amax(dim=(-2, -1)) - out.amin(dim=(-2, -1))
+    return bool(spread.abs().max() <= 1e-5 * max(1.0, float(out.abs().max())))
+
+
 def phase_gain_imbalance(weight: torch.Tensor, stride: int) -> dict[str, torch.Tensor]:
     """Kernel phase-gain imbalance of a ConvTranspose2d weight (in, out, kH, kW) with stride s.
 
     Output phase p receives the DC gain g_p = sum_m w[p + m s] (per axis after summing the other
-    axis; in 2-D g_pq = sum_mn w[p + m s, q + n s]). Imbalance = std_p(g) / |mean_p(g)| per
-    (in, out) channel pair, averaged over pairs: 0 when every phase gets the same gain (the
-    bilinear kernel), large for random k=3, s=2, where phases get 1 and 2 taps.
+    axis; in 2-D g_pq = sum_mn w[p + m s, q + n s]). Imbalance, pooled over the (in, out) channel
+    pairs c: sqrt(mean_c Var_p(g_c)) / sqrt(mean_c mean_p(g_c)^2), the spread of the phase gains
+    relative to the RMS DC gain. Pooled rather than averaged per pair, because a pair whose mean
+    gain is near zero would make its own ratio, and so the average, unbounded. 0 when every phase
+    gets the same gain (the bilinear kernel); about 1 (per axis) and sqrt(3) (2-D) for an i.i.d.
+    zero-mean k=3, s=2 kernel, whose phases get 1 and 2 taps per axis.
     """
     k_h, k_w = weight.shape[-2:]
     padded = F.pad(weight.double(), (0, -k_w % stride, 0, -k_h % stride))
     g2d = padded.unflatten(-2, (-1, stride)).unflatten(-1, (-1, stride)).sum(dim=(-4, -2)).flatten(-2)
 
     def imbalance(g: torch.Tensor) -> torch.Tensor:
-        return (g.std(-1, unbiased=False) / g.mean(-1).abs().clamp_min(1e-12)).mean().float()
+        spread, dc = g.var(-1, unbiased=False).mean().sqrt(), g.mean(-1).square().mean().sqrt()
+        return (spread / dc.clamp_min(1e-12)).float()
 
     return {
         "rows": imbalance(g2d.unflatten(-1, (stride, stride)).sum(-1)),
@@ -98,7 +111,7 @@ def phase_gain_imbalance(weight: torch.Tensor, stride: int) -> dict[str, torch.T
 
 
 def kernel_imbalance(net: nn.Module) -> torch.Tensor | None:
-    """Mean 2-D phase-gain imbalance over every ConvTranspose2d in ``net`` (None if it has none)."""
+    """Mean over every ConvTranspose2d in ``net`` of its pooled 2-D phase-gain imbalance (None if it has none)."""
     values = [
         phase_gain_imbalance(m.weight, m.stride[0])["2d"] for m in net.modules() if isinstance(m, nn.ConvTranspose2d)
     ]

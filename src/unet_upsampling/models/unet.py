@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-UpsampleFactory = Callable[[int, int], nn.Module]
+from unet_upsampling.models.upsample import Size, UpsampleFactory
 
 
 class DoubleConv(nn.Sequential):
@@ -25,12 +24,38 @@ class DoubleConv(nn.Sequential):
         )
 
 
+class UNetDecoder(nn.Module):
+    """From the deepest features up: at each stage the upsampling block meets the skip's size, then
+    concatenation with the skip and a DoubleConv.
+
+    ``skip_channels`` and ``out_channels`` run from the deepest stage to the shallowest. A decoder
+    with one stage more than skips (an encoder whose first features are already downsampled) ends
+    with a stage that meets ``output_size`` without concatenating anything.
+    """
+
+    def __init__(
+        self, upsample: UpsampleFactory, in_channels: int, skip_channels: Sequence[int], out_channels: Sequence[int]
+    ):
+        super().__init__()
+        if len(out_channels) not in (len(skip_channels), len(skip_channels) + 1):
+            raise ValueError(f"{len(out_channels)} decoder stages for {len(skip_channels)} skip connections")
+        widths = [in_channels, *out_channels]
+        skips = [*skip_channels, 0][: len(out_channels)]
+        self.upsample = nn.ModuleList(upsample(widths[i], widths[i + 1]) for i in range(len(out_channels)))
+        self.stages = nn.ModuleList(DoubleConv(w + s, w) for w, s in zip(out_channels, skips, strict=True))
+
+    def forward(self, x: torch.Tensor, skips: Sequence[torch.Tensor], output_size: Size | None = None) -> torch.Tensor:
+        for i, (up, stage) in enumerate(zip(self.upsample, self.stages, strict=True)):
+            x = torch.cat([skips[i], up(x, skips[i].shape[-2:])], dim=1) if i < len(skips) else up(x, output_size)
+            x = stage(x)
+        return x
+
+
 class UNet(nn.Module):
     """Encoder of ``depth`` max-pool + DoubleConv stages, width ``base_channels * 2**d`` at depth d.
 
-    ``upsample(in_channels, out_channels)`` builds one decoder block; it is called with the skip
-    connection's size, so any input size works (each side must be at least ``2**depth``) and the
-    output has the input's height and width.
+    The decoder (``UNetDecoder``) gives every upsampling block its skip connection's size, so any
+    input size works (each side at least ``2**depth``) and the output has the input's size.
 
     ``channels_last`` keeps weights and activations in NHWC (the fast layout for tensor cores; the
     input is converted in ``forward``); ``compile`` compiles the module in place with
@@ -53,8 +78,7 @@ class UNet(nn.Module):
         self.stem = DoubleConv(in_channels, widths[0])
         self.pool = nn.MaxPool2d(2)
         self.encoder = nn.ModuleList(DoubleConv(widths[d], widths[d + 1]) for d in range(depth))
-        self.upsample = nn.ModuleList(upsample(widths[d + 1], widths[d]) for d in reversed(range(depth)))
-        self.decoder = nn.ModuleList(DoubleConv(2 * widths[d], widths[d]) for d in reversed(range(depth)))
+        self.decoder = UNetDecoder(upsample, widths[-1], widths[-2::-1], widths[-2::-1])
         self.head = nn.Conv2d(widths[0], num_classes, 1)
         self.channels_last = channels_last
         if channels_last:
@@ -62,34 +86,30 @@ class UNet(nn.Module):
         if compile:
             self.compile()
 
+    @property
+    def min_size(self) -> int:
+        """The smallest image side the network accepts: 2**depth (one pixel at the deepest level)."""
+        return 2**self.depth
+
+    def receptive_field(self) -> int:
+        """An upper bound on the receptive-field radius in pixels: 10 * 2^depth.
+
+        Encoder: two 3x3 convs (2) and, per level d, a 2x2 pool and two 3x3 convs at stride 2^d:
+        2 + sum_d (2^(d-1) + 2^(d+1)) = 5 * 2^D - 3. Decoder, per level, an upsampling of at most
+        4 taps (2^d), a 3x3 conv (2^(d-1)) and two 3x3 convs (2^d): 5 * 2^D - 5. Larger upsampling
+        kernels than these defaults need a wider margin.
+        """
+        return 10 * 2**self.depth
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if min(x.shape[-2:]) < 2**self.depth:
+        if min(x.shape[-2:]) < self.min_size:
             raise ValueError(
-                f"input {tuple(x.shape[-2:])} is smaller than 2**depth = {2**self.depth}: "
+                f"input {tuple(x.shape[-2:])} is smaller than 2**depth = {self.min_size}: "
                 f"lower model.depth or use larger images/crops"
             )
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        skips = []
-        x = self.stem(x)
+        skips = [self.stem(x)]
         for stage in self.encoder:
-            skips.append(x)
-            x = stage(self.pool(x))
-        for up, stage, skip in zip(self.upsample, self.decoder, reversed(skips)):
-            x = stage(torch.cat([skip, up(x, skip.shape[-2:])], dim=1))
-        return self.head(x)
-
-
-def fuse_batchnorm(net: nn.Module) -> nn.Module:
-    """A copy of ``net`` for inference with every Conv2d -> BatchNorm2d pair of a DoubleConv folded into one conv.
-
-    Uses the BatchNorm running statistics, so the copy is in eval mode and computes what ``net.eval()``
-    computes (to float rounding).
-    """
-    fused = copy.deepcopy(net).eval()
-    for block in fused.modules():
-        if isinstance(block, DoubleConv):
-            for i in (0, 3):
-                block[i] = nn.utils.fusion.fuse_conv_bn_eval(block[i], block[i + 1])
-                block[i + 1] = nn.Identity()
-    return fused
+            skips.append(stage(self.pool(skips[-1])))
+        return self.head(self.decoder(skips.pop(), skips[::-1]))

@@ -9,12 +9,27 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from unet_upsampling.errors import ConfigError
+
 Size = Sequence[int]
+
+
+class UpsampleBlock(Protocol):
+    """What a decoder asks of a block: ``(N, in, h, w)`` to ``(N, out, *output_size)``."""
+
+    def __call__(self, x: torch.Tensor, output_size: Size | None = None) -> torch.Tensor: ...
+
+
+class UpsampleFactory(Protocol):
+    """A configured mode (the ``upsample`` config is a ``_partial_``): builds one block per decoder level."""
+
+    def __call__(self, in_channels: int, out_channels: int) -> UpsampleBlock: ...
 
 
 def transposed_conv_size(i: int, kernel_size: int, stride: int, padding: int, output_padding: int = 0) -> int:
@@ -36,6 +51,21 @@ def pad_to(x: torch.Tensor, size: Size) -> torch.Tensor:
     return F.pad(x, (0, dw, 0, dh), mode="replicate")
 
 
+def transposed_conv_to(conv: nn.ConvTranspose2d, x: torch.Tensor, output_size: Size | None) -> torch.Tensor:
+    """``conv(x)`` at the skip's size: output_padding from ``output_size`` where a kernel tap reaches.
+
+    A size needing output_padding >= s (k=3, s=2, p=1 meeting an odd skip) has a last row beyond
+    every tap: the map stops one row short and that row is replicated (``pad_to``).
+    """
+    if output_size is None:
+        return conv(x)
+    (k, _), (s, _), (p, _) = conv.kernel_size, conv.stride, conv.padding
+    reachable = [
+        min(o, transposed_conv_size(i, k, s, p) + s - 1) for i, o in zip(x.shape[-2:], output_size, strict=True)
+    ]
+    return pad_to(conv(x, output_size=reachable), output_size)
+
+
 def bilinear_kernel(factor: int) -> torch.Tensor:
     """2-D bilinear interpolation kernel of size k = 2f - f % 2 (the FCN construction).
 
@@ -52,7 +82,7 @@ def bilinear_kernel(factor: int) -> torch.Tensor:
 def same_size_conv(in_channels: int, out_channels: int, kernel_size: int) -> nn.Conv2d:
     """A convolution with padding k // 2, which keeps the spatial size only for odd k."""
     if kernel_size % 2 == 0:
-        raise ValueError(
+        raise ConfigError(
             f"upsample.kernel_size={kernel_size}: this mode's convolution must keep the skip's size, "
             f"which needs an odd kernel size; use upsample.kernel_size={kernel_size + 1}"
         )
@@ -92,11 +122,9 @@ def icnr_(weight: torch.Tensor, scale: int, init=nn.init.kaiming_normal_) -> tor
 class TransposedConv(nn.Module):
     """``nn.ConvTranspose2d`` with PyTorch's random init, learnable (the classic UNet uses k=2, s=2).
 
-    ``forward`` passes the skip's size as ``output_size``, so PyTorch derives output_padding from
-    o = (i - 1) s - 2p + k + output_padding. When the skip needs output_padding >= s (e.g. k=3, s=2,
-    p=1 meeting an odd skip), the last row lies beyond every kernel tap and is replicated instead.
-    ``output_padding`` applies only when no output size is given. Settings with k - 2p > s, whose
-    output exceeds every skip size, are refused when the block is built.
+    ``forward`` meets the skip's size through ``transposed_conv_to``; ``output_padding`` applies
+    only when no output size is given (inside a UNet the skip always decides it). Settings with
+    k - 2p > s, whose output exceeds every skip size, are refused when the block is built.
     """
 
     def __init__(
@@ -110,7 +138,7 @@ class TransposedConv(nn.Module):
     ):
         super().__init__()
         if kernel_size - 2 * padding > stride:
-            raise ValueError(
+            raise ConfigError(
                 f"upsample.kernel_size={kernel_size}, stride={stride}, padding={padding} cannot meet the skip "
                 f"connection: o = (i-1)s - 2p + k + output_padding = {stride}i + {kernel_size - 2 * padding - stride} "
                 f"+ output_padding exceeds the skip's size {stride}i or {stride}i+1 for every i; "
@@ -119,11 +147,7 @@ class TransposedConv(nn.Module):
         self.conv = nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride, padding, output_padding)
 
     def forward(self, x: torch.Tensor, output_size: Size | None = None) -> torch.Tensor:
-        if output_size is None:
-            return self.conv(x)
-        (k, _), (s, _), (p, _) = self.conv.kernel_size, self.conv.stride, self.conv.padding
-        reachable = [min(o, transposed_conv_size(i, k, s, p) + s - 1) for i, o in zip(x.shape[-2:], output_size)]
-        return pad_to(self.conv(x, output_size=reachable), output_size)
+        return transposed_conv_to(self.conv, x, output_size)
 
 
 class BilinearTransposedConv(nn.Module):
@@ -159,12 +183,7 @@ class BilinearTransposedConv(nn.Module):
         self.upsample.weight.requires_grad_(trainable)
 
     def forward(self, x: torch.Tensor, output_size: Size | None = None) -> torch.Tensor:
-        x = self.conv(x)
-        if output_size is None:
-            return self.upsample(x)
-        s = self.upsample.stride[0]
-        reachable = [min(o, i * s + s - 1) for i, o in zip(x.shape[-2:], output_size)]
-        return pad_to(self.upsample(x, output_size=reachable), output_size)
+        return transposed_conv_to(self.upsample, self.conv(x), output_size)
 
 
 class ResizeConv(nn.Module):

@@ -1,4 +1,7 @@
-"""``python scripts/report.py <multirun dir>``: report.md, results.csv and figures from run directories."""
+"""``python scripts/report.py <multirun dir>``: report.md, results.csv and figures from run directories.
+
+``python scripts/report.py --summary DIR1 DIR2 ... --out DIR``: one summary across datasets (report/summary.py).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from unet_upsampling.report import figures
-from unet_upsampling.report.runs import Run, collect_runs
-from unet_upsampling.report.stats import mean_interval, paired_difference
+from unet_upsampling.report.runs import Run, by_mode, collect_runs, deduplicate
+from unet_upsampling.report.stats import finite, mean_interval, paired_difference
 
 QUALITY = ("val/dice", "val/iou", "val/boundary_f1", "test/dice")
 ARTIFACTS = (
@@ -25,7 +28,6 @@ ARTIFACTS = (
 )
 COST = ("params", "trainable_params", "train_time_s")
 PAIRED = ("val/dice", "val/boundary_f1", "val/flat_std")
-FLAT_AT_INIT = ("deconv_bilinear", "nearest_conv", "bilinear_conv")
 
 
 def fmt(value: float) -> str:
@@ -46,11 +48,41 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def per_seed(group: list[Run], key: str) -> dict[int, float]:
-    return {r.seed: r.metrics[key] for r in group if r.metrics.get(key) is not None}
+    """seed -> value, for the runs where ``key`` is a finite number."""
+    return {r.seed: r.metrics[key] for r in group if finite([r.metrics.get(key)]).size}
 
 
-def write_csv(runs: list[Run], path: Path) -> Path:
+def row_cells(group: list[Run], keys: tuple[str, ...]) -> tuple[int, list[str]]:
+    """A table row's seeds (the most finite values any of its metrics has) and one cell per metric.
+
+    A cell built from fewer values says how many: ``0.91 [0.88, 0.94] (n=2)``.
+    """
+    columns = [[r.metrics.get(k) for r in group] for k in keys]
+    counts = [len(finite(values)) for values in columns]
+    seeds = max(counts, default=0)
+    cells = [
+        fmt_interval(*mean_interval(values)) + (f" (n={n})" if 0 < n < seeds else "")
+        for values, n in zip(columns, counts, strict=True)
+    ]
+    return seeds, cells
+
+
+def paired_text(mean: float, low: float, high: float, n: int) -> str:
+    """A paired difference, its interval and seeds, and whether that interval excludes 0."""
+    if n < 2:
+        return f"{fmt(mean)} over {n} paired seed{'' if n == 1 else 's'}: too few for an interval"
+    verdict = (
+        "the seeds do not separate them"
+        if low <= 0 <= high
+        else f"{'higher' if low > 0 else 'lower'}, the interval excludes 0"
+    )
+    return f"{fmt_interval(mean, low, high)} over {n} seeds: {verdict}"
+
+
+def write_csv(runs: list[Run], path: Path, left_out: list[Run]) -> Path:
+    """One row per run; status ok, failed, or duplicate (a finished run the statistics leave out)."""
     keys = sorted({k for r in runs for k, v in r.metrics.items() if isinstance(v, (int, float))})
+    duplicates = {r.dir for r in left_out}
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["mode", "seed", "status", "run_dir", "error", *keys])
@@ -59,7 +91,7 @@ def write_csv(runs: list[Run], path: Path) -> Path:
                 [
                     r.mode,
                     r.seed,
-                    "ok" if r.ok else "failed",
+                    "failed" if not r.ok else "duplicate" if r.dir in duplicates else "ok",
                     r.dir,
                     r.error or "",
                     *(r.metrics.get(k, "") for k in keys),
@@ -69,57 +101,85 @@ def write_csv(runs: list[Run], path: Path) -> Path:
 
 
 def findings(groups: dict[str, list[Run]]) -> list[str]:
-    """Plain statements of what the numbers show, whichever way they fall."""
+    """Plain statements of what the numbers show, whichever way they fall; comparisons pair runs by seed."""
+    dice = {mode: mean_interval([r.metrics.get("val/dice") for r in group]) for mode, group in groups.items()}
+    ranked = sorted(groups, key=lambda m: (not np.isfinite(dice[m][0]), -dice[m][0]))
     lines = []
-    ranked = sorted(groups, key=lambda m: -mean_interval([r.metrics.get("val/dice") for r in groups[m]])[0])
     if ranked:
-        best = mean_interval([r.metrics.get("val/dice") for r in groups[ranked[0]]])
         lines.append(
-            f"- Highest mean val/dice: **{ranked[0]}** {fmt_interval(*best)}; lowest: {ranked[-1]} "
-            f"{fmt_interval(*mean_interval([r.metrics.get('val/dice') for r in groups[ranked[-1]]]))}."
+            f"- Highest mean val/dice: **{ranked[0]}** {fmt_interval(*dice[ranked[0]])}; "
+            f"lowest: {ranked[-1]} {fmt_interval(*dice[ranked[-1]])}."
         )
-        if len(ranked) > 1:
-            second = mean_interval([r.metrics.get("val/dice") for r in groups[ranked[1]]])
-            overlap = np.isfinite(best[1]) and np.isfinite(second[2]) and best[1] <= second[2]
-            lines.append(
-                f"- The runner-up, {ranked[1]} ({fmt(second[0])}), is "
-                f"{'within' if overlap else 'outside'} the leader's 95% interval"
-                f"{': the seeds do not separate them' if overlap else ''}."
-                if np.isfinite(best[1])
-                else f"- Runner-up: {ranked[1]} ({fmt(second[0])}); one seed each, so no interval."
-            )
+    if len(ranked) > 1:
+        leader, second = ranked[:2]
+        difference = paired_difference(per_seed(groups[second], "val/dice"), per_seed(groups[leader], "val/dice"))
+        lines.append(
+            f"- Runner-up {second}: paired difference in val/dice to the leader {leader} (same seed) "
+            f"{paired_text(*difference)}."
+        )
     if {"deconv", "deconv_k3"} <= groups.keys():
         for key in ("init/noise_pef2", "val/noise_pef2", "val/flat_std", "val/pef2"):
-            k3, k2 = (mean_interval([r.metrics.get(key) for r in groups[m]])[0] for m in ("deconv_k3", "deconv"))
-            if np.isfinite(k3) and np.isfinite(k2):
-                verdict = "more" if k3 > k2 else "not more"
+            difference = paired_difference(per_seed(groups["deconv_k3"], key), per_seed(groups["deconv"], key))
+            if difference[3]:
                 lines.append(
-                    f"- Theory, uneven overlap: deconv_k3 shows {verdict} `{key}` than deconv (k=2): "
-                    f"{fmt(k3)} vs {fmt(k2)}."
+                    f"- Theory, uneven overlap: `{key}` of deconv_k3 minus that of deconv (k=2), same seed: "
+                    f"{paired_text(*difference)}."
                 )
-    for mode in FLAT_AT_INIT:
-        if mode in groups:
-            pefs = [r.metrics.get(k) for r in groups[mode] for k in r.metrics if k.startswith("init/flat_pef")]
-            stds = [r.metrics.get("init/flat_std") for r in groups[mode]]
-            if pefs:
-                flat = max(pefs) == 0
-                lines.append(
-                    f"- Theory, flat in -> flat out at init: {mode} answers a constant with "
-                    f"{'a constant' if flat else 'a pattern'} (largest init/flat_pef {fmt(max(pefs))}, "
-                    f"init/flat_std up to {fmt(max(stds))})."
-                )
+    return lines + flat_at_init(groups)
+
+
+def flat_at_init(groups: dict[str, list[Run]]) -> list[str]:
+    """Theory: a block that maps a constant to a constant at init makes the network flat in, flat out; others paint.
+
+    Which blocks are flat is each run's ``upsample_flat_at_init``; runs without it are left out.
+    """
+    lines = []
+    for mode, group in groups.items():
+        runs = [r for r in group if "upsample_flat_at_init" in r.metrics]
+        claims = {bool(r.metrics["upsample_flat_at_init"]) for r in runs}
+        pefs = finite([v for r in runs for k, v in r.metrics.items() if k.startswith("init/flat_pef")])
+        if len(claims) > 1:
+            lines.append(f"- {mode}: its runs disagree on upsample_flat_at_init, so no statement on it.")
+        elif claims and pefs.size:
+            expected, observed = claims.pop(), pefs.max() == 0
+            stds = finite([r.metrics.get("init/flat_std") for r in runs])
+            lines.append(
+                f"- Theory, {'flat in -> flat out' if expected else 'uneven block -> pattern'} at init: {mode}, "
+                f"whose block {'maps' if expected else 'does not map'} a constant to a constant, "
+                f"answers a constant with {'a constant' if observed else 'a pattern'}, "
+                f"{'as expected' if observed == expected else 'against the expectation'} "
+                f"(largest init/flat_pef {fmt(pefs.max())}, init/flat_std up to {fmt(max(stds, default=np.nan))})."
+            )
     return lines
+
+
+def duplicate_runs(counted: list[Run], left_out: list[Run]) -> list[str]:
+    """The "Duplicate runs" section: which run of a repeated mode and seed counts, which do not."""
+    if not left_out:
+        return []
+    kept = {(r.mode, r.seed): r.dir for r in counted if r.ok}
+    return [
+        "## Duplicate runs",
+        "",
+        "Finished runs that share a mode and a seed (two sweeps under one root, or a re-run): only the one whose "
+        "metrics.json is the newest counts in the statistics; the others are left out.",
+        "",
+        *table(
+            ["mode", "seed", "counted", "left out"],
+            [[r.mode, str(r.seed), str(kept[(r.mode, r.seed)]), str(r.dir)] for r in left_out],
+        ),
+        "",
+    ]
 
 
 def write_report(root: Path, out: Path | None = None, reference: str = "deconv") -> dict[str, Path]:
     """Writes report.md, results.csv and the figures into ``out`` (default: ``root``)."""
     root, out = Path(root), Path(out or root)
     runs = collect_runs(root)
-    if not runs:
-        raise FileNotFoundError(f"no run directories (with .hydra/config.yaml) under {root}")
+    counted, left_out = deduplicate(runs)
     out.mkdir(parents=True, exist_ok=True)
-    groups = figures.by_mode(runs)
-    paths = {"results.csv": write_csv(runs, out / "results.csv")}
+    groups = by_mode(counted)
+    paths = {"results.csv": write_csv(runs, out / "results.csv", left_out)}
     for name, draw in (
         ("quality", figures.quality),
         ("periodic_energy", figures.periodic_energy),
@@ -128,7 +188,7 @@ def write_report(root: Path, out: Path | None = None, reference: str = "deconv")
         ("spectra", figures.spectra),
         ("quality_vs_artifacts", figures.quality_vs_artifacts),
     ):
-        paths[f"{name}.png"] = draw(runs, out / f"{name}.png")
+        paths[f"{name}.png"] = draw(counted, out / f"{name}.png")
 
     failed = [r for r in runs if not r.ok]
     md = [
@@ -136,12 +196,14 @@ def write_report(root: Path, out: Path | None = None, reference: str = "deconv")
         "",
         f"{len(runs)} runs: {len(runs) - len(failed)} finished, {len(failed)} failed. Intervals are 95% Student-t "
         "intervals over seeds; metrics are those of each run's best checkpoint (`val/`), at initialisation "
-        "(`init/`), and on the test split (`test/`).",
+        "(`init/`), and on the test split (`test/`)."
+        + (f" {len(left_out)} duplicate runs left out (see Duplicate runs)." if left_out else ""),
         "",
         "## Findings",
         "",
         *findings(groups),
         "",
+        *duplicate_runs(counted, left_out),
     ]
     if failed:
         md += [
@@ -154,10 +216,7 @@ def write_report(root: Path, out: Path | None = None, reference: str = "deconv")
             "",
         ]
     for title, keys in (("Segmentation quality", QUALITY), ("Artifacts", ARTIFACTS), ("Cost", COST)):
-        rows = [
-            [mode, str(len(group))] + [fmt_interval(*mean_interval([r.metrics.get(k) for r in group])) for k in keys]
-            for mode, group in groups.items()
-        ]
+        rows = [[mode, str(n), *cells] for mode, group in groups.items() for n, cells in [row_cells(group, keys)]]
         md += [f"## {title}", "", *table(["mode", "seeds", *keys], rows), ""]
     if reference in groups:
         rows = []
@@ -178,8 +237,9 @@ def write_report(root: Path, out: Path | None = None, reference: str = "deconv")
     md += [
         "Measures: `pef{P}` is the periodic energy fraction of the logit maps (share of variance at period P); "
         "`flat_*` probe the network with a constant image, `noise_*` with the constant plus weak noise, on the "
-        "interior beyond the receptive field; `kernel_imbalance` is the phase-gain imbalance of the transposed "
-        "convolutions (0 for the bilinear kernel); `boundary_f1` scores class edges within 2 px.",
+        "interior beyond the receptive field; `kernel_imbalance` is the spread of the transposed convolutions' "
+        "phase gains relative to their RMS DC gain (0 for the bilinear kernel); `boundary_f1` scores class edges "
+        "within 2 px. `seeds` counts the finite values behind a row; a cell with fewer shows its own `n`.",
         "",
     ]
     paths["report.md"] = out / "report.md"
@@ -189,11 +249,29 @@ def write_report(root: Path, out: Path | None = None, reference: str = "deconv")
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("multirun_dir", type=Path, help="a Hydra multirun directory (or any folder of run directories)")
+    parser.add_argument(
+        "multirun_dir", type=Path, nargs="?", help="a Hydra multirun directory (or any folder of run directories)"
+    )
+    parser.add_argument(
+        "--summary",
+        type=Path,
+        nargs="+",
+        metavar="SWEEP_DIR",
+        help="instead: one study per dataset; writes summary.md, summary.csv and quality_vs_artifacts.png to --out",
+    )
     parser.add_argument("--out", type=Path, default=None, help="where to write (default: the multirun directory)")
     parser.add_argument("--reference", default="deconv", help="the mode paired differences are taken against")
     args = parser.parse_args(argv)
-    paths = write_report(args.multirun_dir, args.out, args.reference)
+    if (args.multirun_dir is None) == (args.summary is None):
+        parser.error("give either a multirun directory or --summary SWEEP_DIR [SWEEP_DIR ...]")
+    if args.summary and args.out is None:
+        parser.error("--summary needs --out")
+    if args.summary:
+        from unet_upsampling.report.summary import write_summary  # summary builds on this module: no import cycle
+
+        paths = write_summary(args.summary, args.out, args.reference)
+    else:
+        paths = write_report(args.multirun_dir, args.out, args.reference)
     for name, path in paths.items():
         print(f"{name}: {path}")
 

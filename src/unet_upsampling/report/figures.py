@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
-from unet_upsampling.callbacks import show_flat_field
+from unet_upsampling.figures import displayable, show_flat_field
 from unet_upsampling.report.runs import Run
 from unet_upsampling.report.stats import mean_interval
 
@@ -30,18 +29,22 @@ def periods_of(runs: list[Run], prefix: str) -> list[int]:
     )
 
 
-def save(fig, path: Path) -> Path:
+def save(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
+
+
+def colour(i: int):
+    return colormaps["tab10"](i % 10)
 
 
 def quality(runs: list[Run], path: Path, keys=("val/dice", "val/iou", "val/boundary_f1")) -> Path:
     """Bars: mean over seeds with the 95% interval, one group per metric."""
     groups = by_mode(runs)
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 4), squeeze=False)
-    for ax, key in zip(axes[0], keys):
+    fig = Figure(figsize=(4.2 * len(keys), 4))
+    axes = fig.subplots(1, len(keys), squeeze=False)
+    for ax, key in zip(axes[0], keys, strict=True):
         stats = [mean_interval([r.metrics.get(key) for r in group]) for group in groups.values()]
         means = np.array([s[0] for s in stats])
         err = np.array([[m - lo, hi - m] if np.isfinite(lo) else [0, 0] for m, lo, hi in stats]).T
@@ -59,11 +62,14 @@ def quality(runs: list[Run], path: Path, keys=("val/dice", "val/iou", "val/bound
 def periodic_energy(runs: list[Run], path: Path) -> Path:
     """PEF against period, log scale: validation logits and the noisy flat field, init vs trained."""
     groups = by_mode(runs)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, (kind, title) in zip(axes, (("pef", "validation logit maps"), ("noise_pef", "flat field + noise"))):
+    fig = Figure(figsize=(11, 4.2))
+    axes = fig.subplots(1, 2)
+    for ax, (kind, title) in zip(
+        axes, (("pef", "validation logit maps"), ("noise_pef", "flat field + noise")), strict=True
+    ):
         ps = periods_of(runs, f"val/{kind}")
         for i, (mode, group) in enumerate(groups.items()):
-            color = plt.cm.tab10(i % 10)
+            color = colour(i)
             for stage, style in (("init", ":"), ("val", "-")):
                 values = [np.nanmean([r.metrics.get(f"{stage}/{kind}{p}", np.nan) for r in group]) for p in ps]
                 ax.plot(ps, values, style, marker="o", ms=3, color=color, label=mode if stage == "val" else None)
@@ -83,7 +89,8 @@ def first_seed(groups: dict[str, list[Run]]) -> dict[str, Run]:
 def flat_fields(runs: list[Run], path: Path) -> Path:
     """Each mode's flat-field response (last logit map minus its mean), at init and trained."""
     chosen = first_seed(by_mode(runs))
-    fig, axes = plt.subplots(2, max(1, len(chosen)), figsize=(2.3 * max(1, len(chosen)), 6), squeeze=False)
+    fig = Figure(figsize=(2.3 * max(1, len(chosen)), 6))
+    axes = fig.subplots(2, max(1, len(chosen)), squeeze=False)
     for column, (mode, run) in enumerate(chosen.items()):
         arrays = run.arrays("artifacts")
         for row, stage in enumerate(("init", "final")):
@@ -99,24 +106,22 @@ def predictions(runs: list[Run], path: Path, crop: int = 32) -> Path:
     """First validation image per mode: prediction, a zoomed crop of it, and the error map."""
     chosen = {m: r.arrays("predictions") for m, r in first_seed(by_mode(runs)).items()}
     chosen = {m: a for m, a in chosen.items() if "preds" in a}
-    fig, axes = plt.subplots(len(chosen) + 1, 3, figsize=(7.5, 2.5 * (len(chosen) + 1)), squeeze=False)
+    fig = Figure(figsize=(7.5, 2.5 * (len(chosen) + 1)))
+    axes = fig.subplots(len(chosen) + 1, 3, squeeze=False)
     if chosen:
         first = next(iter(chosen.values()))
         image, mask = first["images"][0], first["masks"][0]
         top, left = (np.array(mask.shape) - crop) // 2
         box = (slice(top, top + crop), slice(left, left + crop))
         vmax = max(int(a["preds"].max()) for a in chosen.values()) or 1
-        for ax, panel, title in zip(axes[0], (image, mask, mask[box]), ("image", "ground truth", "truth, zoomed")):
-            ax.imshow(
-                panel,
-                cmap="gray" if title == "image" else "viridis",
-                vmin=None if title == "image" else 0,
-                vmax=None if title == "image" else vmax,
-                interpolation="nearest",
-            )
+        shown, cmap = displayable(image) if image.ndim == 3 else (image, "gray")
+        axes[0][0].imshow(shown, cmap=cmap, interpolation="nearest")
+        for ax, panel in zip(axes[0][1:], (mask, mask[box]), strict=True):
+            ax.imshow(panel, cmap="viridis", vmin=0, vmax=vmax, interpolation="nearest")
+        for ax, title in zip(axes[0], ("image", "ground truth", "truth, zoomed"), strict=True):
             ax.set_title(title, fontsize=9)
-        axes[0][0].add_patch(plt.Rectangle((left, top), crop, crop, fill=False, color="red"))
-        for row, (mode, arrays) in zip(axes[1:], chosen.items()):
+        axes[0][0].add_patch(Rectangle((left, top), crop, crop, fill=False, color="red"))
+        for row, (mode, arrays) in zip(axes[1:], chosen.items(), strict=True):
             pred = arrays["preds"][0]
             error = pred != mask
             for ax, panel, title, cmap in (
@@ -133,7 +138,8 @@ def predictions(runs: list[Run], path: Path, crop: int = 32) -> Path:
 
 def spectra(runs: list[Run], path: Path) -> Path:
     """Radially averaged log power spectrum of the validation logits, mean over seeds."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fig = Figure(figsize=(6.5, 4.2))
+    ax = fig.subplots()
     for i, (mode, group) in enumerate(by_mode(runs).items()):
         for stage, style in (("init", ":"), ("final", "-")):
             curves = [
@@ -145,7 +151,7 @@ def spectra(runs: list[Run], path: Path) -> Path:
                     np.linspace(0, 1, len(mean), endpoint=False),
                     mean,
                     style,
-                    color=plt.cm.tab10(i % 10),
+                    color=colour(i),
                     label=mode if stage == "final" else None,
                 )
     ax.set_xlabel("radial frequency |f| / (sqrt(2) f_Nyquist)")
@@ -157,10 +163,11 @@ def spectra(runs: list[Run], path: Path) -> Path:
 
 def quality_vs_artifacts(runs: list[Run], path: Path, x_key: str = "val/flat_std", y_key: str = "val/dice") -> Path:
     """One point per run: segmentation quality against the flat-field deviation."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fig = Figure(figsize=(6.5, 4.2))
+    ax = fig.subplots()
     for i, (mode, group) in enumerate(by_mode(runs).items()):
         xs = [max(r.metrics.get(x_key, np.nan), 1e-9) for r in group]
-        ax.scatter(xs, [r.metrics.get(y_key, np.nan) for r in group], color=plt.cm.tab10(i % 10), label=mode, s=22)
+        ax.scatter(xs, [r.metrics.get(y_key, np.nan) for r in group], color=colour(i), label=mode, s=22)
     ax.set_xscale("log")
     ax.set_xlabel(f"{x_key} (std of the flat-field logits; floor 1e-9)")
     ax.set_ylabel(y_key)

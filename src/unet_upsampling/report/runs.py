@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,9 @@ class Run:
     seed: int
     metrics: dict = field(default_factory=dict)
     error: str | None = None
+    data: str | None = None  # the Hydra choices data= and model=
+    model: str | None = None
+    class_names: list[str] | None = None  # data.class_names, when the config has it
 
     @property
     def ok(self) -> bool:
@@ -34,6 +38,27 @@ def mode_label(name: str, overrides: list[str]) -> str:
     return f"{name}[{','.join(extra)}]" if extra else name
 
 
+def last_log_line(run_dir: Path, config) -> str | None:
+    """The last line of the run's log: ``<experiment_name or task_name>.log``, else ``train.log``."""
+    name = config.get("experiment_name", config.get("task_name", "train"))
+    for log in (run_dir / f"{name}.log", run_dir / "train.log"):
+        lines = log.read_text().strip().splitlines() if log.is_file() else []
+        if lines:
+            return lines[-1]
+    return None
+
+
+def no_runs_error(root: Path) -> FileNotFoundError:
+    """The error for a folder without runs, with its two usual causes: a sweep that never started, a wrong path."""
+    return FileNotFoundError(
+        f"no run directory (a folder holding .hydra/config.yaml) was found under {root}"
+        + ("" if root.is_dir() else ", which does not exist")
+        + ". Either the sweep failed before any job started (Hydra rejects an unknown option among the sweep "
+        "values, such as upsample=deconv,nonexistent, before running anything: see the sweep's own error), "
+        "or the path is wrong (pass the sweep directory, hydra.sweep.dir, or a folder above it)."
+    )
+
+
 def collect_runs(root: Path) -> list[Run]:
     """Every run directory under ``root``, sorted by mode and seed; unfinished runs carry an error."""
     runs = []
@@ -42,13 +67,47 @@ def collect_runs(root: Path) -> list[Run]:
         config = OmegaConf.load(config_path)
         hydra = OmegaConf.load(run_dir / ".hydra" / "hydra.yaml").hydra
         name = OmegaConf.select(hydra, "runtime.choices.upsample", default="?")
-        run = Run(run_dir, mode_label(name, list(hydra.overrides.task)), int(config.seed))
+        run = Run(
+            run_dir,
+            mode_label(name, list(hydra.overrides.task)),
+            int(config.seed),
+            data=OmegaConf.select(hydra, "runtime.choices.data", default=None),
+            model=OmegaConf.select(hydra, "runtime.choices.model", default=None),
+        )
+        names = OmegaConf.select(config, "data.class_names", default=None)
+        run.class_names = None if names is None else [str(n) for n in names]
         metrics_path = run_dir / "metrics.json"
         if metrics_path.is_file():
             run.metrics = json.loads(metrics_path.read_text())
         else:
-            log = run_dir / f"{config.get('task_name', 'train')}.log"
-            tail = log.read_text().strip().splitlines()[-1:] if log.is_file() else []
-            run.error = "no metrics.json" + (f" (last log line: {tail[0]})" if tail else "")
+            tail = last_log_line(run_dir, config)
+            run.error = "no metrics.json" + (f" (last log line: {tail})" if tail else "")
         runs.append(run)
+    if not runs:
+        raise no_runs_error(root)
     return sorted(runs, key=lambda r: (r.mode, r.seed))
+
+
+def deduplicate(runs: list[Run]) -> tuple[list[Run], list[Run]]:
+    """(runs to count, runs left out): of finished runs sharing mode and seed, the newest metrics.json counts."""
+    newest: dict[tuple[str, int], Run] = {}
+    for run in runs:
+        if run.ok:
+            key = (run.mode, run.seed)
+            if key not in newest or mtime(run) > mtime(newest[key]):
+                newest[key] = run
+    counted = {r.dir for r in newest.values()}
+    return [r for r in runs if not r.ok or r.dir in counted], [r for r in runs if r.ok and r.dir not in counted]
+
+
+def mtime(run: Run) -> float:
+    return (run.dir / "metrics.json").stat().st_mtime
+
+
+def by_mode(runs: list[Run]) -> dict[str, list[Run]]:
+    """The finished runs, grouped by mode (in the order of ``runs``)."""
+    groups = defaultdict(list)
+    for run in runs:
+        if run.ok:
+            groups[run.mode].append(run)
+    return dict(groups)

@@ -8,9 +8,14 @@ import numpy as np
 from scipy import stats
 
 
-def mean_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high): mean +- t_{(1+level)/2, n-1} s / sqrt(n); the interval is NaN for n < 2."""
-    x = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+def finite(values: Sequence[float | None]) -> np.ndarray:
+    """The values that are numbers and finite (missing metrics are None, failed ones NaN)."""
+    return np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+
+
+def mean_interval(values: Sequence[float | None], level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high) of the finite values: mean +- t_{(1+level)/2, n-1} s / sqrt(n); interval NaN for n < 2."""
+    x = finite(values)
     if len(x) == 0:
         return (np.nan, np.nan, np.nan)
     mean = float(x.mean())
@@ -21,6 +26,6 @@ def mean_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, 
 
 
 def paired_difference(a: dict[int, float], b: dict[int, float], level: float = 0.95) -> tuple[float, float, float, int]:
-    """Mean of a[seed] - b[seed] over the seeds both have, its interval, and that number of seeds."""
-    seeds = sorted(a.keys() & b.keys())
-    return (*mean_interval([a[s] - b[s] for s in seeds], level), len(seeds))
+    """Mean of a[seed] - b[seed] over the seeds both have a finite value for, its interval, and that number of seeds."""
+    differences = finite([a[s] - b[s] for s in sorted(a.keys() & b.keys())])
+    return (*mean_interval(differences, level), len(differences))

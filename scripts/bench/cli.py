@@ -1,0 +1,160 @@
+"""``python scripts/benchmark.py``: time per run, measured side by side.
+
+Four parts, every candidate of a part interleaved round by round in one process so that a shared or
+throttled CPU slows them alike; each number is the median over the timed rounds after a warm-up:
+
+1. training step (forward, loss, backward, AdamW step) of the project's UNet for each upsample mode,
+   also in channels_last, against MONAI's ``BasicUNet`` with the same widths and the matching
+   upsampling (optional ``bench`` extra), per image and per FLOP, ``--repeats`` times; with the
+   machine's own fp32 GEMM and 3x3 conv FLOP/s measured in the same rounds;
+2. real ``train.py`` runs against a plain PyTorch loop over the same model and data, per step and
+   per epoch, and the host syncs a step makes;
+3. the data pipeline alone (synthetic and folder sources, 0/1/2 workers);
+4. inference on the ``predict.py`` path, with and without fused BatchNorm.
+
+Prints tables, writes JSON (``--output``) with the ratios ours / MONAI, train.py / plain loop and
+pipeline / model consumption, and the targets they are held to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench import report as reporting
+from bench.config import MODES
+from bench.inference import bench_inference
+from bench.lightning_loop import bench_lightning
+from bench.machine import machine
+from bench.pipeline import bench_pipeline
+from bench.training import PAIRINGS, bench_training
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="benchmark.py",
+        description="Time per run, measured side by side (see scripts/bench/ and docs/performance.md).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add = parser.add_argument
+    add(
+        "--modes",
+        nargs="+",
+        default=MODES,
+        choices=MODES,
+        help="upsample modes; the first one is used for the train.py, pipeline and inference parts",
+    )
+    add("--size", type=int, default=None, help="training crop size (default: data.crop_size)")
+    add("--batch-size", type=int, default=None, help="default: data.batch_size")
+    add("--width", type=int, default=None, help="model.base_channels (default: the config's)")
+    add("--depth", type=int, default=None, help="model.depth (MONAI's BasicUNet needs 4)")
+    add("--steps", type=int, default=15, help="timed rounds of training steps")
+    add("--warmup", type=int, default=3, help="untimed steps per candidate")
+    add("--repeats", type=int, default=3, help="full interleaved training measurements; ratios as median [min-max]")
+    add("--pairing", default="monai", choices=sorted(PAIRINGS), help="the peer network of the training part")
+    add("--gemm-size", type=int, default=1024, help="side of the fp32 GEMM of the machine limit")
+    add("--no-variants", dest="variants", action="store_false", help="skip the other layout of both networks")
+    add("--train-epochs", type=int, default=3, help="epochs per train.py / plain-loop run")
+    add("--train-rounds", type=int, default=2, help="alternating train.py / plain-loop runs")
+    add("--workers", type=int, nargs="+", default=[0, 1, 2])
+    add("--pipeline-batches", type=int, default=16, help="batches per timed pipeline block")
+    add("--pipeline-rounds", type=int, default=5)
+    add("--infer-size", type=int, default=512)
+    add("--infer-rounds", type=int, default=8)
+    add(
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=["train_py", "pipeline", "inference"],
+        help="parts to leave out (their JSON fields are null)",
+    )
+    add(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads here and OMP_NUM_THREADS of the train.py runs (default: torch's)",
+    )
+    add("--device", default="cpu", choices=["cpu", "cuda"])
+    add("--no-bf16", dest="bf16", action="store_false", help="on cuda: fp32 instead of bf16 autocast")
+    add("--peak-tflops", type=float, default=None, help="device peak for the GPU fraction")
+    add("--output", default="benchmark.json")
+    add("overrides", nargs="*", help="train.py overrides applied to every part, e.g. data.source.size=256")
+    args = parser.parse_args(argv)
+    args.command = shlex.join(["python", "scripts/benchmark.py", *(sys.argv[1:] if argv is None else argv)])
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    return args
+
+
+def base_overrides(args: argparse.Namespace) -> list[str]:
+    base = list(args.overrides)
+    for flag, key in (
+        (args.size, "data.crop_size"),
+        (args.batch_size, "data.batch_size"),
+        (args.width, "model.base_channels"),
+        (args.depth, "model.depth"),
+    ):
+        if flag is not None:
+            base.append(f"{key}={flag}")
+    return base
+
+
+def prepare_device(args: argparse.Namespace) -> None:
+    if args.device == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit("--device cuda: no CUDA device")
+        torch.backends.cudnn.benchmark = True
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    prepare_device(args)
+    base = base_overrides(args)
+    report: dict[str, Any] = {
+        "machine": machine(args.device),
+        "command": args.command,
+        "lightning_mode": args.modes[0],
+    }
+    clock = {"start": time.perf_counter()}
+    report["training"], settings, report["machine_limit"] = bench_training(args, base)
+    clock["training"] = time.perf_counter()
+    report["settings"] = {
+        **settings,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "modes": args.modes,
+        "overrides": base,
+    }
+    with tempfile.TemporaryDirectory(prefix="unet-bench-") as tmp:
+        workdir = Path(tmp)
+        report["lightning"] = None if "train_py" in args.skip else bench_lightning(args, base, workdir)
+        clock["train_py"] = time.perf_counter()
+        model_rate = report["training"][args.modes[0]]["ours"]["images_per_s"]
+        report["pipeline"] = None if "pipeline" in args.skip else bench_pipeline(args, base, workdir, model_rate)
+        clock["pipeline"] = time.perf_counter()
+    report["inference"] = None if "inference" in args.skip else bench_inference(args, base)
+    clock["inference"] = time.perf_counter()
+    names = list(clock)
+    report["part_seconds"] = {b: clock[b] - clock[a] for a, b in itertools.pairwise(names)}
+    report["targets"] = reporting.targets(report)
+    return report
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    report = run(args)
+    print(reporting.table(report))
+    reporting.write_json(report, args.output)
+    print(f"\nwrote {args.output}")
+    return report

@@ -1,0 +1,155 @@
+"""The LightningModule: loss, optimiser, Dice and IoU per class, boundary F1, periodic energy."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassStatScores
+
+from unet_upsampling.losses import LOSSES
+from unet_upsampling.metrics import BoundaryF1, periodic_energy_fraction, periods
+
+log = logging.getLogger(__name__)
+
+
+def dice_and_iou(stats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-class Dice 2TP / (2TP + FP + FN) and IoU TP / (TP + FP + FN) from stat scores (C, [tp, fp, tn, fn, sup]).
+
+    A class absent from both target and prediction (TP + FP + FN = 0) has neither: NaN, left out of
+    the means over classes.
+    """
+    tp, fp, fn = (stats[:, i].double() for i in (0, 1, 3))
+    errors = fp + fn
+    nan = torch.full_like(tp, float("nan"))
+    dice = torch.where(tp + errors > 0, 2 * tp / (2 * tp + errors).clamp_min(1), nan)
+    iou = torch.where(tp + errors > 0, tp / (tp + errors).clamp_min(1), nan)
+    return dice.float(), iou.float()
+
+
+class SegmentationTask(L.LightningModule):
+    """Trains ``net`` on (image, mask) batches.
+
+    Dice is the per-class F1 over all pixels of a split (2|P n T| / (|P| + |T|)), IoU the per-class
+    Jaccard index; ``val/dice`` and ``val/iou`` are their means over the classes present in the
+    split's targets or predictions. ``val/boundary_f1`` scores class edges within 2 px;
+    ``val/pef{P}`` is the mean periodic energy fraction of the logit maps for P = 2 .. 2^depth.
+    ``optimizer(params)`` and ``scheduler(optimizer, T_max)`` are Hydra partials; the schedule
+    steps every batch over the whole run (``on_train_start`` stretches it when a resumed run is
+    given more steps). Only parameters with ``requires_grad`` are optimised.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        num_classes: int,
+        optimizer: Callable | None = None,
+        scheduler: Callable | None = None,
+        loss: str = "ce_dice",
+        ignore_index: int = -100,
+    ):
+        super().__init__()
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}: choose task.loss={', '.join(LOSSES)}")
+        self.net, self.num_classes, self.loss_fn, self.ignore_index = net, num_classes, LOSSES[loss], ignore_index
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.periods = periods(net.depth)
+        self.metrics = nn.ModuleDict(
+            {
+                split: nn.ModuleDict(
+                    {
+                        "stats": MulticlassStatScores(num_classes, average="none", ignore_index=ignore_index),
+                        "boundary_f1": BoundaryF1(tolerance=2, ignore_index=ignore_index),
+                        **{f"pef{p}": MeanMetric() for p in self.periods},
+                    }
+                )
+                for split in ("val", "test")
+            }
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch, batch_idx):
+        image, mask = batch
+        loss = self.loss_fn(self(image), mask, self.ignore_index)
+        # The step loss goes to the logger every trainer.log_every_n_steps; the progress bar shows the
+        # epoch mean. A per-step progress-bar value would turn the loss into a float after every
+        # batch: a host sync that stalls a GPU (benchmarks/ counts them).
+        self.log("train/loss", loss)
+        self.log("train/loss_epoch", loss, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def _evaluate(self, batch, split: str) -> torch.Tensor:
+        image, mask = batch
+        logits = self(image)
+        loss = self.loss_fn(logits, mask, self.ignore_index)
+        self.log(f"{split}/loss", loss, batch_size=image.shape[0], sync_dist=True)
+        metrics, preds = self.metrics[split], logits.argmax(1)
+        metrics["stats"].update(preds, mask)
+        metrics["boundary_f1"].update(preds, mask)
+        for p in self.periods:
+            metrics[f"pef{p}"].update(periodic_energy_fraction(logits.detach(), p).mean(), weight=image.shape[0])
+        return logits
+
+    def _log_metrics(self, split: str) -> None:
+        metrics = self.metrics[split]
+        per_class = dict(zip(("dice", "iou"), dice_and_iou(metrics["stats"].compute()), strict=True))
+        for name, values in per_class.items():
+            self.log(f"{split}/{name}", values.nanmean(), prog_bar=name == "dice")
+            for c, value in enumerate(values):
+                self.log(f"{split}/{name}_c{c}", value)
+        for name, metric in metrics.items():
+            if name != "stats":
+                self.log(f"{split}/{name}", metric.compute())
+            metric.reset()
+
+    def validation_step(self, batch, batch_idx):
+        return self._evaluate(batch, "val")
+
+    def on_validation_epoch_end(self):
+        self._log_metrics("val")
+
+    def test_step(self, batch, batch_idx):
+        return self._evaluate(batch, "test")
+
+    def on_test_epoch_end(self):
+        self._log_metrics("test")
+
+    def configure_optimizers(self):
+        if self.optimizer_factory is None:
+            raise ValueError("this SegmentationTask was built for inference (no optimizer): it cannot be trained")
+        optimizer = self.optimizer_factory([p for p in self.parameters() if p.requires_grad])
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer, T_max=self.total_steps())
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def total_steps(self) -> int:
+        return max(1, int(self.trainer.estimated_stepping_batches))
+
+    def on_train_start(self) -> None:
+        """A resumed run given more (or fewer) steps than its checkpoint's schedule follows the new total.
+
+        The cosine schedule is set to where an uninterrupted run planned for the new total would be
+        at this step, lr_t = eta_min + (lr_0 - eta_min)(1 + cos(pi t / T)) / 2, and goes on to zero at
+        the new last step (the checkpoint's own T_max would wrap around and climb back to lr_0).
+        """
+        total = self.total_steps()
+        for config in self.trainer.lr_scheduler_configs:
+            scheduler = config.scheduler
+            if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR) and scheduler.T_max != total:
+                log.info(
+                    "schedule: the checkpoint's cosine spans %d steps, this run %d: following the new total",
+                    scheduler.T_max,
+                    total,
+                )
+                scheduler.T_max = total
+                rates = scheduler._get_closed_form_lr()
+                for group, rate in zip(scheduler.optimizer.param_groups, rates, strict=True):
+                    group["lr"] = rate
+                scheduler._last_lr = list(rates)

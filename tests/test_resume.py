@@ -1,0 +1,195 @@
+"""A stopped run resumes with nothing lost: kill -9, SIGTERM, a SLURM requeue, a longer schedule, a bad checkpoint."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, TINY, read_metrics, run_app
+
+ARGS = [*TINY, "data.source.train=16", "trainer.max_epochs=6", "seed=3", "validations=null"]
+TIMES_AND_PATHS = {"train_time_s", "eval_time_s", "best_checkpoint"}
+
+
+def start(run_dir: Path, *extra: str) -> subprocess.Popen:
+    """train.py in a subprocess of its own: the process boundary is the point of these tests."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *ARGS, *extra, f"hydra.run.dir={run_dir}"],
+        cwd=run_dir.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "LOG_DIR": str(run_dir.parent / "logs")},
+    )
+
+
+def wait_for_checkpoint(run_dir: Path, epoch: int, process: subprocess.Popen) -> None:
+    """Until last.ckpt holds ``epoch`` (written through a temporary file and a rename: always whole)."""
+    deadline = time.time() + 300
+    last = run_dir / "checkpoints" / "last.ckpt"
+    while time.time() < deadline and process.poll() is None:
+        if last.is_file() and torch.load(last, weights_only=True)["epoch"] >= epoch:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no last.ckpt of epoch {epoch} in {run_dir} (process exit: {process.poll()})")
+
+
+def csv_rows(run_dir: Path) -> list[dict]:
+    with (run_dir / "csv" / "metrics.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("whole") / "run"
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        assert run_app("train.py", *ARGS, f"hydra.run.dir={run_dir}", cwd=run_dir.parent, monkeypatch=monkeypatch) == 0
+    return run_dir
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_and_writes_what_the_uninterrupted_run_writes(uninterrupted, tmp_path, monkeypatch):
+    killed = tmp_path / "killed"
+    process = start(killed)
+    wait_for_checkpoint(killed, 1, process)
+    time.sleep(0.2)  # somewhere in the following epochs
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (killed / "metrics.json").exists(), "the run finished before it was killed: kill it sooner"
+    assert (
+        run_app("train.py", *ARGS, "ckpt_path=last", f"hydra.run.dir={killed}", cwd=tmp_path, monkeypatch=monkeypatch)
+        == 0
+    )
+    whole, resumed = read_metrics(uninterrupted), read_metrics(killed)
+    assert {k: v for k, v in resumed.items() if k not in TIMES_AND_PATHS} == {
+        k: v for k, v in whole.items() if k not in TIMES_AND_PATHS
+    }
+    assert any(k.startswith("init/") for k in resumed)  # the validation before training, kept by the checkpoint
+    assert csv_rows(killed) == csv_rows(uninterrupted)  # logs included
+    arrays = [dict(np.load(d / "artifacts.npz")) for d in (uninterrupted, killed)]
+    assert arrays[0].keys() == arrays[1].keys() >= {"init_flat", "final_flat"}
+    for key in arrays[0]:
+        np.testing.assert_array_equal(arrays[0][key], arrays[1][key])
+
+
+@pytest.mark.slow
+def test_sigterm_exits_non_zero_keeps_last_checkpoint_and_says_how_to_resume(uninterrupted, tmp_path, monkeypatch):
+    stopped = tmp_path / "stopped"
+    process = start(stopped)
+    wait_for_checkpoint(stopped, 1, process)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143
+    assert "stopped by SIGTERM at step" in stderr and f"ckpt_path=last hydra.run.dir={stopped}" in stderr
+    assert not (stopped / "metrics.json").exists()
+    assert torch.load(stopped / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] >= 1
+    assert "stopped by SIGTERM" in (stopped / "train.log").read_text()
+    assert (
+        run_app("train.py", *ARGS, "ckpt_path=last", f"hydra.run.dir={stopped}", cwd=tmp_path, monkeypatch=monkeypatch)
+        == 0
+    )
+    assert read_metrics(stopped)["val/dice"] == read_metrics(uninterrupted)["val/dice"]
+
+
+def test_a_requeued_slurm_job_resumes_from_its_own_checkpoint(uninterrupted, tmp_path, monkeypatch):
+    """SLURM requeues a preempted job with the same command; SLURM_RESTART_COUNT > 0 makes it resume."""
+    run_dir = tmp_path / "job"
+    assert (
+        run_app(
+            "train.py",
+            *ARGS[:-2],
+            "trainer.max_epochs=2",
+            "seed=3",
+            "validations=null",
+            f"hydra.run.dir={run_dir}",
+            cwd=tmp_path,
+            monkeypatch=monkeypatch,
+        )
+        == 0
+    )
+    (run_dir / "metrics.json").unlink()
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    assert run_app("train.py", *ARGS, f"hydra.run.dir={run_dir}", cwd=tmp_path, monkeypatch=monkeypatch) == 0
+    assert f"resuming from {run_dir / 'checkpoints' / 'last.ckpt'}" in (run_dir / "train.log").read_text()
+    metrics = read_metrics(run_dir)
+    assert metrics["global_step"] == read_metrics(uninterrupted)["global_step"]
+    assert metrics["init/dice"] == read_metrics(uninterrupted)["init/dice"]
+
+
+def last_lr(checkpoint: Path) -> float:
+    return torch.load(checkpoint, weights_only=True)["lr_schedulers"][0]["_last_lr"][0]
+
+
+def test_resuming_with_more_epochs_follows_the_new_schedule_to_zero(uninterrupted, tmp_path, monkeypatch):
+    short = tmp_path / "short"
+    assert (
+        run_app(
+            "train.py",
+            *ARGS[:-2],
+            "trainer.max_epochs=3",
+            "seed=3",
+            "validations=null",
+            f"hydra.run.dir={short}",
+            cwd=tmp_path,
+            monkeypatch=monkeypatch,
+        )
+        == 0
+    )
+    assert last_lr(short / "checkpoints" / "last.ckpt") == pytest.approx(0, abs=1e-12)
+    longer = tmp_path / "longer"
+    assert (
+        run_app(
+            "train.py",
+            *ARGS,
+            f"ckpt_path={short / 'checkpoints' / 'last.ckpt'}",
+            f"hydra.run.dir={longer}",
+            cwd=tmp_path,
+            monkeypatch=monkeypatch,
+        )
+        == 0
+    )
+    assert "cosine spans 12 steps, this run 24" in (longer / "train.log").read_text()
+    # The extended run ends where the run planned for 6 epochs from the start ends: at a learning rate of 0,
+    # not climbing back towards the base rate as the old 6-step cosine would.
+    assert last_lr(longer / "checkpoints" / "last.ckpt") == pytest.approx(0, abs=1e-12)
+    assert last_lr(uninterrupted / "checkpoints" / "last.ckpt") == pytest.approx(0, abs=1e-12)
+    rows = [r for r in csv_rows(longer) if r.get("train/loss")]
+    assert rows  # the extended run trained
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_resume_from_a_corrupt_checkpoint_fails_naming_it_and_touches_nothing(
+    uninterrupted, damage, tmp_path, monkeypatch, capsys
+):
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "csv").mkdir()
+    log = (uninterrupted / "csv" / "metrics.csv").read_text()
+    (run_dir / "csv" / "metrics.csv").write_text(log)
+    data = (uninterrupted / "checkpoints" / "last.ckpt").read_bytes()
+    bad = run_dir / "checkpoints" / "last.ckpt"
+    bad.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"\x00garbage" * 100)
+    assert (
+        run_app("train.py", *ARGS, "ckpt_path=last", f"hydra.run.dir={run_dir}", cwd=tmp_path, monkeypatch=monkeypatch)
+        == 1
+    )
+    err = capsys.readouterr().err
+    assert f"{bad} is corrupt or truncated" in err and "Traceback" not in err
+    assert (run_dir / "csv" / "metrics.csv").read_text() == log  # nothing touched
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["last.ckpt"]
+    assert json.loads(json.dumps(sorted(p.name for p in run_dir.iterdir()))) == [
+        ".hydra",
+        "checkpoints",
+        "csv",
+        "train.log",
+    ]
