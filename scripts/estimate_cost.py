@@ -64,12 +64,16 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         train = flops(net, crop, backward=True) * steps * batch
         evaluate = flops(net.eval(), val_size, backward=False) * validations * args.val_images
         per_run[mode] = train + evaluate
-        print(f"{mode}: {per_run[mode] / 1e15:.1f} PFLOP per run ({train / 1e15:.1f} training, "
-              f"{evaluate / 1e15:.1f} evaluation)")
+        print(
+            f"{mode}: {per_run[mode] / 1e15:.1f} PFLOP per run ({train / 1e15:.1f} training, "
+            f"{evaluate / 1e15:.1f} evaluation)"
+        )
     total = sum(per_run.values()) * len(seeds)
     hours = total / (args.tflops * 1e12) / 3600
-    print(f"{len(modes)} modes x {len(seeds)} seeds = {len(modes) * len(seeds)} runs: {total / 1e18:.2f} EFLOP, "
-          f"{hours:.1f} GPU hours at {args.tflops:g} TFLOP/s sustained")
+    print(
+        f"{len(modes)} modes x {len(seeds)} seeds = {len(modes) * len(seeds)} runs: {total / 1e18:.2f} EFLOP, "
+        f"{hours:.1f} GPU hours at {args.tflops:g} TFLOP/s sustained"
+    )
     return {"flop": total, "gpu_hours": hours}
 
 

@@ -144,6 +144,7 @@ def check_machine_limit(report: dict) -> None:
         assert row["machine_conv_fraction"] == pytest.approx(achieved, rel=1e-6)  # one repeat: the same limit
 
 
+@pytest.mark.slow
 def test_benchmark_json_has_every_field(tmp_path, capsys, one_thread):
     """Every part at a tiny size, train.py run included (about 30 s)."""
     pytest.importorskip("monai", reason="the benchmark's MONAI part needs the bench extra (in dev)")
@@ -195,6 +196,7 @@ def test_benchmark_json_has_every_field(tmp_path, capsys, one_thread):
     assert set(report["part_seconds"]) == {"training", "train_py", "pipeline", "inference"}
 
 
+@pytest.mark.slow
 def test_benchmark_skipped_parts_are_null(tmp_path, one_thread):
     report = run_tiny(tmp_path, *SKIP_ALL, "--no-variants")
     assert report["lightning"] is None and report["pipeline"] is None and report["inference"] is None

@@ -405,6 +405,7 @@ def test_an_unknown_mode_in_a_sweep_runs_nothing_and_the_report_says_why(tmp_pat
         write_report(tmp_path / "sweep")
 
 
+@pytest.mark.slow
 def test_a_member_failing_at_run_time_logs_its_error_and_the_report_quotes_it(tmp_path, monkeypatch):
     code = run_app(
         "train.py",

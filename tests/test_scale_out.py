@@ -46,6 +46,7 @@ def test_dockerfile_installs_dependencies_before_the_code_and_runs_as_non_root()
     assert smoke.stat().st_mode & 0o111 and subprocess.run(["bash", "-n", str(smoke)], check=False).returncode == 0
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes_write_one_run_directory(tmp_path):
     run_entry("train.py", *DDP_CPU, *TINY, "trainer.max_epochs=1", cwd=tmp_path)
     runs = list((tmp_path / "logs" / "train" / "runs").iterdir())
@@ -55,21 +56,6 @@ def test_ddp_two_cpu_processes_write_one_run_directory(tmp_path):
     metrics = read_metrics(runs[0])
     assert metrics["global_step"] == 1  # 8 images, 4 per device, 2 devices: one step
     assert 0 <= metrics["val/dice"] <= 1 and Path(metrics["best_checkpoint"]).is_file()
-
-
-def test_ddp_in_a_multirun_runs_each_job_once_in_its_own_directory(tmp_path):
-    result = run_entry(
-        "train.py", "-m", *DDP_CPU, *TINY, "trainer.fast_dev_run=true", "test=false", "seed=0,1", cwd=tmp_path
-    )
-    sweeps = list((tmp_path / "logs" / "train" / "multiruns").iterdir())
-    assert len(sweeps) == 1, sweeps  # no second sweep run by rank 1
-    assert sorted(p.relative_to(sweeps[0]).as_posix() for p in tmp_path.rglob("metrics.json")) == [
-        "0/metrics.json",
-        "1/metrics.json",
-    ]
-    assert all((sweeps[0] / job / "train_ddp_process_1.log").is_file() for job in ("0", "1"))
-    output = result.stdout + result.stderr
-    assert "[rank: 1] Seed set to 0" in output and "[rank: 1] Seed set to 1" in output
 
 
 def processes_mentioning(text: str) -> list[str]:
@@ -85,6 +71,7 @@ def processes_mentioning(text: str) -> list[str]:
     return found
 
 
+@pytest.mark.slow
 def test_optuna_with_ddp_runs_each_trial_once_and_leaves_no_process(tmp_path):
     sweep = tmp_path / "sweep"
     result = run_entry(
@@ -109,6 +96,7 @@ def test_optuna_with_ddp_runs_each_trial_once_and_leaves_no_process(tmp_path):
     assert processes_mentioning(str(sweep)) == [], result.stdout[-2000:]
 
 
+@pytest.mark.slow
 def test_joblib_launcher_runs_an_optuna_search_two_trials_at_a_time(tmp_path):
     result = run_entry(
         "train.py",
@@ -139,6 +127,7 @@ def test_joblib_launcher_runs_an_optuna_search_two_trials_at_a_time(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_submitit_local_executor_runs_a_sweep_and_returns_val_dice(tmp_path):
     run_entry(
         "train.py",

@@ -64,6 +64,15 @@ def test_report_has_every_file_one_row_per_run_and_real_figures(tiny_sweep, monk
     assert "| deconv_k3 | 1 |" in report
 
 
+def test_report_without_the_figure_that_shows_the_data(tiny_sweep):
+    from unet_upsampling.report.build import main
+
+    main([str(tiny_sweep), "--out", str(tiny_sweep / "public"), "--no-data-figures"])
+    written = {p.name for p in (tiny_sweep / "public").iterdir()}
+    assert "predictions.png" not in written and {"flat_fields.png", "report.md", "results.csv"} <= written
+    assert "predictions.png" not in (tiny_sweep / "public" / "report.md").read_text()
+
+
 def test_runs_log_artifacts_at_init_and_after_training(tiny_sweep):
     write_report(tiny_sweep, tiny_sweep / "again")
     rows = {r["mode"]: r for r in csv.DictReader((tiny_sweep / "again" / "results.csv").open())}
@@ -78,6 +87,7 @@ def test_runs_log_artifacts_at_init_and_after_training(tiny_sweep):
         assert (tiny_sweep / ("0" if mode == "deconv_k3" else "1") / "flat_field.png").is_file()
 
 
+@pytest.mark.slow
 def test_the_study_sweeps_every_mode_and_a_new_mode_joins_by_its_yaml_alone(tmp_path, monkeypatch):
     """experiment=upsample_study sweeps upsample=glob(*): one YAML file more in configs/upsample/ is one mode more."""
     extra = CONFIGS / "upsample" / "test_only_nearest_conv_k5.yaml"
@@ -108,7 +118,7 @@ def test_the_study_sweeps_every_mode_and_a_new_mode_joins_by_its_yaml_alone(tmp_
         if (d / "metrics.json").is_file()
     )
     assert swept == sorted([*UPSAMPLE_MODES, extra.stem])
-    assert compose_config("train", ["experiment=upsample_study"]).experiment_name == "upsample_study"
+    assert compose_config("train", ["experiment=upsample_study"]).experiment_name == "upsample_study_synthetic"
 
 
 def test_the_gpu_study_trains_on_oxford_pet_with_every_mode_and_five_seeds():

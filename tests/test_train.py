@@ -225,6 +225,7 @@ MEMBRANE_DICE_THRESHOLD = 0.6  # predicting "membrane" everywhere scores about 0
 
 
 @pytest.mark.skipif(not ISBI.is_dir(), reason=f"{ISBI} is absent")
+@pytest.mark.slow
 def test_short_training_on_isbi_membranes(tmp_path, monkeypatch):
     assert (
         run_app(

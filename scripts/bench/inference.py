@@ -15,7 +15,7 @@ import lightning as L
 import torch
 from torch import nn
 
-from bench.config import compose, task_of
+from bench.config import compose, resolved, task_of
 from bench.timing import interleaved
 from unet_upsampling.models.unet import DoubleConv
 
@@ -69,12 +69,11 @@ def predict_fn(net: nn.Module, transform, images: list, device: str) -> Callable
 
 
 def bench_inference(args, base_overrides: list[str]) -> dict[str, Any]:
-    from hydra.utils import instantiate
-
+    from unet_upsampling.builders import rebuild_eval_transform
     from unet_upsampling.data.synthetic import render
 
     cfg = compose([*base_overrides, f"upsample={args.modes[0]}"])
-    transform = instantiate(cfg.data.eval_transform)
+    transform = rebuild_eval_transform({"data": resolved(cfg, "data")}, source="the benchmark's config")
     images = [render(2, i, args.infer_size, cfg.data.num_classes)[0] for i in range(2)]
     nets = variants(cfg, args.device)
     check_same_output(nets, transform(image=images[0])["image"].float()[None].to(args.device))

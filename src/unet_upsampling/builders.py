@@ -110,7 +110,8 @@ def rebuild_task(config: Mapping[str, Any], source: str) -> SegmentationTask:
     task = {k: v for k, v in (config.get("task") or {}).items() if k not in ("optimizer", "scheduler")}
     for key, node in (("model", config["model"]), ("task", task)):
         check_stored(node, key, source, (PROJECT,), _is_project_class)
-    return build_task({"model": config["model"], "task": task})
+    model = {k: v for k, v in config["model"].items() if k != "pretrained"}  # its weights come from the checkpoint
+    return build_task({"model": model, "task": task})
 
 
 def rebuild_eval_transform(config: Mapping[str, Any], source: str) -> Callable:
@@ -118,7 +119,9 @@ def rebuild_eval_transform(config: Mapping[str, Any], source: str) -> Callable:
     data = config.get("data") or {}
     if not isinstance(data.get("eval_transform"), list) or not isinstance(data.get("normalize"), Mapping):
         raise CheckpointError(f"{source}: its config has no data.eval_transform list and data.normalize")
-    check_stored(data["eval_transform"], "data.eval_transform", source, ("albumentations.",), _is_albumentations_transform)
+    check_stored(
+        data["eval_transform"], "data.eval_transform", source, ("albumentations.",), _is_albumentations_transform
+    )
     normalize = {k: data["normalize"][k] for k in ("mean", "std")}
     check_stored(normalize, "data.normalize", source, (), lambda obj: False)
     return pipeline(instantiate(OmegaConf.create(data["eval_transform"])), normalize)

@@ -1,14 +1,30 @@
-"""Lightning's CSV logger, made to keep the rows of the run it resumes."""
+"""Loggers: Lightning's CSV logger made to keep a resumed run's rows; figures and a run's summary to every logger."""
 
 from __future__ import annotations
 
 import csv
 import io
+import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
+from lightning.pytorch.loggers import Logger, MLFlowLogger, TensorBoardLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
+from matplotlib.figure import Figure
+
+HPARAM_METRICS = (
+    "val/dice",
+    "val/iou",
+    "val/boundary_f1",
+    "val/pef2",
+    "val/flat_std",
+    "val/kernel_imbalance",
+    "test/dice",
+    "train_time_s",
+)
 
 
 class CSVLogger(LightningCSVLogger):
@@ -43,3 +59,57 @@ class CSVLogger(LightningCSVLogger):
                     out.writerows(r for r in rows if r["step"] and int(r["step"]) < self._resume_step)
                 writer.metrics_keys = list(header)
         return self._experiment
+
+
+def log_figure(loggers: Sequence[Logger], tag: str, figure: Figure, step: int) -> None:
+    """A figure to every logger that shows images: TensorBoard (an image summary), MLflow (an artifact)."""
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.experiment.add_figure(tag, figure, global_step=step, close=False)
+        elif isinstance(logger, MLFlowLogger):
+            logger.experiment.log_figure(logger.run_id, figure, f"{tag}/step_{step:06d}.png")
+
+
+def log_run(
+    loggers: Sequence[Logger], params: Mapping[str, Any], metrics: Mapping[str, Any], files: Sequence[Path]
+) -> None:
+    """The run's settings with its final metrics (TensorBoard's HParams view compares a sweep's runs side by
+    side), and its files as MLflow artifacts."""
+    numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    numbers = {k: v for k, v in numbers.items() if math.isfinite(v)}
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(dict(params), metrics={k: numbers[k] for k in HPARAM_METRICS if k in numbers})
+        elif isinstance(logger, MLFlowLogger):
+            logger.log_hyperparams(dict(params))
+            logger.log_metrics({k.replace("/", "_"): v for k, v in numbers.items()})
+            for path in files:
+                if path.is_file():
+                    logger.experiment.log_artifact(logger.run_id, str(path))
+
+
+def run_params(cfg) -> dict[str, Any]:
+    """The settings that tell a sweep's runs apart, flat: mode, seed, data, network, optimiser, schedule."""
+    from omegaconf import OmegaConf
+
+    keys = (
+        "upsample_name",
+        "seed",
+        "data.crop_size",
+        "data.batch_size",
+        "trainer.max_steps",
+        "trainer.max_epochs",
+        "task.loss",
+        "task.optimizer.lr",
+        "task.optimizer.weight_decay",
+    )
+    params = {key: OmegaConf.select(cfg, key) for key in keys}
+    params["data"] = str(OmegaConf.select(cfg, "data.source._target_")).rsplit(".", 1)[-1]
+    params["model"] = str(OmegaConf.select(cfg, "model._target_")).rsplit(".", 1)[-1]
+    for key, value in (OmegaConf.to_container(cfg.model, resolve=True) or {}).items():
+        if isinstance(value, int | float | str | bool) and not key.startswith("_"):
+            params[f"model.{key}"] = value
+    for key, value in (OmegaConf.to_container(cfg.upsample, resolve=True) or {}).items():
+        if isinstance(value, int | float | str | bool) and not key.startswith("_"):
+            params[f"upsample.{key}"] = value
+    return {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in params.items()}

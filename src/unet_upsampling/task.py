@@ -11,6 +11,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassStatScores
 
+from unet_upsampling.errors import ConfigError
 from unet_upsampling.losses import LOSSES
 from unet_upsampling.metrics import BoundaryF1, periodic_energy_fraction, periods
 
@@ -40,7 +41,10 @@ class SegmentationTask(L.LightningModule):
     ``val/pef{P}`` is the mean periodic energy fraction of the logit maps for P = 2 .. 2^depth.
     ``optimizer(params)`` and ``scheduler(optimizer, T_max)`` are Hydra partials; the schedule
     steps every batch over the whole run (``on_train_start`` stretches it when a resumed run is
-    given more steps). Only parameters with ``requires_grad`` are optimised.
+    given more steps). Only parameters with ``requires_grad`` are optimised. A network with an
+    ``encoder`` can train it at ``encoder_lr_scale`` times the learning rate (a parameter group of its
+    own; the schedule scales both groups) and keep it frozen, BatchNorm statistics included, for the
+    first ``freeze_encoder_epochs`` epochs.
     """
 
     def __init__(
@@ -51,10 +55,19 @@ class SegmentationTask(L.LightningModule):
         scheduler: Callable | None = None,
         loss: str = "ce_dice",
         ignore_index: int = -100,
+        encoder_lr_scale: float = 1.0,
+        freeze_encoder_epochs: int = 0,
     ):
         super().__init__()
         if loss not in LOSSES:
-            raise ValueError(f"unknown loss {loss!r}: choose task.loss={', '.join(LOSSES)}")
+            raise ConfigError(f"unknown loss {loss!r}: choose task.loss={', '.join(LOSSES)}")
+        if (encoder_lr_scale != 1.0 or freeze_encoder_epochs) and not hasattr(net, "encoder_name"):
+            raise ConfigError(
+                f"task.encoder_lr_scale={encoder_lr_scale} and task.freeze_encoder_epochs={freeze_encoder_epochs} "
+                f"apply to networks with a pretrained encoder ({type(net).__name__} has none): use "
+                f"model=encoder_unet, or leave them at 1.0 and 0"
+            )
+        self.encoder_lr_scale, self.freeze_encoder_epochs = encoder_lr_scale, freeze_encoder_epochs
         self.net, self.num_classes, self.loss_fn, self.ignore_index = net, num_classes, LOSSES[loss], ignore_index
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.periods = periods(net.depth)
@@ -123,11 +136,31 @@ class SegmentationTask(L.LightningModule):
     def configure_optimizers(self):
         if self.optimizer_factory is None:
             raise ValueError("this SegmentationTask was built for inference (no optimizer): it cannot be trained")
-        optimizer = self.optimizer_factory([p for p in self.parameters() if p.requires_grad])
+        optimizer = self.optimizer_factory(self.parameter_groups())
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer, T_max=self.total_steps())
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def parameter_groups(self) -> list[dict]:
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        if self.encoder_lr_scale == 1.0:
+            return [{"params": trainable}]
+        in_encoder = {id(p) for p in self.net.encoder.parameters()}
+        lr = self.optimizer_factory.keywords["lr"] * self.encoder_lr_scale
+        return [
+            {"params": [p for p in trainable if id(p) in in_encoder], "lr": lr},
+            {"params": [p for p in trainable if id(p) not in in_encoder]},
+        ]
+
+    def on_train_epoch_start(self) -> None:
+        """The encoder stays frozen (no gradients, BatchNorm statistics fixed) for the first epochs."""
+        if not self.freeze_encoder_epochs:
+            return
+        frozen = self.current_epoch < self.freeze_encoder_epochs
+        for p in self.net.encoder.parameters():
+            p.requires_grad_(not frozen)
+        self.net.encoder.train(not frozen)
 
     def total_steps(self) -> int:
         return max(1, int(self.trainer.estimated_stepping_batches))

@@ -26,6 +26,7 @@ from unet_upsampling.checks import check_config, check_run, check_writable
 from unet_upsampling.distributed import adopt_rank_zero_job, end_job, share_job
 from unet_upsampling.errors import UserError
 from unet_upsampling.jobs import describe_run, job_context, resume_path
+from unet_upsampling.loggers import log_run, run_params
 from unet_upsampling.metrics import constant_in_constant_out
 from unet_upsampling.summary import print_summary, write_metrics
 
@@ -104,6 +105,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     }
     if trainer.is_global_zero:
         path = write_metrics(run_dir / "metrics.json", metrics)
+        log_run(
+            trainer.loggers, run_params(cfg), metrics, [path, run_dir / "flat_field.png", run_dir / "predictions.png"]
+        )
         print_summary(
             f"{cfg.experiment_name}: upsample={cfg.upsample_name}, seed={cfg.seed}",
             metrics,

@@ -10,7 +10,13 @@ import numpy as np
 import torch
 
 from unet_upsampling.figures import flat_field_figure, save
-from unet_upsampling.metrics import flat_field_response, kernel_imbalance, periodic_energy_fraction, radial_power_spectrum
+from unet_upsampling.loggers import log_figure
+from unet_upsampling.metrics import (
+    flat_field_response,
+    kernel_imbalance,
+    periodic_energy_fraction,
+    radial_power_spectrum,
+)
 
 
 class ArtifactProbe(L.Callback):
@@ -79,7 +85,9 @@ class ArtifactProbe(L.Callback):
         self.dir.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(self.dir / "artifacts.npz", **self.arrays)
         maps = {k.split("_")[0]: v for k, v in self.arrays.items() if k.endswith("_flat")}
-        save(flat_field_figure(maps), self.dir / "flat_field.png")
+        figure = flat_field_figure(maps)
+        save(figure, self.dir / "flat_field.png")
+        log_figure(trainer.loggers, "artifacts/flat_field", figure, trainer.global_step)
 
     def state_dict(self) -> dict[str, Any]:
         return {

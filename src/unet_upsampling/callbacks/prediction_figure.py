@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from unet_upsampling.figures import prediction_figure, save
+from unet_upsampling.loggers import log_figure
 
 
 class PredictionFigure(L.Callback):
@@ -34,7 +35,9 @@ class PredictionFigure(L.Callback):
         pl_module.eval()
         preds = [pl_module(image[None].to(pl_module.device)).argmax(1)[0].cpu() for image in images]
         pl_module.train(was_training)
-        save(prediction_figure(images, masks, preds, pl_module.num_classes), self.path)
+        figure = prediction_figure(images, masks, preds, pl_module.num_classes)
+        save(figure, self.path)
+        log_figure(trainer.loggers, "predictions", figure, trainer.global_step)
         np.savez_compressed(
             self.path.with_suffix(".npz"),
             images=np.stack([i.numpy() for i in images]),

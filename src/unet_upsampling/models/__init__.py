@@ -1,5 +1,6 @@
-"""Networks: the UNet and its decoder upsampling blocks."""
+"""Networks: the classic UNet, the UNet with a torchvision encoder, and their decoder upsampling blocks."""
 
+from unet_upsampling.models.encoder_unet import EncoderUNet
 from unet_upsampling.models.unet import UNet
 
-__all__ = ["UNet"]
+__all__ = ["EncoderUNet", "UNet"]

@@ -29,24 +29,29 @@ class UNetDecoder(nn.Module):
     concatenation with the skip and a DoubleConv.
 
     ``skip_channels`` and ``out_channels`` run from the deepest stage to the shallowest. A decoder
-    with one stage more than skips (an encoder whose first features are already downsampled) ends
-    with a stage that meets ``output_size`` without concatenating anything.
+    with more stages than skips (an encoder whose first features are already downsampled) ends with
+    stages that meet the sizes given to ``forward`` without concatenating anything.
     """
 
     def __init__(
         self, upsample: UpsampleFactory, in_channels: int, skip_channels: Sequence[int], out_channels: Sequence[int]
     ):
         super().__init__()
-        if len(out_channels) not in (len(skip_channels), len(skip_channels) + 1):
+        if len(out_channels) < len(skip_channels):
             raise ValueError(f"{len(out_channels)} decoder stages for {len(skip_channels)} skip connections")
         widths = [in_channels, *out_channels]
-        skips = [*skip_channels, 0][: len(out_channels)]
+        skips = [*skip_channels, *[0] * (len(out_channels) - len(skip_channels))]
         self.upsample = nn.ModuleList(upsample(widths[i], widths[i + 1]) for i in range(len(out_channels)))
         self.stages = nn.ModuleList(DoubleConv(w + s, w) for w, s in zip(out_channels, skips, strict=True))
 
-    def forward(self, x: torch.Tensor, skips: Sequence[torch.Tensor], output_size: Size | None = None) -> torch.Tensor:
-        for i, (up, stage) in enumerate(zip(self.upsample, self.stages, strict=True)):
-            x = torch.cat([skips[i], up(x, skips[i].shape[-2:])], dim=1) if i < len(skips) else up(x, output_size)
+    def forward(self, x: torch.Tensor, skips: Sequence[torch.Tensor], sizes: Sequence[Size] = ()) -> torch.Tensor:
+        """``skips`` deepest first; ``sizes`` the output sizes of the stages after the last skip."""
+        targets = [*skips, *sizes]
+        for up, stage, target in zip(self.upsample, self.stages, targets, strict=True):
+            if isinstance(target, torch.Tensor):
+                x = torch.cat([target, up(x, target.shape[-2:])], dim=1)
+            else:
+                x = up(x, target)
             x = stage(x)
         return x
 

@@ -172,8 +172,14 @@ def duplicate_runs(counted: list[Run], left_out: list[Run]) -> list[str]:
     ]
 
 
-def write_report(root: Path, out: Path | None = None, reference: str = "deconv") -> dict[str, Path]:
-    """Writes report.md, results.csv and the figures into ``out`` (default: ``root``)."""
+def write_report(
+    root: Path, out: Path | None = None, reference: str = "deconv", data_figures: bool = True
+) -> dict[str, Path]:
+    """Writes report.md, results.csv and the figures into ``out`` (default: ``root``).
+
+    ``data_figures=False`` leaves out the figure that shows the dataset's images and masks
+    (predictions.png), for data whose licence keeps them out of a published report.
+    """
     root, out = Path(root), Path(out or root)
     runs = collect_runs(root)
     counted, left_out = deduplicate(runs)
@@ -184,7 +190,7 @@ def write_report(root: Path, out: Path | None = None, reference: str = "deconv")
         ("quality", figures.quality),
         ("periodic_energy", figures.periodic_energy),
         ("flat_fields", figures.flat_fields),
-        ("predictions", figures.predictions),
+        *([("predictions", figures.predictions)] if data_figures else []),
         ("spectra", figures.spectra),
         ("quality_vs_artifacts", figures.quality_vs_artifacts),
     ):
@@ -261,6 +267,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--out", type=Path, default=None, help="where to write (default: the multirun directory)")
     parser.add_argument("--reference", default="deconv", help="the mode paired differences are taken against")
+    parser.add_argument(
+        "--no-data-figures",
+        action="store_true",
+        help="leave out predictions.png, which shows the dataset's images (for data you may not redistribute)",
+    )
     args = parser.parse_args(argv)
     if (args.multirun_dir is None) == (args.summary is None):
         parser.error("give either a multirun directory or --summary SWEEP_DIR [SWEEP_DIR ...]")
@@ -271,7 +282,7 @@ def main(argv: list[str] | None = None) -> None:
 
         paths = write_summary(args.summary, args.out, args.reference)
     else:
-        paths = write_report(args.multirun_dir, args.out, args.reference)
+        paths = write_report(args.multirun_dir, args.out, args.reference, data_figures=not args.no_data_figures)
     for name, path in paths.items():
         print(f"{name}: {path}")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -11,16 +10,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from unet_upsampling.figures import displayable, show_flat_field
-from unet_upsampling.report.runs import Run
+from unet_upsampling.report.runs import Run, by_mode
 from unet_upsampling.report.stats import mean_interval
-
-
-def by_mode(runs: list[Run]) -> dict[str, list[Run]]:
-    groups = defaultdict(list)
-    for run in runs:
-        if run.ok:
-            groups[run.mode].append(run)
-    return dict(groups)
 
 
 def periods_of(runs: list[Run], prefix: str) -> list[int]:
@@ -68,6 +59,9 @@ def periodic_energy(runs: list[Run], path: Path) -> Path:
         axes, (("pef", "validation logit maps"), ("noise_pef", "flat field + noise")), strict=True
     ):
         ps = periods_of(runs, f"val/{kind}")
+        if not ps:
+            ax.text(0.5, 0.5, f"no {kind} values in these runs", ha="center", transform=ax.transAxes)
+            continue
         for i, (mode, group) in enumerate(groups.items()):
             color = colour(i)
             for stage, style in (("init", ":"), ("val", "-")):

@@ -1,0 +1,55 @@
+"""train.log lines for what happens during fitting: every validation and every checkpoint written."""
+
+from __future__ import annotations
+
+import logging
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+log = logging.getLogger(__name__)
+LOGGED = ("val/dice", "val/boundary_f1", "val/pef2", "val/flat_std", "val/loss")
+
+
+class RunLog(L.Callback):
+    """Logs each validation's main metrics and each checkpoint as it appears on disk.
+
+    Lightning runs the checkpoint callbacks after all others, so a checkpoint written at a
+    validation's end is logged at the next training batch (or when fitting ends).
+    """
+
+    def __init__(self) -> None:
+        self.seen: dict[int, tuple] = {}
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        values = {k: trainer.callback_metrics[k] for k in LOGGED if k in trainer.callback_metrics}
+        shown = ", ".join(f"{k.split('/')[1]} {float(v):.4g}" for k, v in values.items())
+        if trainer.state.fn == "fit":
+            stage = "validation"
+        else:
+            stage = "validation before training" if trainer.global_step == 0 else "validation of the checkpoint"
+        log.info("%s at step %d (epoch %d): %s", stage, trainer.global_step, trainer.current_epoch, shown)
+
+    def _checkpoints(self, trainer) -> None:
+        for callback in trainer.checkpoint_callbacks:
+            if not isinstance(callback, ModelCheckpoint):
+                continue
+            state = (callback.best_model_path, callback.last_model_path, callback._last_global_step_saved)
+            if state == self.seen.get(id(callback)) or not any(state[:2]):
+                continue
+            self.seen[id(callback)] = state
+            if callback.monitor and callback.best_model_path:
+                score = callback.best_model_score
+                best = "" if score is None else f" {float(score):.4g}"
+                log.info("checkpoint: %s (best %s%s)", callback.best_model_path, callback.monitor, best)
+            else:
+                path = callback.last_model_path or callback.best_model_path
+                log.info("checkpoint: %s (step %d)", path, callback._last_global_step_saved)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._checkpoints(trainer)
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self._checkpoints(trainer)

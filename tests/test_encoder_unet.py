@@ -1,0 +1,224 @@
+"""The UNet with a torchvision encoder: every mode at odd sizes, pretrained weights, encoder training, the probe."""
+
+from __future__ import annotations
+
+import functools
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+import torchvision
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from PIL import Image
+
+from unet_upsampling.builders import build_datamodule, build_task
+from unet_upsampling.checkpoint import load_checkpoint
+from unet_upsampling.errors import ConfigError
+from unet_upsampling.metrics import flat_field_response
+from unet_upsampling.models import EncoderUNet
+from unet_upsampling.models.encoder_unet import first_conv
+from unet_upsampling.models.upsample import NearestConv
+
+from conftest import TINY, UPSAMPLE_MODES, compose_config, read_metrics, run_app
+
+ENCODER = ["model=encoder_unet", "model.encoder=resnet18", "model.decoder_channels=[32,16,16,8,8]"]
+DATA = [*TINY[4:], "data.crop_size=48"]
+
+
+def net(mode: str = "nearest_conv", *overrides: str) -> EncoderUNet:
+    return instantiate(compose_config("train", [*ENCODER, f"upsample={mode}", *overrides]).model)
+
+
+@pytest.mark.parametrize("mode", UPSAMPLE_MODES)
+def test_every_mode_gives_the_input_size_at_odd_sizes(mode):
+    model = net(mode).eval()
+    for size in [(33, 47), (97, 130)]:
+        with torch.no_grad():
+            out = model(torch.randn(2, 1, *size))
+        assert out.shape == (2, 2, *size) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("encoder", ["resnet34", "resnet50", "convnext_tiny"])
+def test_every_encoder_family(encoder):
+    model = net("deconv_k3", f"model.encoder={encoder}").eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 1, 45, 70)).shape == (1, 2, 45, 70)
+
+
+@pytest.fixture
+def saved_imagenet_weights(tmp_path, monkeypatch):
+    """torchvision's weights API, answered with a state_dict this test saved (no download here)."""
+    torch.manual_seed(1)
+    state = torchvision.models.resnet18().state_dict()
+    torch.save(state, tmp_path / "resnet18.pth")
+    monkeypatch.setattr(
+        torchvision.models.WeightsEnum,
+        "get_state_dict",
+        lambda self, *a, **k: torch.load(tmp_path / "resnet18.pth", weights_only=True),
+    )
+    return state
+
+
+def test_pretrained_weights_load_through_the_weights_api(saved_imagenet_weights):
+    model = EncoderUNet(functools.partial(NearestConv), "resnet18", in_channels=3, pretrained=True)
+    assert torch.equal(first_conv(model.encoder).weight, saved_imagenet_weights["conv1.weight"])
+    assert torch.equal(model.encoder[4][1].conv2.weight, saved_imagenet_weights["layer4.1.conv2.weight"])
+    # the input is re-normalised from the data pipeline's (0.5, 0.25) to ImageNet's mean and std
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    x = torch.rand(1, 3, 1, 1)
+    data_normalised = (x - 0.5) / 0.25
+    torch.testing.assert_close(
+        data_normalised * model.input_scale + model.input_shift, (x - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
+    )
+    unpretrained = EncoderUNet(functools.partial(NearestConv), "resnet18", in_channels=3)
+    assert torch.equal(unpretrained.input_scale, torch.ones(1, 3, 1, 1))
+
+
+def test_a_grey_network_is_the_rgb_network_on_a_repeated_grey_image(saved_imagenet_weights):
+    grey = EncoderUNet(functools.partial(NearestConv), "resnet18", in_channels=1, pretrained=True).eval()
+    rgb = EncoderUNet(functools.partial(NearestConv), "resnet18", in_channels=3, pretrained=True).eval()
+    torch.testing.assert_close(first_conv(grey.encoder).weight, saved_imagenet_weights["conv1.weight"].sum(1, True))
+    rgb.decoder.load_state_dict(grey.decoder.state_dict())  # the same decoder (adapting the conv drew random numbers)
+    rgb.head.load_state_dict(grey.head.state_dict())
+    # with the same (grey: the RGB means') normalisation on every channel, the outputs agree
+    rgb.input_scale.copy_(grey.input_scale.expand_as(rgb.input_scale))
+    rgb.input_shift.copy_(grey.input_shift.expand_as(rgb.input_shift))
+    image = torch.randn(1, 1, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(grey(image), rgb(image.expand(1, 3, 64, 64)), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_a_checkpoint_rebuilds_without_downloading(tmp_path, monkeypatch, saved_imagenet_weights):
+    assert (
+        run_app(
+            "train.py",
+            *ENCODER,
+            *DATA,
+            "model.pretrained=true",
+            "trainer.max_steps=2",
+            "validations=1",
+            "test=false",
+            f"hydra.run.dir={tmp_path / 'run'}",
+            cwd=tmp_path,
+            monkeypatch=monkeypatch,
+        )
+        == 0
+    )
+    monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", lambda *a, **k: pytest.fail("downloaded"))
+    task, config = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert isinstance(task.net, EncoderUNet) and config["model"]["pretrained"] is True
+    (tmp_path / "in").mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (50, 77), np.uint8)).save(tmp_path / "in" / "a.png")
+    assert (
+        run_app(
+            "predict.py",
+            f"ckpt_path={tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}",
+            f"input={tmp_path / 'in'}",
+            f"output={tmp_path / 'out'}",
+            f"hydra.run.dir={tmp_path / 'p'}",
+            cwd=tmp_path,
+            monkeypatch=monkeypatch,
+        )
+        == 0
+    )
+    assert np.asarray(Image.open(tmp_path / "out" / "a.png")).shape == (50, 77)
+
+
+def test_the_encoder_gets_its_own_learning_rate_in_both_groups_of_the_schedule():
+    task = build_task(compose_config("train", [*ENCODER, "task.encoder_lr_scale=0.1"]))
+    optimizer = task.optimizer_factory(task.parameter_groups())
+    encoder, rest = optimizer.param_groups
+    assert {id(p) for p in encoder["params"]} == {id(p) for p in task.net.encoder.parameters()}
+    assert encoder["lr"] == pytest.approx(0.1 * rest["lr"]) and rest["lr"] == pytest.approx(0.003)
+    schedule = task.scheduler_factory(optimizer, T_max=10)
+    for _ in range(4):
+        optimizer.step()
+        schedule.step()
+    assert encoder["lr"] == pytest.approx(0.1 * rest["lr"]) and rest["lr"] < 0.003
+
+
+def test_encoder_settings_on_a_network_without_an_encoder_are_refused():
+    with pytest.raises(ConfigError, match=r"task\.encoder_lr_scale=0\.1 .* use model=encoder_unet"):
+        build_task(compose_config("train", ["task.encoder_lr_scale=0.1"]))
+
+
+class Snapshots(L.Callback):
+    def __init__(self):
+        self.encoder, self.decoder = [], []
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.encoder.append([p.detach().clone() for p in pl_module.net.encoder.parameters()])
+        self.decoder.append([p.detach().clone() for p in pl_module.net.decoder.parameters()])
+
+
+def test_a_frozen_encoder_does_not_train_until_its_epochs_are_over():
+    cfg = compose_config("train", [*ENCODER, *DATA, "task.freeze_encoder_epochs=1"])
+    task, snapshots = build_task(OmegaConf.to_container(cfg, resolve=True)), Snapshots()
+    before = [p.detach().clone() for p in task.net.encoder.parameters()]
+    bn = task.net.encoder[0][1]
+    stats = bn.running_mean.clone()
+    trainer = L.Trainer(
+        max_epochs=2,
+        callbacks=[snapshots],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
+    trainer.fit(task, datamodule=build_datamodule(cfg))
+    frozen, thawed = snapshots.encoder
+    assert all(torch.equal(a, b) for a, b in zip(before, frozen, strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(frozen, thawed, strict=True))
+    assert not torch.equal(bn.running_mean, stats)  # BatchNorm statistics move once thawed, not before
+    decoder_start = snapshots.decoder[0]
+    assert not all(torch.equal(a, b) for a, b in zip(decoder_start, snapshots.decoder[1], strict=True))
+
+
+def test_the_probe_interior_does_not_change_when_the_margin_grows():
+    torch.manual_seed(0)
+    model = net("deconv_k3").eval()
+    margin = model.receptive_field()
+    assert margin % 32 == 0 and margin > 10 * 2**5  # beyond the classic UNet's bound
+    response = flat_field_response(model, 1, margin, value=1.0)
+    assert response.std() > 1e-4
+    torch.testing.assert_close(flat_field_response(model, 1, margin + 64, value=1.0), response, atol=1e-5, rtol=0)
+
+
+def test_the_receptive_field_stays_inside_the_probe_margin():
+    """On the real network (ReLUs and max-pooling as they are), no input pixel beyond the margin matters."""
+    torch.manual_seed(0)
+    model = net("deconv_k4").eval()
+    margin = model.receptive_field()
+    size = 2 * margin + 33
+    x = torch.randn(1, 1, size, size, requires_grad=True)
+    model(x)[0, :, size // 2, size // 2].sum().backward()
+    rows, cols = torch.nonzero(x.grad[0, 0].abs() > 0, as_tuple=True)
+    assert 0 < max((rows - size // 2).abs().max(), (cols - size // 2).abs().max()) <= margin
+
+
+@pytest.mark.slow
+def test_the_study_runs_with_an_encoder_unet(tmp_path, monkeypatch):
+    assert (
+        run_app(
+            "train.py",
+            "-m",
+            "experiment=upsample_study",
+            *ENCODER,
+            "upsample=nearest_conv,deconv_k3",
+            "seed=0",
+            "trainer.fast_dev_run=true",
+            "test=false",
+            *DATA,
+            f"hydra.sweep.dir={tmp_path}",
+            cwd=tmp_path,
+            monkeypatch=monkeypatch,
+        )
+        == 0
+    )
+    for job in ("0", "1"):
+        metrics = read_metrics(tmp_path / job)
+        assert {"val/dice", "val/flat_std", "init/flat_pef2", "val/pef32"} <= metrics.keys()

@@ -1,0 +1,182 @@
+"""A run a person can follow from anywhere: plain progress lines in log files, train.log, TensorBoard, MLflow."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ROOT, TINY, read_metrics, run_app, write_pair
+
+STEPS = ["trainer.max_steps=6", "trainer.max_epochs=-1", "validations=2", "test=false"]
+
+
+def test_plain_progress_lines_when_stdout_is_not_a_terminal(tmp_path, monkeypatch, capsys):
+    assert (
+        run_app(
+            "train.py",
+            *TINY,
+            *STEPS,
+            "callbacks.progress_bar.every_s=0",
+            f"hydra.run.dir={tmp_path}",
+            cwd=tmp_path,
+            monkeypatch=monkeypatch,
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\r" not in out
+    steps = [line for line in out.splitlines() if line.startswith("epoch ") and " step " in line]
+    assert len(steps) >= 6  # a line per step at every_s=0, and one at the end
+    assert all("images/s" in line and "left" in line for line in steps)
+    assert " step 6/6 " in steps[-1] and "loss " in out
+    validations = [line for line in out.splitlines() if line.startswith("validation at step")]
+    assert len(validations) == 2 and all("dice " in line for line in validations)
+    assert "validation before training at step 0" in out and "validation of the checkpoint at step 6" in out
+    assert "training done: step 6" in out
+
+
+@pytest.mark.slow
+def test_progress_reaches_a_log_file_while_the_run_goes(tmp_path):
+    """stdout redirected to a file, as under SLURM or nohup: lines arrive during the run, not at its end."""
+    log = tmp_path / "job.out"
+    with log.open("w") as out:
+        code = subprocess.call(
+            [
+                sys.executable,
+                str(ROOT / "train.py"),
+                *TINY,
+                *STEPS,
+                "callbacks.progress_bar.every_s=0",
+                f"hydra.run.dir={tmp_path / 'run'}",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+        )
+    text = log.read_text()
+    assert code == 0 and "\x1b" not in text
+    assert sum(line.startswith("epoch ") for line in text.splitlines()) >= 6
+
+
+def test_train_log_tells_the_story_of_a_run(tmp_path, monkeypatch):
+    assert run_app("train.py", *TINY, *STEPS, f"hydra.run.dir={tmp_path}", cwd=tmp_path, monkeypatch=monkeypatch) == 0
+    lines = (tmp_path / "train.log").read_text().splitlines()
+
+    def first(text: str) -> int:
+        return next(i for i, line in enumerate(lines) if text in line)
+
+    order = [
+        first("overrides: model.depth=2"),
+        first("data: train 8 images"),
+        first("data: classes"),
+        first("network: UNet, upsample=deconv"),
+        first("validation at step 3"),
+        first("checkpoint: "),
+        first("validation at step 6"),
+        first("validation of the checkpoint at step 6"),
+        first("measure"),
+        first("metrics: "),
+    ]
+    assert order == sorted(order)
+    assert any("pef2" in line and "flat_std" not in line for line in lines if "validation at step 3" in line)
+    assert any("best val/dice" in line for line in lines) and any("last.ckpt" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("data.batch_size=0", "data.batch_size=0 must be at least 1"),
+        ("model.depth=6", "data.crop_size=48 is smaller than 64 px"),
+    ],
+)
+def test_train_log_ends_with_the_error_of_a_failed_run(override, message, tmp_path, monkeypatch):
+    assert run_app("train.py", *TINY, override, f"hydra.run.dir={tmp_path}", cwd=tmp_path, monkeypatch=monkeypatch) == 1
+    text = (tmp_path / "train.log").read_text().strip()
+    assert message in text.splitlines()[-1] or message in text.split("[ERROR]")[-1]
+
+
+def test_tensorboard_gets_figures_and_hparams(tmp_path, monkeypatch):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert (
+        run_app(
+            "train.py",
+            *TINY,
+            *STEPS,
+            "logger=tensorboard",
+            f"hydra.run.dir={tmp_path}",
+            cwd=tmp_path,
+            monkeypatch=monkeypatch,
+        )
+        == 0
+    )
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    assert {"artifacts/flat_field", "predictions"} <= set(events.Tags()["images"])
+    assert len(events.Images("artifacts/flat_field")) >= 2  # before training and the best checkpoint's
+    plugins = events.PluginTagToContent("hparams")
+    assert "_hparams_/experiment" in plugins and "_hparams_/session_start_info" in plugins
+    start = plugins["_hparams_/session_start_info"]
+    assert b"upsample_name" in start and b"deconv" in start
+    assert b"val/dice" in plugins["_hparams_/experiment"] and b"val/flat_std" in plugins["_hparams_/experiment"]
+
+
+def test_mlflow_local_store_holds_params_metrics_and_artifacts(tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert (
+        run_app(
+            "train.py",
+            *TINY,
+            *STEPS,
+            "logger=mlflow",
+            f"hydra.run.dir={tmp_path / 'run'}",
+            cwd=tmp_path,
+            monkeypatch=monkeypatch,
+        )
+        == 0
+    )
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'logs' / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("train").experiment_id])
+    assert run.info.run_name == "deconv-seed0"
+    assert run.data.params["upsample_name"] == "deconv" and run.data.params["model.depth"] == "2"
+    assert run.data.metrics["val_dice"] == pytest.approx(read_metrics(tmp_path / "run")["val/dice"])
+    assert "train/loss" in run.data.metrics or "train/loss_epoch" in run.data.metrics
+    files = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"metrics.json", "flat_field.png", "predictions.png"} <= files
+
+
+def test_rgb_images_are_shown_in_colour(tmp_path, monkeypatch):
+    folder = tmp_path / "rgb"
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        write_pair(folder, f"x{i}", (40, 40), rgb=True, mask_values=(0, 1), seed=i)
+        image = np.asarray(Image.open(folder / "images" / f"x{i}.png")).copy()
+        image[..., 0] = rng.integers(0, 255, image.shape[:2])  # red differs from green
+        Image.fromarray(image).save(folder / "images" / f"x{i}.png")
+    assert (
+        run_app(
+            "train.py",
+            "data=folder",
+            f"data.source.root={folder}",
+            "data.in_channels=3",
+            "data.crop_size=32",
+            "data.batch_size=2",
+            "model.depth=2",
+            "model.base_channels=4",
+            "trainer.max_epochs=1",
+            f"hydra.run.dir={tmp_path / 'run'}",
+            cwd=tmp_path,
+            monkeypatch=monkeypatch,
+        )
+        == 0
+    )
+    assert np.load(tmp_path / "run" / "predictions.npz")["images"].shape[1] == 3
+    figure = np.asarray(Image.open(tmp_path / "run" / "predictions.png").convert("RGB")).astype(int)
+    panel = figure[:, : figure.shape[1] // 4]  # the image column
+    assert (np.abs(panel[..., 0] - panel[..., 1]) > 30).mean() > 0.05
