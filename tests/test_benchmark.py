@@ -230,6 +230,74 @@ def test_benchmark_repeats_report_the_spread(tmp_path, one_thread):
         assert set(claim["modes_every_repeat"]) | set(claim["modes_not_every_repeat"]) == {"pixelshuffle"}
 
 
+def test_smp_is_the_peer_of_the_encoder_unet(tmp_path, one_thread):
+    """--pairing smp: our encoder UNet against segmentation_models_pytorch's Unet with the same encoder."""
+    pytest.importorskip("segmentation_models_pytorch", reason="the smp pairing needs the bench extra (in dev)")
+    out = tmp_path / "smp.json"
+    cli.main(
+        [
+            "--pairing",
+            "smp",
+            "--modes",
+            "nearest_conv",
+            "bilinear_conv",
+            "deconv",
+            "--size",
+            "64",
+            "--batch-size",
+            "2",
+            "--steps",
+            "1",
+            "--warmup",
+            "1",
+            "--repeats",
+            "1",
+            "--gemm-size",
+            "128",
+            "--no-variants",
+            *SKIP_ALL,
+            "--threads",
+            "1",
+            "model.encoder=resnet18",
+            "model.decoder_channels=[32,16,16,8,8]",
+            "--output",
+            str(out),
+        ]
+    )
+    report = json.loads(out.read_text())
+    assert report["settings"]["pairing"] == "smp" and report["settings"]["network"] == "EncoderUNet resnet18"
+    rows = report["training"]
+    assert rows["nearest_conv"]["smp_upsample"] == "nearest" and rows["bilinear_conv"]["smp_upsample"] == "bilinear"
+    assert positive(rows["nearest_conv"]["ratio_ours_vs_smp"]) and positive(
+        rows["nearest_conv"]["ratio_ours_vs_smp_per_flop"]
+    )
+    assert rows["deconv"]["ratio_ours_vs_smp"] is None  # smp has no transposed-convolution decoder
+
+
+def test_smp_unet_trains_through_train_py_for_the_quality_comparison(tmp_path, monkeypatch):
+    pytest.importorskip("segmentation_models_pytorch", reason="the smp peer needs the bench extra (in dev)")
+    from conftest import TINY, read_metrics, run_app
+
+    assert (
+        run_app(
+            "train.py",
+            "model=encoder_unet",
+            "model._target_=bench.peers.SmpUnet",
+            "model.encoder=resnet18",
+            "upsample=nearest_conv",
+            *TINY[4:],
+            "data.crop_size=64",
+            "trainer.fast_dev_run=true",
+            f"hydra.run.dir={tmp_path}",
+            cwd=tmp_path,
+            monkeypatch=monkeypatch,
+        )
+        == 0
+    )
+    assert {"val/dice", "val/flat_std"} <= read_metrics(tmp_path).keys()
+    assert "network: SmpUnet" in (tmp_path / "train.log").read_text()
+
+
 def test_script_entry_point_and_no_console_script():
     """The benchmark is scripts/benchmark.py (code in scripts/bench/), not part of the installed package."""
     assert not (ROOT / "src" / "unet_upsampling" / "benchmark.py").exists()

@@ -8,7 +8,7 @@ from typing import Any
 
 PER_FLOP_NOTE = (
     "per image = ratio of images/s (what a user waits for); per FLOP = ratio of images/s x training FLOPs per "
-    "image (speed at equal work; the fair one where the blocks differ in work: bilinear_conv does 34 % more "
+    "image (speed at equal work; the fair one where the blocks differ in work, e.g. bilinear_conv does 34 % more "
     "than MONAI's nontrainable block by design)"
 )
 
@@ -85,7 +85,8 @@ def training_lines(report: dict[str, Any]) -> list[str]:
     first = training[next(iter(training))]
     lines = [
         "",
-        f"ours = our UNet in the configured layout ({first['ours_layout']}, model.channels_last), {peer} = {network} "
+        f"ours = our {s.get('network', 'UNet')} in the configured layout ({first['ours_layout']}, "
+        f"model.channels_last), {peer} = {network} "
         f"as it ships (contiguous), same widths, loss, optimiser and batch; ratios ours / {peer}: median [min–max] "
         f"over {s['repeats']} repeat(s); {PER_FLOP_NOTE}",
         "",

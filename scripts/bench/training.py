@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from bench import machine
@@ -92,16 +92,50 @@ def monai_unet(width: int, in_channels: int, num_classes: int, upsample: str) ->
 
 def monai_peer(cfg: DictConfig) -> Peer | None:
     upsample = MONAI_UPSAMPLE.get(cfg.upsample._target_.rsplit(".", 1)[-1])
-    if upsample is None or cfg.model.depth != 4:  # BasicUNet has four levels
+    if upsample is None or OmegaConf.select(cfg, "model.depth") != 4:  # BasicUNet has four levels
         return None
     width, channels, classes = cfg.model.base_channels, cfg.data.in_channels, cfg.data.num_classes
     return Peer(upsample, lambda: monai_unet(width, channels, classes, upsample))
 
 
-# The pairings (our config overrides -> peer constructor). Another is one entry and its peer function, e.g.
-# "smp": Pairing("smp", "smp", "segmentation_models_pytorch's Unet", "segmentation_models_pytorch", smp_peer,
-# ("model=<our encoder UNet>",)), smp_peer(cfg) returning Peer("<encoder>", lambda: smp.Unet(...)).
-PAIRINGS = {"monai": Pairing("monai", "MONAI", "MONAI's BasicUNet", "monai", monai_peer)}
+# Our block class -> smp Unet(decoder_interpolation=...): resize, then smp's convolutions after the concatenation.
+SMP_INTERPOLATION = {"NearestConv": "nearest", "BilinearConv": "bilinear"}
+
+
+def smp_unet(encoder: str, in_channels: int, num_classes: int, decoder_channels, interpolation: str) -> nn.Module:
+    """segmentation_models_pytorch's Unet with the same torchvision-style encoder, random init, our decoder widths."""
+    import segmentation_models_pytorch as smp
+
+    return smp.Unet(
+        encoder_name=encoder,
+        encoder_weights=None,
+        in_channels=in_channels,
+        classes=num_classes,
+        decoder_channels=tuple(decoder_channels),
+        decoder_interpolation=interpolation,
+    )
+
+
+def smp_peer(cfg: DictConfig) -> Peer | None:
+    interpolation = SMP_INTERPOLATION.get(cfg.upsample._target_.rsplit(".", 1)[-1])
+    if interpolation is None or not cfg.model.encoder.startswith("resnet"):
+        return None
+    args = (cfg.model.encoder, cfg.data.in_channels, cfg.data.num_classes, list(cfg.model.decoder_channels))
+    return Peer(interpolation, lambda: smp_unet(*args, interpolation))
+
+
+# The pairings (our config overrides -> peer constructor): another is one entry and its peer function.
+PAIRINGS = {
+    "monai": Pairing("monai", "MONAI", "MONAI's BasicUNet", "monai", monai_peer),
+    "smp": Pairing(
+        "smp",
+        "smp",
+        "segmentation_models_pytorch's Unet",
+        "segmentation_models_pytorch",
+        smp_peer,
+        ("model=encoder_unet",),
+    ),
+}
 
 
 def train_step_fn(
@@ -304,9 +338,14 @@ def bench_training(args, base_overrides: list[str]) -> tuple[dict[str, Any], dic
     """(rows by mode, settings, the machine's limit) for the pairing ``args.pairing``."""
     setup = prepare(args, base_overrides, PAIRINGS[args.pairing])
     cfg = setup.cfg
+    # the machine's conv reference: the classic UNet's widest levels (an encoder UNet: the default UNet's)
+    depth, width = (
+        OmegaConf.select(cfg, "model.depth", default=4),
+        OmegaConf.select(cfg, "model.base_channels", default=16),
+    )
     kernels = machine.limit_kernels(
-        cfg.model.depth,
-        cfg.model.base_channels,
+        depth,
+        width,
         cfg.data.crop_size,
         setup.batch_size,
         args.device,
@@ -322,8 +361,9 @@ def bench_training(args, base_overrides: list[str]) -> tuple[dict[str, Any], dic
     settings = {
         "image_size": cfg.data.crop_size,
         "batch_size": setup.batch_size,
-        "base_channels": cfg.model.base_channels,
-        "depth": cfg.model.depth,
+        "base_channels": width,
+        "depth": depth,
+        "network": cfg.model._target_.rsplit(".", 1)[-1] + (f" {cfg.model.encoder}" if "encoder" in cfg.model else ""),
         "pairing": setup.pairing.key,
         "peer": setup.pairing.name,
         "peer_network": setup.pairing.network,

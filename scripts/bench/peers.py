@@ -1,0 +1,75 @@
+"""segmentation_models_pytorch's Unet behind our network's interface, to train it with train.py for the peer
+comparison (docs/study): ``PYTHONPATH=scripts python train.py model=encoder_unet model._target_=bench.peers.SmpUnet``.
+
+It takes EncoderUNet's arguments; the decoder's upsampling is smp's own (resize, then its convolutions after
+the concatenation): nearest for ``upsample=nearest_conv``, bilinear for ``upsample=bilinear_conv``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from unet_upsampling.models.encoder_unet import measured_reach
+
+INTERPOLATION = {"NearestConv": "nearest", "BilinearConv": "bilinear"}
+
+
+class SmpUnet(nn.Module):
+    """smp.Unet(encoder, random init or ImageNet weights) with the attributes train.py and the probe use."""
+
+    stride = 32
+
+    def __init__(
+        self,
+        upsample: functools.partial,
+        encoder: str = "resnet34",
+        in_channels: int = 3,
+        num_classes: int = 2,
+        pretrained: bool = False,
+        decoder_channels: Sequence[int] = (256, 128, 64, 32, 16),
+        input_normalize: Mapping | None = None,
+        channels_last: bool = False,
+        compile: bool = False,
+    ):
+        import segmentation_models_pytorch as smp
+
+        super().__init__()
+        block = upsample.func.__name__
+        if block not in INTERPOLATION:
+            raise ValueError(
+                f"smp's Unet resizes in its decoder: use upsample=nearest_conv or bilinear_conv, not {block}"
+            )
+        self.encoder_name, self.in_channels, self.num_classes, self.depth = encoder, in_channels, num_classes, 5
+        self.net = smp.Unet(
+            encoder_name=encoder,
+            encoder_weights="imagenet" if pretrained else None,
+            in_channels=in_channels,
+            classes=num_classes,
+            decoder_channels=tuple(decoder_channels),
+            decoder_interpolation=INTERPOLATION[block],
+        )
+        self.encoder = self.net.encoder
+        self.channels_last = channels_last
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
+
+    @property
+    def min_size(self) -> int:
+        return self.stride
+
+    def receptive_field(self) -> int:
+        """Our EncoderUNet's margin for the same encoder: its decoder has one convolution more per stage."""
+        return (measured_reach(self.encoder_name, self.in_channels) // self.stride + 2) * self.stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        pad_h, pad_w = -h % self.stride, -w % self.stride
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else x
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x)[..., :h, :w]
