@@ -28,6 +28,7 @@ def write_run(
     data: str = "synthetic",
     model: str = "unet",
     config: dict | None = None,
+    job_name: str = "train",
 ) -> Path:
     """A run directory as train.py leaves it: .hydra/config.yaml, .hydra/hydra.yaml and (if finished) metrics.json."""
     (run_dir / ".hydra").mkdir(parents=True)
@@ -37,6 +38,7 @@ def write_run(
     hydra = {
         "hydra": {
             "runtime": {"choices": {"upsample": mode, "data": data, "model": model}},
+            "job": {"name": job_name},
             "overrides": {"task": [f"upsample={mode}", f"seed={seed}"]},
         }
     }
@@ -107,16 +109,18 @@ def test_no_run_directory_is_a_clear_error(tmp_path, missing):
 
 
 @pytest.mark.parametrize(
-    ("config", "logs", "quoted"),
+    ("job_name", "logs", "quoted"),
     [
-        ({"experiment_name": "study"}, {"study.log": "start\nCUDA out of memory\n"}, "CUDA out of memory"),
-        ({"task_name": "upsample_study"}, {"upsample_study.log": "a\nb\n", "train.log": "c\n"}, "b"),
-        ({"task_name": "upsample_study"}, {"upsample_study.log": "", "train.log": "x\nNaN loss\n"}, "NaN loss"),
-        ({}, {}, None),
+        ("train", {"train.log": "start\nCUDA out of memory\n"}, "CUDA out of memory"),
+        ("study", {"study.log": "a\nb\n", "train.log": "c\n"}, "b"),
+        ("study", {"study.log": "", "train.log": "x\nNaN loss\n"}, "NaN loss"),
+        ("train", {}, None),
     ],
 )
-def test_a_failed_run_quotes_the_last_line_of_its_log(tmp_path, config, logs, quoted):
-    run_dir = write_run(tmp_path / "0", "deconv", 0, None, config=config)
+def test_a_failed_run_quotes_the_last_line_of_its_log(tmp_path, job_name, logs, quoted):
+    """The job log is <hydra.job.name>.log; the run's config may hold interpolations only Hydra resolves."""
+    config = {"experiment_name": "upsample_study_${hydra:runtime.choices.data}"}
+    run_dir = write_run(tmp_path / "0", "deconv", 0, None, config=config, job_name=job_name)
     for name, text in logs.items():
         (run_dir / name).write_text(text)
     (run,) = collect_runs(tmp_path)

@@ -38,10 +38,9 @@ def mode_label(name: str, overrides: list[str]) -> str:
     return f"{name}[{','.join(extra)}]" if extra else name
 
 
-def last_log_line(run_dir: Path, config) -> str | None:
-    """The last line of the run's log: ``<experiment_name or task_name>.log``, else ``train.log``."""
-    name = config.get("experiment_name", config.get("task_name", "train"))
-    for log in (run_dir / f"{name}.log", run_dir / "train.log"):
+def last_log_line(run_dir: Path, job_name: str) -> str | None:
+    """The last line of the run's job log, ``<hydra.job.name>.log``."""
+    for log in (run_dir / f"{job_name}.log", run_dir / "train.log"):
         lines = log.read_text().strip().splitlines() if log.is_file() else []
         if lines:
             return lines[-1]
@@ -80,7 +79,7 @@ def collect_runs(root: Path) -> list[Run]:
         if metrics_path.is_file():
             run.metrics = json.loads(metrics_path.read_text())
         else:
-            tail = last_log_line(run_dir, config)
+            tail = last_log_line(run_dir, OmegaConf.select(hydra, "job.name", default="train"))
             run.error = "no metrics.json" + (f" (last log line: {tail})" if tail else "")
         runs.append(run)
     if not runs:
