@@ -26,6 +26,7 @@ from torch import nn
 
 from bench import machine
 from bench.config import compose, task_of
+from bench.peers import INTERPOLATION as SMP_INTERPOLATION
 from bench.timing import interleaved, median, model_flops, peak_memory_mb, spread
 
 LAYOUTS = ("contiguous", "channels_last")
@@ -96,10 +97,6 @@ def monai_peer(cfg: DictConfig) -> Peer | None:
         return None
     width, channels, classes = cfg.model.base_channels, cfg.data.in_channels, cfg.data.num_classes
     return Peer(upsample, lambda: monai_unet(width, channels, classes, upsample))
-
-
-# Our block class -> smp Unet(decoder_interpolation=...): resize, then smp's convolutions after the concatenation.
-SMP_INTERPOLATION = {"NearestConv": "nearest", "BilinearConv": "bilinear"}
 
 
 def smp_unet(encoder: str, in_channels: int, num_classes: int, decoder_channels, interpolation: str) -> nn.Module:
