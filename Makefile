@@ -17,13 +17,16 @@ install: $(STAMP)
 train: $(STAMP)
 	$(BIN)/python train.py $(ARGS)
 
+# One pytest worker per core (pytest-xdist); idle workers take queued tests from busy ones.
+PARALLEL := -n auto --dist worksteal
+
 # The whole suite (what CI runs).
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PARALLEL) $(PYTEST_ARGS)
 
 # The edit-test loop: everything but the subprocess tests (kill -9, SIGTERM, DDP, launchers, the benchmark).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PARALLEL) -m "not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -35,6 +36,19 @@ TINY = [
     "data.source.size=48",
 ]
 ENTRY_POINTS = {"train.py": train.main, "eval.py": evaluate.main, "predict.py": predict.main}
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # make test runs one worker per core (pytest-xdist): one torch thread each, in this process and in the
+    # train.py subprocesses, instead of every worker's threads contending for every core.
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules with slow tests first, each module's tests kept together (module fixtures are set up once):
+    parallel workers then share out the short tests at the end instead of waiting on a long one started last."""
+    slow = {item.module for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.module not in slow)
 
 
 def compose_config(name: str = "train", overrides: list[str] | None = None):
