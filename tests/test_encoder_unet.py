@@ -208,7 +208,7 @@ def test_the_study_runs_with_an_encoder_unet(tmp_path, monkeypatch):
             "-m",
             "experiment=upsample_study",
             *ENCODER,
-            "upsample=nearest_conv,deconv_k3",
+            "upsample=deconv_k3",  # a transposed convolution: the probe has a pattern to find
             "seed=0",
             "trainer.fast_dev_run=true",
             "test=false",
@@ -219,6 +219,5 @@ def test_the_study_runs_with_an_encoder_unet(tmp_path, monkeypatch):
         )
         == 0
     )
-    for job in ("0", "1"):
-        metrics = read_metrics(tmp_path / job)
-        assert {"val/dice", "val/flat_std", "init/flat_pef2", "val/pef32"} <= metrics.keys()
+    metrics = read_metrics(tmp_path / "0")
+    assert {"val/dice", "val/flat_std", "init/flat_pef2", "val/pef32"} <= metrics.keys()
