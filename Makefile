@@ -24,7 +24,8 @@ PARALLEL := -n auto --dist worksteal
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PARALLEL) $(PYTEST_ARGS)
 
-# The edit-test loop: everything but the subprocess tests (kill -9, SIGTERM, DDP, launchers, the benchmark).
+# The edit-test loop: everything but the tests marked slow (subprocesses: kill -9, SIGTERM, DDP, launchers,
+# the benchmark; and the long end-to-end runs: resuming, the study sweep, the smp peer, MLflow).
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest $(PARALLEL) -m "not slow" $(PYTEST_ARGS)
 

@@ -206,6 +206,7 @@ def test_benchmark_skipped_parts_are_null(tmp_path, one_thread):
     assert report["targets"]["train_py_vs_plain"]["holds"] is None  # not measured, not failed
 
 
+@pytest.mark.slow
 def test_benchmark_repeats_report_the_spread(tmp_path, one_thread):
     """--repeats 2: each ratio per image and per FLOP as median [min-max] over the repeats; targets say which
     claims hold in every repeat."""
@@ -230,6 +231,7 @@ def test_benchmark_repeats_report_the_spread(tmp_path, one_thread):
         assert set(claim["modes_every_repeat"]) | set(claim["modes_not_every_repeat"]) == {"pixelshuffle"}
 
 
+@pytest.mark.slow
 def test_smp_is_the_peer_of_the_encoder_unet(tmp_path, one_thread):
     """--pairing smp: our encoder UNet against segmentation_models_pytorch's Unet with the same encoder."""
     pytest.importorskip("segmentation_models_pytorch", reason="the smp pairing needs the bench extra (in dev)")
@@ -274,6 +276,7 @@ def test_smp_is_the_peer_of_the_encoder_unet(tmp_path, one_thread):
     assert rows["deconv"]["ratio_ours_vs_smp"] is None  # smp has no transposed-convolution decoder
 
 
+@pytest.mark.slow
 def test_smp_unet_trains_through_train_py_for_the_quality_comparison(tmp_path, monkeypatch):
     pytest.importorskip("segmentation_models_pytorch", reason="the smp peer needs the bench extra (in dev)")
     from conftest import TINY, read_metrics, run_app

@@ -154,6 +154,7 @@ class Snapshots(L.Callback):
         self.decoder.append([p.detach().clone() for p in pl_module.net.decoder.parameters()])
 
 
+@pytest.mark.slow
 def test_a_frozen_encoder_does_not_train_until_its_epochs_are_over():
     cfg = compose_config("train", [*ENCODER, *DATA, "task.freeze_encoder_epochs=1"])
     task, snapshots = build_task(OmegaConf.to_container(cfg, resolve=True)), Snapshots()
@@ -178,6 +179,7 @@ def test_a_frozen_encoder_does_not_train_until_its_epochs_are_over():
     assert not all(torch.equal(a, b) for a, b in zip(decoder_start, snapshots.decoder[1], strict=True))
 
 
+@pytest.mark.slow
 def test_the_probe_interior_does_not_change_when_the_margin_grows():
     torch.manual_seed(0)
     model = net("deconv_k3").eval()
@@ -188,6 +190,7 @@ def test_the_probe_interior_does_not_change_when_the_margin_grows():
     torch.testing.assert_close(flat_field_response(model, 1, margin + 64, value=1.0), response, atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_the_receptive_field_stays_inside_the_probe_margin():
     """On the real network (ReLUs and max-pooling as they are), no input pixel beyond the margin matters."""
     torch.manual_seed(0)

@@ -291,6 +291,7 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint
     assert not (tmp_path / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_same_seed_twice_gives_the_same_metrics(tmp_path, monkeypatch):
     for name in ("a", "b"):
         assert (

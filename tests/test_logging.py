@@ -125,6 +125,7 @@ def test_tensorboard_gets_figures_and_hparams(tmp_path, monkeypatch):
     assert b"val/dice" in plugins["_hparams_/experiment"] and b"val/flat_std" in plugins["_hparams_/experiment"]
 
 
+@pytest.mark.slow
 def test_mlflow_local_store_holds_params_metrics_and_artifacts(tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 

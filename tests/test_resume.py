@@ -17,6 +17,8 @@ import torch
 
 from conftest import ROOT, TINY, read_metrics, run_app
 
+pytestmark = pytest.mark.slow  # every test here trains, stops and resumes whole runs
+
 ARGS = [*TINY, "data.source.train=16", "trainer.max_epochs=6", "seed=3", "validations=null"]
 TIMES_AND_PATHS = {"train_time_s", "eval_time_s", "best_checkpoint"}
 
@@ -57,7 +59,6 @@ def uninterrupted(tmp_path_factory) -> Path:
     return run_dir
 
 
-@pytest.mark.slow
 def test_a_killed_run_resumes_and_writes_what_the_uninterrupted_run_writes(uninterrupted, tmp_path, monkeypatch):
     killed = tmp_path / "killed"
     process = start(killed)
@@ -82,7 +83,6 @@ def test_a_killed_run_resumes_and_writes_what_the_uninterrupted_run_writes(unint
         np.testing.assert_array_equal(arrays[0][key], arrays[1][key])
 
 
-@pytest.mark.slow
 def test_sigterm_exits_non_zero_keeps_last_checkpoint_and_says_how_to_resume(uninterrupted, tmp_path, monkeypatch):
     stopped = tmp_path / "stopped"
     process = start(stopped)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 
 import pytest
 from omegaconf import OmegaConf
@@ -89,27 +90,28 @@ def test_runs_log_artifacts_at_init_and_after_training(tiny_sweep):
 
 @pytest.mark.slow
 def test_the_study_sweeps_every_mode_and_a_new_mode_joins_by_its_yaml_alone(tmp_path, monkeypatch):
-    """experiment=upsample_study sweeps upsample=glob(*): one YAML file more in configs/upsample/ is one mode more."""
-    extra = CONFIGS / "upsample" / "test_only_nearest_conv_k5.yaml"
+    """experiment=upsample_study sweeps upsample=glob(*): one YAML file more in configs/upsample/ is one mode more.
+    (On a copy of the configs, so that tests running beside this one see the package's own.)"""
+    configs = tmp_path / "configs"
+    shutil.copytree(CONFIGS, configs)
+    extra = configs / "upsample" / "test_only_nearest_conv_k5.yaml"
     extra.write_text("defaults:\n  - nearest_conv\n  - _self_\n\nkernel_size: 5\n")
-    try:
-        assert (
-            run_app(
-                "train.py",
-                "-m",
-                "experiment=upsample_study",
-                "seed=0",
-                *TINY,
-                "trainer.fast_dev_run=true",
-                "test=false",
-                f"hydra.sweep.dir={tmp_path / 'sweep'}",
-                cwd=tmp_path,
-                monkeypatch=monkeypatch,
-            )
-            == 0
+    assert (
+        run_app(
+            "train.py",
+            f"--config-path={configs}",  # before the overrides, as on a command line
+            "-m",
+            "experiment=upsample_study",
+            "seed=0",
+            *TINY,
+            "trainer.fast_dev_run=true",
+            "test=false",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+            cwd=tmp_path,
+            monkeypatch=monkeypatch,
         )
-    finally:
-        extra.unlink()
+        == 0
+    )
     swept = sorted(
         next(line for line in (d / ".hydra" / "overrides.yaml").read_text().splitlines() if "upsample=" in line).split(
             "upsample="
@@ -161,6 +163,7 @@ def test_the_gpu_study_config_runs_on_a_cpu_on_a_tiny_pet_tree(tmp_path, monkeyp
     assert {"val/dice", "val/dice_c1", "val/flat_std", "init/flat_std"} <= metrics.keys()
 
 
+@pytest.mark.slow
 def test_cost_estimate_counts_every_mode_and_seed_and_scales_with_steps():
     import runpy
 
