@@ -44,6 +44,13 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def _seeded_random_state() -> None:
+    """Every test starts from the same random state, whichever tests ran before it in its worker."""
+    torch.manual_seed(0)
+    np.random.seed(0)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Modules with slow tests first, each module's tests kept together (module fixtures are set up once):
     parallel workers then share out the short tests at the end instead of waiting on a long one started last."""
