@@ -168,7 +168,7 @@ def test_benchmark_json_has_every_field(tmp_path, capsys, one_thread):
 
     pipeline = report["pipeline"]
     assert positive(pipeline["generation_images_per_s"]) and positive(pipeline["model_images_per_s"])
-    for source in ("synthetic", "folder"):
+    for source in ("synthetic", "folder", "folder_cached"):
         assert set(pipeline[source]) == {"0", "1"} and all(positive(v) for v in pipeline[source].values())
         assert positive(pipeline[f"ratio_{source}_vs_model"])
     assert pipeline["ratio_pipeline_vs_model"] == pipeline["ratio_synthetic_vs_model"]

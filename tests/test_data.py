@@ -58,6 +58,28 @@ def test_folder_binary_255_masks_with_mapping(folder_binary_255):
     assert x.shape == (2, 1, 32, 32) and m.max() <= 1
 
 
+def test_a_cached_folder_reads_each_file_once_and_serves_what_the_disk_holds(folder_binary_255):
+    fresh = folder_datamodule(folder_binary_255, "data.source.mask_values={0:0,255:1}")
+    cached = folder_datamodule(folder_binary_255, "data.source.mask_values={0:0,255:1}", "data.source.cache=true")
+    fresh.setup(), cached.setup()
+    n = len(cached.raw["train"])
+    for i in range(n):
+        cached.raw["train"][i]
+    for epoch in range(2):  # the augmentations run on the cached arrays and must leave them as they were
+        cached.train_dataloader().sampler.set_epoch(epoch)
+        assert sum(len(x) for x, _ in cached.train_dataloader()) == 4
+    on_disk = [fresh.raw["train"][i] for i in range(n)]
+    for path in folder_binary_255.rglob("*.png"):
+        path.unlink()  # from here on, only the cache can serve the pairs
+    for i, (image, mask) in enumerate(on_disk):
+        cached_image, cached_mask = cached.raw["train"][i]
+        assert np.array_equal(cached_image, image) and np.array_equal(cached_mask, mask)
+        assert not cached_image.flags.writeable and not cached_mask.flags.writeable
+    assert sum(len(x) for x, _ in cached.train_dataloader()) == 4
+    with pytest.raises(FileNotFoundError):
+        fresh.raw["train"][0]
+
+
 def test_folder_255_without_mapping_names_file_and_fix(folder_binary_255):
     dm = folder_datamodule(folder_binary_255)
     with pytest.raises(

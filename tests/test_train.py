@@ -11,6 +11,7 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
+from unet_upsampling.checkpoint import load_checkpoint
 from unet_upsampling.train import train
 
 from conftest import SHARED_DATA, TINY, UPSAMPLE_MODES, compose_config, read_metrics, run_app
@@ -68,6 +69,14 @@ def test_trained_run_writes_metrics_checkpoints_and_figure(trained_run):
     assert (trained_run / "csv" / "metrics.csv").read_text().count("\n") > 2
     assert 0 < metrics["eval_time_s"] < metrics["train_time_s"]
     assert metrics["upsample_flat_at_init"] is False  # deconv: random transposed convolution
+
+
+def test_the_prediction_figure_shows_the_best_checkpoints_predictions(trained_run):
+    task, _ = load_checkpoint(read_metrics(trained_run)["best_checkpoint"])
+    shown = np.load(trained_run / "predictions.npz")
+    with torch.no_grad():
+        preds = task(torch.from_numpy(shown["images"])).argmax(1).numpy()
+    assert shown["images"].shape[0] == 4 and np.array_equal(shown["preds"], preds)
 
 
 def test_multirun_makes_one_directory_per_mode(tmp_path, monkeypatch):

@@ -9,7 +9,7 @@ throttled CPU slows them alike; each number is the median over the timed rounds 
    machine's own fp32 GEMM and 3x3 conv FLOP/s measured in the same rounds;
 2. real ``train.py`` runs against a plain PyTorch loop over the same model and data, per step and
    per epoch, and the host syncs a step makes;
-3. the data pipeline alone (synthetic and folder sources, 0/1/2 workers);
+3. the data pipeline alone (synthetic and folder sources, the folder decoded per sample or cached, 0/1/2 workers);
 4. inference on the ``predict.py`` path, with and without fused BatchNorm.
 
 Prints tables, writes JSON (``--output``) with the ratios ours / MONAI, train.py / plain loop and

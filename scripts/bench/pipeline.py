@@ -1,4 +1,5 @@
-"""The data pipeline alone: train batches per second from the synthetic and folder sources, 0/1/2 workers.
+"""The data pipeline alone: train batches per second from the synthetic and folder sources (PNG files decoded
+at every sample, or once with ``data.source.cache=true``), 0/1/2 workers.
 
 Each (source, workers) loader is an endless iterator; blocks of ``--pipeline-batches`` batches
 alternate between them round by round (each block first drains what its workers prefetched while
@@ -60,7 +61,7 @@ def timed_block(it: Iterator, workers: int, batches: int) -> Callable[[], float]
 
 
 def loaders(args, base_overrides: list[str], sources: dict[str, list[str]], cfg) -> dict[tuple[str, int], Any]:
-    """A train loader per (source, workers); the folder source keeps every override but the synthetic source's."""
+    """A train loader per (source, workers); the folder sources keep every override but the synthetic source's."""
     from hydra.utils import instantiate
 
     keep = [o for o in base_overrides if not o.startswith("data.source.")]
@@ -69,7 +70,7 @@ def loaders(args, base_overrides: list[str], sources: dict[str, list[str]], cfg)
         for workers in args.workers:
             dcfg = compose(
                 [
-                    *(keep if source == "folder" else base_overrides),
+                    *(base_overrides if source == "synthetic" else keep),
                     *extra,
                     f"data.num_workers={workers}",
                     f"data.crop_size={cfg.data.crop_size}",
@@ -86,7 +87,8 @@ def bench_pipeline(args, base_overrides: list[str], workdir: Path, model_images_
     generation = generation_rate(size, classes)
     folder = workdir / "folder"
     write_folder(folder, cfg.data.source.train + cfg.data.source.val, size, classes)
-    sources = {"synthetic": [], "folder": ["data=folder", f"data.source.root={folder}"]}
+    on_disk = ["data=folder", f"data.source.root={folder}"]
+    sources = {"synthetic": [], "folder": on_disk, "folder_cached": [*on_disk, "data.source.cache=true"]}
     batches = max(4, args.pipeline_batches)
     loader_map = loaders(args, base_overrides, sources, cfg)
     blocks = {key: timed_block(endless(loader), key[1], batches) for key, loader in loader_map.items()}

@@ -148,7 +148,7 @@ def pipeline_lines(pl: dict[str, Any] | None, mode: str) -> list[str]:
         "| source | " + " | ".join(f"{w} workers" for w in workers) + " | default / model consumption |",
         "|---|" + "---|" * (len(workers) + 1),
     ]
-    for source in ("synthetic", "folder"):
+    for source in ("synthetic", "folder", "folder_cached"):
         lines.append(
             f"| {source} | "
             + " | ".join(f"{pl[source][w]:.0f}" for w in workers)

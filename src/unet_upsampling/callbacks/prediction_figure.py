@@ -1,4 +1,4 @@
-"""predictions.png: validation images, ground truth, prediction and errors after fitting."""
+"""predictions.png: validation images, ground truth, prediction and errors of the best checkpoint."""
 
 from __future__ import annotations
 
@@ -13,34 +13,49 @@ from unet_upsampling.loggers import log_figure
 
 
 class PredictionFigure(L.Callback):
-    """After fitting, saves image | ground truth | prediction | error for the first ``samples`` val images.
+    """Saves image | ground truth | prediction | error for the first ``samples`` val images.
 
-    The arrays go to ``<path>.npz`` too (images as stored, masks, preds), for reports.
+    Drawn from the logits of the validation after fitting (the best checkpoint's, whose scores reach
+    metrics.json), so it costs no forward pass of its own. The arrays go to ``<path>.npz`` too (images
+    as stored, masks, preds), for reports.
     """
 
     def __init__(self, path: str, samples: int = 4):
         self.path, self.samples = Path(path), samples
+        self.active = False
+        self.images: list[torch.Tensor] = []
+        self.masks: list[torch.Tensor] = []
+        self.preds: list[torch.Tensor] = []
 
-    @torch.no_grad()
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.fast_dev_run or not trainer.is_global_zero:
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Active at a ``trainer.validate`` after training steps: not at initialisation, nor while fitting."""
+        self.images, self.masks, self.preds = [], [], []
+        self.active = (
+            trainer.state.fn == "validate"
+            and trainer.global_step > 0
+            and trainer.is_global_zero
+            and not trainer.fast_dev_run
+        )
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        take = self.samples - len(self.images)
+        if not self.active or take <= 0 or outputs is None:
             return
-        images, masks = [], []
-        for image, mask in trainer.datamodule.val_dataloader():
-            images += list(image[: self.samples - len(images)])
-            masks += list(mask[: self.samples - len(masks)])
-            if len(images) == self.samples:
-                break
-        was_training = pl_module.training
-        pl_module.eval()
-        preds = [pl_module(image[None].to(pl_module.device)).argmax(1)[0].cpu() for image in images]
-        pl_module.train(was_training)
-        figure = prediction_figure(images, masks, preds, pl_module.num_classes)
+        image, mask = batch
+        self.images += list(image[:take].cpu())
+        self.masks += list(mask[:take].cpu())
+        self.preds += list(outputs[:take].argmax(1).cpu())
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.active or not self.images:
+            return
+        figure = prediction_figure(self.images, self.masks, self.preds, pl_module.num_classes)
         save(figure, self.path)
         log_figure(trainer.loggers, "predictions", figure, trainer.global_step)
         np.savez_compressed(
             self.path.with_suffix(".npz"),
-            images=np.stack([i.numpy() for i in images]),
-            masks=np.stack([m.numpy() for m in masks]),
-            preds=np.stack([p.numpy() for p in preds]),
+            images=np.stack([i.numpy() for i in self.images]),
+            masks=np.stack([m.numpy() for m in self.masks]),
+            preds=np.stack([p.numpy() for p in self.preds]),
         )
+        self.images, self.masks, self.preds = [], [], []

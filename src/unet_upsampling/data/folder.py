@@ -177,20 +177,36 @@ def usable_pairs(
 class FolderSegmentation(Dataset):
     """Reads pairs lazily; returns (image HxWxC uint8, mask HxW int64 class ids).
 
-    ``sizes`` holds each image's (height, width), read when the files were checked.
+    ``sizes`` holds each image's (height, width), read when the files were checked. ``cache`` keeps
+    every pair once decoded (about 9 bytes per pixel and channel): training crops a few pixels out of
+    each image, and decoding a 1024x1024 PNG pair costs more than a training step on its 64 px crop.
     """
 
-    def __init__(self, checked: Sequence[tuple[Pair, tuple[int, int]]], in_channels: int, mapping: MaskMapping):
+    def __init__(
+        self,
+        checked: Sequence[tuple[Pair, tuple[int, int]]],
+        in_channels: int,
+        mapping: MaskMapping,
+        cache: bool = False,
+    ):
         self.pairs = [pair for pair, _ in checked]
         self.sizes = {pair[0]: size for pair, size in checked}
         self.in_channels, self.mapping = in_channels, mapping
+        self.cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = {} if cache else None
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.cache is not None and index in self.cache:
+            return self.cache[index]
         image_path, mask_path = self.pairs[index]
-        return read_image(image_path, self.in_channels), self.mapping(read_mask(mask_path), mask_path)
+        pair = read_image(image_path, self.in_channels), self.mapping(read_mask(mask_path), mask_path)
+        if self.cache is not None:
+            for array in pair:
+                array.setflags(write=False)  # a transform that wrote in place would corrupt later epochs
+            self.cache[index] = pair
+        return pair
 
 
 def folder_splits(
@@ -205,10 +221,11 @@ def folder_splits(
     mask_dir: str = "masks",
     on_bad_sample: str = "error",
     convert_channels: bool = False,
+    cache: bool = False,
 ) -> dict[str, Dataset]:
     """``root/{train,val[,test]}/{images,masks}`` when present, else a seeded split of ``root/{images,masks}``.
 
-    Every pair is checked first (see ``usable_pairs``).
+    Every pair is checked first (see ``usable_pairs``); ``cache`` keeps decoded pairs in memory.
     """
     root_path = Path(root).expanduser()
     if not root_path.is_dir():
@@ -230,4 +247,4 @@ def folder_splits(
         if len(pairs) - n_val < 1:
             raise DataError(f"{root_path} has {len(pairs)} usable image(s): a train/val split needs at least 2")
         splits = {"train": [pairs[i] for i in sorted(order[n_val:])], "val": [pairs[i] for i in sorted(order[:n_val])]}
-    return {name: FolderSegmentation(pairs, in_channels, mapping) for name, pairs in splits.items()}
+    return {name: FolderSegmentation(pairs, in_channels, mapping, cache) for name, pairs in splits.items()}
