@@ -68,3 +68,18 @@ def test_loss_option_and_unknown_loss():
     assert build_task(compose_config("train", ["task.loss=dice"])).loss_fn.__name__ == "soft_dice_loss"
     with pytest.raises(Exception, match=r"choose task\.loss=ce, dice, ce_dice"):
         build_task(compose_config("train", ["task.loss=focal"]))
+
+
+@pytest.mark.parametrize("data", options("data"))
+def test_the_study_takes_its_budget_from_the_chosen_dataset(data):
+    """study_budget.<data> sets steps, crops, batch and validations; a dataset without an entry gets `default`."""
+    cfg = compose_config("train", ["experiment=upsample_study", f"data={data}"])
+    budget = cfg.study_budget.get(data, cfg.study_budget.default)
+    assert (cfg.trainer.max_steps, cfg.data.crop_size, cfg.data.batch_size, cfg.validations) == (
+        budget.steps,
+        budget.crop_size,
+        budget.batch_size,
+        budget.validations,
+    )
+    # the budgets differ, so the lookup is by dataset, not one value for all
+    assert len({(b.steps, b.validations) for b in cfg.study_budget.values()}) > 1
