@@ -342,3 +342,24 @@ def test_summary_figure_is_a_real_png(summary):
 def test_cli_needs_one_sweep_or_a_summary_with_an_output(argv):
     with pytest.raises(SystemExit):
         main(argv)
+
+
+def test_a_summary_from_the_reports_results_csv_equals_the_one_from_the_run_directories(summary, tmp_path):
+    """A published study keeps results.csv, not its run directories: the summary reads it, flags, names and all."""
+    published = []
+    for name, sweep in summary.sweeps.items():
+        write_report(sweep, tmp_path / name)
+        published.append(tmp_path / name if name != "b" else tmp_path / name / "results.csv")  # folder or file
+    out = tmp_path / "out"
+    write_summary(published, out)
+    assert (out / "summary.csv").read_text() == (summary.out / "summary.csv").read_text()
+    text = (out / "summary.md").read_text()
+    sweeps = {str(summary.sweeps[n]): str(tmp_path / n) for n in summary.sweeps}
+    assert text == re.sub("|".join(map(re.escape, sweeps)), lambda m: sweeps[m.group(0)], summary.text)
+    assert "| mode | background | cell |" in text  # class names came through the file
+
+
+def test_a_file_that_is_not_a_results_csv_is_a_clear_error(tmp_path):
+    (tmp_path / "results.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match=r"results.csv is not a results.csv written by scripts/report.py"):
+        write_summary([tmp_path / "results.csv"], tmp_path / "out")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from unet_upsampling.report import figures
-from unet_upsampling.report.runs import Run, by_mode, collect_runs, deduplicate
+from unet_upsampling.report.runs import RUN_COLUMNS, Run, by_mode, collect_runs, deduplicate
 from unet_upsampling.report.stats import finite, mean_interval, paired_difference
 
 QUALITY = ("val/dice", "val/iou", "val/boundary_f1", "test/dice")
@@ -80,12 +80,15 @@ def paired_text(mean: float, low: float, high: float, n: int) -> str:
 
 
 def write_csv(runs: list[Run], path: Path, left_out: list[Run]) -> Path:
-    """One row per run; status ok, failed, or duplicate (a finished run the statistics leave out)."""
+    """One row per run; status ok, failed, or duplicate (a finished run the statistics leave out).
+
+    The dataset, model and class names ride along, so that ``--summary`` can read a study from this file alone.
+    """
     keys = sorted({k for r in runs for k, v in r.metrics.items() if isinstance(v, (int, float))})
     duplicates = {r.dir for r in left_out}
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["mode", "seed", "status", "run_dir", "error", *keys])
+        writer.writerow([*RUN_COLUMNS, *keys])
         for r in runs:
             writer.writerow(
                 [
@@ -94,6 +97,9 @@ def write_csv(runs: list[Run], path: Path, left_out: list[Run]) -> Path:
                     "failed" if not r.ok else "duplicate" if r.dir in duplicates else "ok",
                     r.dir,
                     r.error or "",
+                    r.data or "",
+                    r.model or "",
+                    "|".join(r.class_names or []),
                     *(r.metrics.get(k, "") for k in keys),
                 ]
             )
@@ -263,7 +269,8 @@ def main(argv: list[str] | None = None) -> None:
         type=Path,
         nargs="+",
         metavar="SWEEP_DIR",
-        help="instead: one study per dataset; writes summary.md, summary.csv and quality_vs_artifacts.png to --out",
+        help="instead: one study per dataset, each a sweep directory or the results.csv of its report; writes "
+        "summary.md, summary.csv and quality_vs_artifacts.png to --out",
     )
     parser.add_argument("--out", type=Path, default=None, help="where to write (default: the multirun directory)")
     parser.add_argument("--reference", default="deconv", help="the mode paired differences are taken against")

@@ -1,7 +1,9 @@
-"""Reading a sweep's run directories: each holds .hydra/ and, when it finished, metrics.json."""
+"""Reading a sweep's run directories (each holds .hydra/ and, when it finished, metrics.json), or the
+results.csv a report wrote from them."""
 
 from __future__ import annotations
 
+import csv
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -9,6 +11,9 @@ from pathlib import Path
 
 import numpy as np
 from omegaconf import OmegaConf
+
+# results.csv: these columns, then one per metric.
+RUN_COLUMNS = ("mode", "seed", "status", "run_dir", "error", "data", "model", "class_names")
 
 
 @dataclass
@@ -85,6 +90,35 @@ def collect_runs(root: Path) -> list[Run]:
     if not runs:
         raise no_runs_error(root)
     return sorted(runs, key=lambda r: (r.mode, r.seed))
+
+
+def csv_value(text: str) -> float | bool:
+    """A metric as results.csv wrote it: a number (nan included) or a flag."""
+    flags = {"True": True, "False": False}
+    return flags[text] if text in flags else float(text)
+
+
+def runs_from_csv(path: Path) -> tuple[list[Run], list[Run]]:
+    """(runs, duplicates left out) as a report's results.csv lists them: a study without its run directories."""
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or not {"mode", "seed", "status"} <= rows[0].keys():
+        raise ValueError(f"{path} is not a results.csv written by scripts/report.py (no runs, or no mode/seed/status)")
+    runs, duplicates = [], []
+    for row in rows:
+        names = row.get("class_names")
+        run = Run(
+            Path(row["run_dir"]),
+            row["mode"],
+            int(row["seed"]),
+            {k: csv_value(v) for k, v in row.items() if k not in RUN_COLUMNS and v != ""},
+            error=(row["error"] or "failed") if row["status"] == "failed" else None,
+            data=row.get("data") or None,
+            model=row.get("model") or None,
+            class_names=names.split("|") if names else None,
+        )
+        (duplicates if row["status"] == "duplicate" else runs).append(run)
+    return runs, duplicates
 
 
 def deduplicate(runs: list[Run]) -> tuple[list[Run], list[Run]]:

@@ -1,4 +1,5 @@
-"""One summary across datasets, each a sweep directory: summary.md, summary.csv and quality_vs_artifacts.png.
+"""One summary across datasets, each a sweep directory or its report's results.csv: summary.md, summary.csv and
+quality_vs_artifacts.png.
 
 ``python scripts/report.py --summary DIR1 DIR2 ... --out DIR``.
 """
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from unet_upsampling.report.build import fmt, fmt_interval, per_seed, row_cells, table
-from unet_upsampling.report.runs import Run, by_mode, collect_runs, deduplicate
+from unet_upsampling.report.runs import Run, by_mode, collect_runs, deduplicate, runs_from_csv
 from unet_upsampling.report.stats import finite, mean_interval, paired_difference
 from unet_upsampling.report.summary_figures import quality_vs_artifacts
 
@@ -38,13 +39,24 @@ def base_label(runs: list[Run], sweep_dir: Path) -> str:
     return " + ".join(datasets) + (f" / {' + '.join(models)}" if models else "")
 
 
+def study_runs(path: Path) -> tuple[Path, list[Run], list[Run], list[Run]]:
+    """(folder, runs, counted, left out) of a sweep directory, or of the results.csv a report wrote: a file, or a
+    folder holding one and no run directory (a published study whose run directories are gone)."""
+    csv_path = path if path.is_file() else path / "results.csv"
+    if path.is_file() or (csv_path.is_file() and next(path.rglob(".hydra/config.yaml"), None) is None):
+        counted, left_out = runs_from_csv(csv_path)
+        return csv_path.parent, counted + left_out, counted, left_out
+    runs = collect_runs(path)
+    return (path, runs, *deduplicate(runs))
+
+
 def load_studies(sweep_dirs: list[Path]) -> list[Study]:
-    """A study per sweep directory; two sweeps of the same dataset are told apart by their directory name."""
+    """A study per sweep directory (or results.csv); two sweeps of the same dataset are told apart by their
+    directory name."""
     studies = []
-    for sweep_dir in map(Path, sweep_dirs):
-        runs = collect_runs(sweep_dir)
-        counted, left_out = deduplicate(runs)
-        studies.append(Study(base_label(runs, sweep_dir), sweep_dir, runs, left_out, by_mode(counted)))
+    for path in map(Path, sweep_dirs):
+        folder, runs, counted, left_out = study_runs(path)
+        studies.append(Study(base_label(runs, folder), folder, runs, left_out, by_mode(counted)))
     repeated = {label for label, n in Counter(s.label for s in studies).items() if n > 1}
     for study in studies:
         if study.label in repeated:
