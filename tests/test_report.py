@@ -106,6 +106,9 @@ def test_no_run_directory_is_a_clear_error(tmp_path, missing):
             call()
         assert "upsample=deconv,nonexistent" in str(error.value) and "the path is wrong" in str(error.value)
         assert ("does not exist" in str(error.value)) == (missing == "absent")
+    with pytest.raises(SystemExit) as exit_:  # the command line prints the message alone
+        main([str(root)])
+    assert exit_.value.code == 1
 
 
 @pytest.mark.parametrize(
@@ -361,7 +364,11 @@ def test_a_summary_from_the_reports_results_csv_equals_the_one_from_the_run_dire
     assert "| mode | background | cell |" in text  # class names came through the file
 
 
-def test_a_file_that_is_not_a_results_csv_is_a_clear_error(tmp_path):
+def test_a_file_that_is_not_a_results_csv_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "results.csv").write_text("a,b\n1,2\n")
-    with pytest.raises(ValueError, match=r"results.csv is not a results.csv written by scripts/report.py"):
-        write_summary([tmp_path / "results.csv"], tmp_path / "out")
+    with pytest.raises(SystemExit) as exit_:
+        main(["--summary", str(tmp_path), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1 and "Traceback" not in err
+    assert f"error: {tmp_path / 'results.csv'} is not a results.csv written by scripts/report.py" in err
+    assert not (tmp_path / "out").exists()  # nothing written

@@ -29,5 +29,9 @@ class TrainingDiverged(UserError, FloatingPointError):
     """A non-finite loss: the settings (learning rate, clipping) or the data need a change."""
 
 
+class ReportError(UserError, ValueError):
+    """A study's files that a report cannot read (a results.csv of another kind)."""
+
+
 class OutputError(UserError, OSError):
     """A run or output directory that cannot be written."""

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from unet_upsampling.errors import UserError
 from unet_upsampling.report import figures
 from unet_upsampling.report.runs import RUN_COLUMNS, Run, by_mode, collect_runs, deduplicate
 from unet_upsampling.report.stats import finite, mean_interval, paired_difference
@@ -284,12 +285,15 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("give either a multirun directory or --summary SWEEP_DIR [SWEEP_DIR ...]")
     if args.summary and args.out is None:
         parser.error("--summary needs --out")
-    if args.summary:
-        from unet_upsampling.report.summary import write_summary  # summary builds on this module: no import cycle
+    from unet_upsampling.report.summary import write_summary  # summary builds on this module: no import cycle
 
-        paths = write_summary(args.summary, args.out, args.reference)
-    else:
-        paths = write_report(args.multirun_dir, args.out, args.reference, data_figures=not args.no_data_figures)
+    try:
+        if args.summary:
+            paths = write_summary(args.summary, args.out, args.reference)
+        else:
+            paths = write_report(args.multirun_dir, args.out, args.reference, data_figures=not args.no_data_figures)
+    except (FileNotFoundError, UserError) as error:  # a wrong path or file: the message names it and the fix
+        parser.exit(1, f"{parser.prog}: error: {error}\n")
     for name, path in paths.items():
         print(f"{name}: {path}")
 

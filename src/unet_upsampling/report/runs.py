@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
+from unet_upsampling.errors import ReportError
+
 # results.csv: these columns, then one per metric.
 RUN_COLUMNS = ("mode", "seed", "status", "run_dir", "error", "data", "model", "class_names")
 
@@ -103,7 +105,7 @@ def runs_from_csv(path: Path) -> tuple[list[Run], list[Run]]:
     with path.open(newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows or not {"mode", "seed", "status"} <= rows[0].keys():
-        raise ValueError(f"{path} is not a results.csv written by scripts/report.py (no runs, or no mode/seed/status)")
+        raise ReportError(f"{path} is not a results.csv written by scripts/report.py (no runs, or no mode/seed/status)")
     runs, duplicates = [], []
     for row in rows:
         names = row.get("class_names")
