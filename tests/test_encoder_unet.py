@@ -224,3 +224,12 @@ def test_the_study_runs_with_an_encoder_unet(tmp_path, monkeypatch):
     )
     metrics = read_metrics(tmp_path / "0")
     assert {"val/dice", "val/flat_std", "init/flat_pef2", "val/pef32"} <= metrics.keys()
+
+
+def test_a_3x3_head_keeps_odd_sizes_and_an_even_one_is_refused():
+    model = net("nearest_conv", "model.head_kernel_size=3").eval()
+    assert model.head.kernel_size == (3, 3)
+    with torch.no_grad():
+        assert model(torch.randn(1, 1, 33, 47)).shape == (1, 2, 33, 47)
+    with pytest.raises(ConfigError, match=r"model.head_kernel_size=2: use an odd size"):
+        build_task(compose_config("train", [*ENCODER, "model.head_kernel_size=2"]))

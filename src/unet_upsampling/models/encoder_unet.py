@@ -72,7 +72,8 @@ def replace_first_conv(stages: nn.ModuleList, in_channels: int) -> None:
 
 
 class EncoderUNet(nn.Module):
-    """``encoder`` (torchvision: resnet18, resnet34, resnet50, convnext_tiny) + ``UNetDecoder`` + a 1x1 head.
+    """``encoder`` (torchvision: resnet18, resnet34, resnet50, convnext_tiny) + ``UNetDecoder`` + a
+    ``head_kernel_size`` convolution to the classes.
 
     ``pretrained`` loads torchvision's ImageNet weights through its weights API, adapts the first
     convolution to ``in_channels`` and re-normalises the input inside ``forward``: the data pipeline
@@ -96,12 +97,17 @@ class EncoderUNet(nn.Module):
         input_normalize: Mapping[str, float | Sequence[float]] | None = None,
         channels_last: bool = False,
         compile: bool = False,
+        head_kernel_size: int = 1,
     ):
         super().__init__()
         if encoder not in ENCODERS:
             raise ConfigError(f"model.encoder={encoder!r}: choose one of {', '.join(ENCODERS)}")
         if len(decoder_channels) != 5:
             raise ConfigError(f"model.decoder_channels needs 5 widths (strides 16 .. 1), got {list(decoder_channels)}")
+        if head_kernel_size < 1 or head_kernel_size % 2 == 0:
+            raise ConfigError(
+                f"model.head_kernel_size={head_kernel_size}: use an odd size (1 or 3), which keeps the size"
+            )
         self.encoder_name, self.in_channels, self.num_classes = encoder, in_channels, num_classes
         self.depth = 5
         backbone = torchvision.models.get_model(encoder, weights=None)
@@ -116,7 +122,8 @@ class EncoderUNet(nn.Module):
         replace_first_conv(self.encoder, in_channels)
         channels = self.feature_channels()
         self.decoder = UNetDecoder(upsample, channels[-1], channels[-2::-1], decoder_channels)
-        self.head = nn.Conv2d(decoder_channels[-1], num_classes, 1)
+        # 1: a per-pixel classifier; 3 as in segmentation_models_pytorch's SegmentationHead (odd sizes keep the size).
+        self.head = nn.Conv2d(decoder_channels[-1], num_classes, head_kernel_size, padding=head_kernel_size // 2)
         self.channels_last = channels_last
         if channels_last:
             self.to(memory_format=torch.channels_last)
