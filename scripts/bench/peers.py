@@ -20,7 +20,10 @@ INTERPOLATION = {"NearestConv": "nearest", "BilinearConv": "bilinear"}
 
 
 class SmpUnet(nn.Module):
-    """smp.Unet(encoder, random init or ImageNet weights) with the attributes train.py and the probe use."""
+    """smp.Unet(encoder, random init or ImageNet weights) with the attributes train.py and the probe use.
+
+    It takes model=encoder_unet's keys; smp's head is a 3x3 convolution whatever ``head_kernel_size`` says.
+    """
 
     stride = 32
 
@@ -35,6 +38,7 @@ class SmpUnet(nn.Module):
         input_normalize: Mapping | None = None,
         channels_last: bool = False,
         compile: bool = False,
+        head_kernel_size: int = 1,
     ):
         import segmentation_models_pytorch as smp
 
