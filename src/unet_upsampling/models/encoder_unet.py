@@ -122,7 +122,6 @@ class EncoderUNet(nn.Module):
         replace_first_conv(self.encoder, in_channels)
         channels = self.feature_channels()
         self.decoder = UNetDecoder(upsample, channels[-1], channels[-2::-1], decoder_channels)
-        # 1: a per-pixel classifier; 3 as in segmentation_models_pytorch's SegmentationHead (odd sizes keep the size).
         self.head = nn.Conv2d(decoder_channels[-1], num_classes, head_kernel_size, padding=head_kernel_size // 2)
         self.channels_last = channels_last
         if channels_last:
