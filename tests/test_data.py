@@ -58,6 +58,20 @@ def test_folder_binary_255_masks_with_mapping(folder_binary_255):
     assert x.shape == (2, 1, 32, 32) and m.max() <= 1
 
 
+def test_data_scale_resizes_images_and_masks_before_cropping_and_for_evaluation(folder_binary_255):
+    full = folder_datamodule(folder_binary_255, "data.source.mask_values={0:0,255:1}")
+    half = folder_datamodule(folder_binary_255, "data.source.mask_values={0:0,255:1}", "data.scale=0.5")
+    image, _ = next(iter(full.val_dataloader()))
+    half_image, half_mask = next(iter(half.val_dataloader()))
+    assert half_image.shape[-2:] == half_mask.shape[-2:] == tuple(round(n / 2) for n in image.shape[-2:])
+    assert set(torch.unique(half_mask).tolist()) == {0, 1}  # nearest for masks: no values in between
+    assert half_image.mean().item() == pytest.approx(image.mean().item(), abs=0.05)  # area mean: same brightness
+    x, m = next(iter(half.train_dataloader()))
+    assert x.shape == (2, 1, 32, 32) and m.shape == (2, 32, 32)  # crops of crop_size from the halved images
+    with pytest.raises(Exception, match=r"data\.scale=0: give the factor"):  # a ConfigError, wrapped by Hydra
+        folder_datamodule(folder_binary_255, "data.scale=0")
+
+
 def test_a_cached_folder_reads_each_file_once_and_serves_what_the_disk_holds(folder_binary_255):
     fresh = folder_datamodule(folder_binary_255, "data.source.mask_values={0:0,255:1}")
     cached = folder_datamodule(folder_binary_255, "data.source.mask_values={0:0,255:1}", "data.source.cache=true")

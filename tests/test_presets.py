@@ -24,6 +24,7 @@ def test_preset_composes_with_its_class_names_and_a_root_under_data_dir(preset, 
     assert cfg.data.source.root == f"/somewhere/{folder}"
     datamodule = instantiate(cfg.data)
     assert datamodule.num_classes == classes == cfg.model.num_classes and datamodule.class_names == names
+    assert cfg.data.scale == (0.5 if preset == "vnc_em" else 1.0)
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -32,10 +33,13 @@ def test_preset_reads_the_real_data(preset, monkeypatch):
     if not (SHARED_DATA / folder).is_dir():
         pytest.skip(f"{SHARED_DATA / folder} is absent")
     monkeypatch.setenv("DATA_DIR", str(SHARED_DATA))
-    datamodule = instantiate(compose_config("train", [f"data={preset}", "data.crop_size=64", "data.batch_size=2"]).data)
+    data = compose_config("train", [f"data={preset}", "data.crop_size=64", "data.batch_size=2"]).data
+    datamodule = instantiate(data)
     datamodule.setup()
     image, _ = datamodule.splits["val"][0]
     assert image.shape[0] == 1  # greyscale; dsb2018's RGB files of grey content are converted
+    stored = datamodule.raw["val"][0][0].shape[:2]
+    assert image.shape[-2:] == tuple(round(n * data.scale) for n in stored)  # vnc_em: 1024 -> 512
     values = set(
         np.unique(
             np.concatenate(

@@ -11,7 +11,8 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
-from unet_upsampling.checkpoint import load_checkpoint
+from unet_upsampling.builders import rebuild_eval_transform
+from unet_upsampling.checkpoint import CONFIG_KEY, load_checkpoint
 from unet_upsampling.train import train
 
 from conftest import SHARED_DATA, TINY, UPSAMPLE_MODES, compose_config, read_metrics, run_app
@@ -160,6 +161,36 @@ def test_predict_writes_one_mask_per_image_any_size(trained_run, tmp_path, monke
         mask = np.asarray(Image.open(tmp_path / "out" / f"{name}.png"))
         assert mask.shape == size and set(np.unique(mask)) <= {0, 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out", "run"]  # no staging folder left
+
+
+def test_a_model_trained_at_half_size_predicts_at_half_size_and_writes_masks_of_the_inputs_size(
+    trained_run, tmp_path, monkeypatch
+):
+    checkpoint = torch.load(trained_run / "checkpoints" / "last.ckpt", weights_only=True)
+    checkpoint[CONFIG_KEY]["data"]["scale"] = 0.5
+    torch.save(checkpoint, tmp_path / "half.ckpt")
+    _, config = load_checkpoint(tmp_path / "half.ckpt")
+    transform = rebuild_eval_transform(config, source="half.ckpt")
+    assert transform(image=np.zeros((64, 96, 1), np.uint8))["image"].shape == (1, 32, 48)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    sizes = {"a": (67, 53), "b": (96, 64)}
+    for name, (h, w) in sizes.items():
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (h, w), np.uint8)).save(inputs / f"{name}.png")
+    assert (
+        run_app(
+            "predict.py",
+            f"ckpt_path={tmp_path / 'half.ckpt'}",
+            f"input={inputs}",
+            f"output={tmp_path / 'out'}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+            cwd=tmp_path,
+            monkeypatch=monkeypatch,
+        )
+        == 0
+    )
+    for name, size in sizes.items():
+        assert np.asarray(Image.open(tmp_path / "out" / f"{name}.png")).shape == size
 
 
 def test_folder_data_trains_and_validates_on_full_odd_sized_images(folder_binary_255, tmp_path, monkeypatch):

@@ -115,7 +115,8 @@ def rebuild_task(config: Mapping[str, Any], source: str) -> SegmentationTask:
 
 
 def rebuild_eval_transform(config: Mapping[str, Any], source: str) -> Callable:
-    """The evaluation pipeline a stored config describes: its albumentations transforms, then its normalisation."""
+    """The evaluation pipeline a stored config describes: its resize (data.scale), albumentations transforms, then
+    its normalisation."""
     data = config.get("data") or {}
     if not isinstance(data.get("eval_transform"), list) or not isinstance(data.get("normalize"), Mapping):
         raise CheckpointError(f"{source}: its config has no data.eval_transform list and data.normalize")
@@ -124,4 +125,7 @@ def rebuild_eval_transform(config: Mapping[str, Any], source: str) -> Callable:
     )
     normalize = {k: data["normalize"][k] for k in ("mean", "std")}
     check_stored(normalize, "data.normalize", source, (), lambda obj: False)
-    return pipeline(instantiate(OmegaConf.create(data["eval_transform"])), normalize)
+    scale = data.get("scale", 1.0)  # checkpoints from before data.scale: 1
+    if not isinstance(scale, int | float):
+        raise CheckpointError(f"{source}: its data.scale={scale!r} is not a number")
+    return pipeline(instantiate(OmegaConf.create(data["eval_transform"])), normalize, scale)

@@ -15,6 +15,7 @@ from pathlib import Path
 import hydra
 import numpy as np
 import torch
+import torch.nn.functional as F
 from omegaconf import DictConfig
 from PIL import Image
 from rich.progress import track
@@ -80,8 +81,12 @@ def predict(cfg: DictConfig) -> list[Path]:
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     try:
         for stem, path in track(files.items(), description="predicting"):
-            image = transform(image=read_image(path, data["in_channels"]))["image"].float()
-            classes = task(image[None].to(device)).argmax(1)[0].cpu().numpy()
+            pixels = read_image(path, data["in_channels"])
+            image = transform(image=pixels)["image"].float()
+            logits = task(image[None].to(device))
+            if logits.shape[-2:] != pixels.shape[:2]:  # a model trained at data.scale != 1: back to the image's size
+                logits = F.interpolate(logits, size=pixels.shape[:2], mode="bilinear", align_corners=False)
+            classes = logits.argmax(1)[0].cpu().numpy()
             Image.fromarray(lut[classes].astype(np.uint8 if lut.max() < 256 else np.uint16)).save(
                 staging / f"{stem}.png"
             )

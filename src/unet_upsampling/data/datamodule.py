@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 import albumentations as A
+import cv2
 import lightning as L
 import numpy as np
 import torch
@@ -37,9 +38,15 @@ class EpochSampler(Sampler):
         return iter(zip(order, seeds, strict=True))
 
 
-def pipeline(transforms: Sequence[A.BasicTransform], normalize: Mapping[str, float | Sequence[float]]) -> A.Compose:
-    """``transforms``, then (x / 255 - mean) / std, then a CxHxW tensor."""
-    return A.Compose([*transforms, A.Normalize(**normalize, max_pixel_value=255.0), ToTensorV2()])
+def pipeline(
+    transforms: Sequence[A.BasicTransform], normalize: Mapping[str, float | Sequence[float]], scale: float = 1.0
+) -> A.Compose:
+    """A resize by ``scale`` (area for images, nearest for masks), ``transforms``, then (x / 255 - mean) / std,
+    then a CxHxW tensor."""
+    if not scale > 0:
+        raise ConfigError(f"data.scale={scale}: give the factor images are resized by, e.g. 0.5 for half size")
+    resize = [] if scale == 1 else [A.RandomScale((scale - 1, scale - 1), interpolation=cv2.INTER_AREA, p=1.0)]
+    return A.Compose([*resize, *transforms, A.Normalize(**normalize, max_pixel_value=255.0), ToTensorV2()])
 
 
 class Transformed(Dataset):
@@ -68,9 +75,10 @@ class SegmentationDataModule(L.LightningDataModule):
 
     Train batches are ``batch_size`` random crops of side ``crop_size`` (``train_transform`` makes
     them); val/test are full images, any size, in batches of ``eval_batch_size`` (keep 1 when image
-    sizes differ). Both pipelines end with ``normalize`` and the conversion to tensors. ``class_names``
-    label the classes in summaries and reports (``class_0``, ... when None). ``pin_memory=None``
-    pins host memory when the trainer runs on a GPU.
+    sizes differ). Both pipelines start by resizing by ``scale`` (as prediction does) and end with
+    ``normalize`` and the conversion to tensors. ``class_names`` label the classes in summaries and
+    reports (``class_0``, ... when None). ``pin_memory=None`` pins host memory when the trainer runs
+    on a GPU.
     """
 
     def __init__(
@@ -89,6 +97,7 @@ class SegmentationDataModule(L.LightningDataModule):
         pin_memory: bool | None = None,
         seed: int = 0,
         normalize: Mapping[str, float | Sequence[float]] | None = None,
+        scale: float = 1.0,
     ):
         super().__init__()
         if class_names is not None and len(class_names) != num_classes:
@@ -100,8 +109,8 @@ class SegmentationDataModule(L.LightningDataModule):
         self.crop_size, self.seed = crop_size, seed
         self.normalize = dict(normalize or {"mean": 0.5, "std": 0.25})
         self.source = source
-        self.train_transform = pipeline(train_transform, self.normalize)
-        self.eval_transform = pipeline(eval_transform, self.normalize)
+        self.train_transform = pipeline(train_transform, self.normalize, scale)
+        self.eval_transform = pipeline(eval_transform, self.normalize, scale)
         self.num_classes, self.in_channels, self.ignore_index = num_classes, in_channels, ignore_index
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_workers, self.pin_memory = num_workers, pin_memory
