@@ -233,3 +233,19 @@ def test_a_3x3_head_keeps_odd_sizes_and_an_even_one_is_refused():
         assert model(torch.randn(1, 1, 33, 47)).shape == (1, 2, 33, 47)
     with pytest.raises(ConfigError, match=r"model.head_kernel_size=2: use an odd size"):
         build_task(compose_config("train", [*ENCODER, "model.head_kernel_size=2"]))
+
+
+def test_resize_only_blocks_and_a_3x3_head_give_segmentation_models_pytorchs_unet():
+    """upsample.conv=false with model.head_kernel_size=3 is smp's Unet decoder: the same layers, so the same count."""
+    smp = pytest.importorskip("segmentation_models_pytorch", reason="the comparison needs the bench extra (in dev)")
+    ours = instantiate(
+        compose_config(
+            "train",
+            ["model=encoder_unet", "model.encoder=resnet18", "upsample=nearest_conv", "upsample.conv=false"]
+            + ["model.head_kernel_size=3"],
+        ).model
+    )
+    peer = smp.Unet("resnet18", encoder_weights=None, in_channels=1, classes=2)
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in peer.parameters())
+    with torch.no_grad():
+        assert ours.eval()(torch.randn(1, 1, 33, 47)).shape == (1, 2, 33, 47)

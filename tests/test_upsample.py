@@ -147,6 +147,24 @@ def test_nearest_conv_resizes_to_an_odd_skip():
     torch.testing.assert_close(block(x, (15, 18)), block.conv(F.interpolate(x, size=(15, 18), mode="nearest")))
 
 
+@pytest.mark.parametrize(("block", "mode"), [(NearestConv, "nearest"), (BilinearConv, "bilinear")])
+def test_a_resize_without_conv_is_the_interpolation_alone_and_keeps_its_channels(block, mode):
+    resize = block(4, 5, conv=False)
+    x = torch.randn(1, 4, 7, 9)
+    assert resize.out_channels == 4 and not list(resize.parameters())
+    for size in [(14, 18), (15, 18)]:
+        torch.testing.assert_close(resize(x, size), F.interpolate(x, size=size, mode=mode))
+
+
+@pytest.mark.parametrize("mode", ["nearest_conv", "bilinear_conv"])
+def test_a_unet_whose_blocks_only_resize_concatenates_the_whole_deep_features(mode):
+    net = tiny_unet(mode, "upsample.conv=false").eval()
+    widths = [16, 8, 4]  # base_channels 4, depth 3: the stages from the deepest up
+    assert [stage[0].in_channels for stage in net.decoder.stages] == [2 * w + w for w in widths]
+    with torch.no_grad():
+        assert net(torch.randn(1, 1, 37, 53)).shape == (1, 2, 37, 53)
+
+
 @pytest.mark.parametrize("block", [NearestConv, BilinearConv, BilinearTransposedConv, PixelShuffle])
 def test_even_kernel_sizes_are_refused_for_size_keeping_convolutions(block):
     with pytest.raises(ValueError, match=r"upsample\.kernel_size=4: .* odd kernel size; use upsample\.kernel_size=5"):

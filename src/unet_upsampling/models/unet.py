@@ -26,7 +26,7 @@ class DoubleConv(nn.Sequential):
 
 class UNetDecoder(nn.Module):
     """From the deepest features up: at each stage the upsampling block meets the skip's size, then
-    concatenation with the skip and a DoubleConv.
+    concatenation with the skip and a DoubleConv (from the block's ``out_channels`` plus the skip's).
 
     ``skip_channels`` and ``out_channels`` run from the deepest stage to the shallowest. A decoder
     with more stages than skips (an encoder whose first features are already downsampled) ends with
@@ -42,7 +42,9 @@ class UNetDecoder(nn.Module):
         widths = [in_channels, *out_channels]
         skips = [*skip_channels, *[0] * (len(out_channels) - len(skip_channels))]
         self.upsample = nn.ModuleList(upsample(widths[i], widths[i + 1]) for i in range(len(out_channels)))
-        self.stages = nn.ModuleList(DoubleConv(w + s, w) for w, s in zip(out_channels, skips, strict=True))
+        self.stages = nn.ModuleList(
+            DoubleConv(up.out_channels + s, w) for up, w, s in zip(self.upsample, out_channels, skips, strict=True)
+        )
 
     def forward(self, x: torch.Tensor, skips: Sequence[torch.Tensor], sizes: Sequence[Size] = ()) -> torch.Tensor:
         """``skips`` deepest first; ``sizes`` the output sizes of the stages after the last skip."""

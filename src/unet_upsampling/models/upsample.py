@@ -21,7 +21,9 @@ Size = Sequence[int]
 
 
 class UpsampleBlock(Protocol):
-    """What a decoder asks of a block: ``(N, in, h, w)`` to ``(N, out, *output_size)``."""
+    """What a decoder asks of a block: ``(N, in, h, w)`` to ``(N, out_channels, *output_size)``."""
+
+    out_channels: int
 
     def __call__(self, x: torch.Tensor, output_size: Size | None = None) -> torch.Tensor: ...
 
@@ -145,6 +147,7 @@ class TransposedConv(nn.Module):
                 f"raise upsample.padding to {(kernel_size - stride + 1) // 2} or lower upsample.kernel_size"
             )
         self.conv = nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride, padding, output_padding)
+        self.out_channels = out_channels
 
     def forward(self, x: torch.Tensor, output_size: Size | None = None) -> torch.Tensor:
         return transposed_conv_to(self.conv, x, output_size)
@@ -168,6 +171,7 @@ class BilinearTransposedConv(nn.Module):
     ):
         super().__init__()
         self.conv = same_size_conv(in_channels, out_channels, kernel_size)
+        self.out_channels = out_channels
         k = 2 * scale_factor - scale_factor % 2
         self.upsample = nn.ConvTranspose2d(
             out_channels,
@@ -187,7 +191,11 @@ class BilinearTransposedConv(nn.Module):
 
 
 class ResizeConv(nn.Module):
-    """Interpolation (``mode``) to the skip's size, then a ``kernel_size`` convolution (Odena et al. 2016)."""
+    """Interpolation (``mode``) to the skip's size, then a ``kernel_size`` convolution (Odena et al. 2016).
+
+    ``conv=False`` resizes only: the ``in_channels`` pass whole and the decoder's convolutions after the
+    concatenation do the learning, as in segmentation_models_pytorch's ``Unet``.
+    """
 
     def __init__(
         self,
@@ -197,10 +205,12 @@ class ResizeConv(nn.Module):
         scale_factor: int = 2,
         kernel_size: int = 3,
         align_corners: bool | None = None,
+        conv: bool = True,
     ):
         super().__init__()
         self.mode, self.scale_factor, self.align_corners = mode, scale_factor, align_corners
-        self.conv = same_size_conv(in_channels, out_channels, kernel_size)
+        self.conv = same_size_conv(in_channels, out_channels, kernel_size) if conv else None
+        self.out_channels = out_channels if conv else in_channels
 
     def forward(self, x: torch.Tensor, output_size: Size | None = None) -> torch.Tensor:
         size = None if output_size is None else tuple(output_size)
@@ -211,7 +221,7 @@ class ResizeConv(nn.Module):
             mode=self.mode,
             align_corners=self.align_corners,
         )
-        return self.conv(x)
+        return x if self.conv is None else self.conv(x)
 
 
 class NearestConv(ResizeConv):
@@ -222,13 +232,15 @@ class NearestConv(ResizeConv):
     for k=3, s=2. Other sizes (an odd skip) resize and convolve.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, scale_factor: int = 2, kernel_size: int = 3):
-        super().__init__(in_channels, out_channels, "nearest", scale_factor, kernel_size)
+    def __init__(
+        self, in_channels: int, out_channels: int, scale_factor: int = 2, kernel_size: int = 3, conv: bool = True
+    ):
+        super().__init__(in_channels, out_channels, "nearest", scale_factor, kernel_size, conv=conv)
         self.register_buffer("taps", nearest_conv_taps(kernel_size, scale_factor), persistent=False)
 
     def forward(self, x: torch.Tensor, output_size: Size | None = None) -> torch.Tensor:
         s = self.scale_factor
-        if output_size is not None and list(output_size) != [s * i for i in x.shape[-2:]]:
+        if self.conv is None or (output_size is not None and list(output_size) != [s * i for i in x.shape[-2:]]):
             return super().forward(x, output_size)
         weight = torch.einsum("ut,oitq,vq->iouv", self.taps, self.conv.weight, self.taps)
         return F.conv_transpose2d(x, weight, self.conv.bias, stride=s, padding=self.conv.padding[0])
@@ -244,8 +256,9 @@ class BilinearConv(ResizeConv):
         scale_factor: int = 2,
         kernel_size: int = 3,
         align_corners: bool = False,
+        conv: bool = True,
     ):
-        super().__init__(in_channels, out_channels, "bilinear", scale_factor, kernel_size, align_corners)
+        super().__init__(in_channels, out_channels, "bilinear", scale_factor, kernel_size, align_corners, conv)
 
 
 class PixelShuffle(nn.Module):
@@ -260,6 +273,7 @@ class PixelShuffle(nn.Module):
     ):
         super().__init__()
         self.conv = same_size_conv(in_channels, out_channels * scale_factor**2, kernel_size)
+        self.out_channels = out_channels
         icnr_(self.conv.weight, scale_factor)
         nn.init.zeros_(self.conv.bias)
         self.shuffle = nn.PixelShuffle(scale_factor)
