@@ -139,16 +139,17 @@ def test_eval_writes_metrics_of_the_checkpoint(trained_run, tmp_path, monkeypatc
     assert evaluated["test/iou_c1"] == pytest.approx(trained["test/iou_c1"], abs=1e-6)
 
 
-def test_predict_writes_one_mask_per_image_any_size(trained_run, tmp_path, monkeypatch):
+def predict_random_images(checkpoint, sizes: dict, tmp_path, monkeypatch) -> dict:
+    """Writes one random grey image per name and (h, w) into tmp_path/in, runs predict.py on them with
+    checkpoint, and returns the masks it wrote by name."""
     inputs = tmp_path / "in"
     inputs.mkdir()
-    sizes = {"a": (37, 53), "b": (64, 64), "c": (101, 29)}
     for name, (h, w) in sizes.items():
         Image.fromarray(np.random.default_rng(0).integers(0, 255, (h, w), np.uint8)).save(inputs / f"{name}.png")
     assert (
         run_app(
             "predict.py",
-            f"ckpt_path={trained_run / 'checkpoints' / 'last.ckpt'}",
+            f"ckpt_path={checkpoint}",
             f"input={inputs}",
             f"output={tmp_path / 'out'}",
             f"hydra.run.dir={tmp_path / 'run'}",
@@ -157,9 +158,14 @@ def test_predict_writes_one_mask_per_image_any_size(trained_run, tmp_path, monke
         )
         == 0
     )
+    return {name: np.asarray(Image.open(tmp_path / "out" / f"{name}.png")) for name in sizes}
+
+
+def test_predict_writes_one_mask_per_image_any_size(trained_run, tmp_path, monkeypatch):
+    sizes = {"a": (37, 53), "b": (64, 64), "c": (101, 29)}
+    masks = predict_random_images(trained_run / "checkpoints" / "last.ckpt", sizes, tmp_path, monkeypatch)
     for name, size in sizes.items():
-        mask = np.asarray(Image.open(tmp_path / "out" / f"{name}.png"))
-        assert mask.shape == size and set(np.unique(mask)) <= {0, 1}
+        assert masks[name].shape == size and set(np.unique(masks[name])) <= {0, 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out", "run"]  # no staging folder left
 
 
@@ -172,25 +178,9 @@ def test_a_model_trained_at_half_size_predicts_at_half_size_and_writes_masks_of_
     _, config = load_checkpoint(tmp_path / "half.ckpt")
     transform = rebuild_eval_transform(config, source="half.ckpt")
     assert transform(image=np.zeros((64, 96, 1), np.uint8))["image"].shape == (1, 32, 48)
-    inputs = tmp_path / "in"
-    inputs.mkdir()
     sizes = {"a": (67, 53), "b": (96, 64)}
-    for name, (h, w) in sizes.items():
-        Image.fromarray(np.random.default_rng(0).integers(0, 255, (h, w), np.uint8)).save(inputs / f"{name}.png")
-    assert (
-        run_app(
-            "predict.py",
-            f"ckpt_path={tmp_path / 'half.ckpt'}",
-            f"input={inputs}",
-            f"output={tmp_path / 'out'}",
-            f"hydra.run.dir={tmp_path / 'run'}",
-            cwd=tmp_path,
-            monkeypatch=monkeypatch,
-        )
-        == 0
-    )
-    for name, size in sizes.items():
-        assert np.asarray(Image.open(tmp_path / "out" / f"{name}.png")).shape == size
+    masks = predict_random_images(tmp_path / "half.ckpt", sizes, tmp_path, monkeypatch)
+    assert {name: mask.shape for name, mask in masks.items()} == sizes
 
 
 def test_folder_data_trains_and_validates_on_full_odd_sized_images(folder_binary_255, tmp_path, monkeypatch):
