@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import csv
 import json
 import os
@@ -15,9 +16,13 @@ from omegaconf import OmegaConf
 from PIL import Image
 from scipy import stats
 
-from unet_upsampling.report.build import findings, flat_at_init, fmt, fmt_interval, main, write_csv, write_report
-from unet_upsampling.report.runs import Run, collect_runs, deduplicate
-from unet_upsampling.report.summary import load_studies, resolvable_difference, write_summary
+from unet_upsampling.report.across import load_studies, resolvable_difference, write_summary
+from unet_upsampling.report.build import findings, flat_at_init, main, write_csv, write_report
+from unet_upsampling.report.compare import Comparison, compare, pooled_model_fits, select, verdict
+from unet_upsampling.report.figures import image_dice, predictions_figure, quality_figure
+from unet_upsampling.report.runs import Run, by_mode, collect_runs, deduplicate
+from unet_upsampling.report.stats import PairedTest, dunnett, holm, paired_test, seeds_needed, tost
+from unet_upsampling.report.tables import fmt, fmt_interval, fmt_p
 
 
 def write_run(
@@ -179,7 +184,8 @@ def test_report_tables_give_means_intervals_and_the_seeds_behind_them(report):
     cost = fmt_interval(*interval([10.0, 11.0, 12.0]))
     assert f"| deconv | 3 | 1000 | n/a | {cost} |" in text  # params, trainable_params (not recorded), train_time_s
     paired = fmt_interval(*interval([0.81 - 0.2, 0.86 - 0.85]))
-    assert f"| nearest_conv | {paired} (n=2) |" in text
+    p = stats.ttest_rel([0.81, 0.86], [0.2, 0.85]).pvalue
+    assert f"| nearest_conv | {paired} | 2 | {fmt_p(p)} | {fmt_p(p)} |" in text  # one comparison: Holm p = p
 
 
 def test_report_flags_duplicates_and_failures(report):
@@ -296,9 +302,9 @@ def test_summary_numbers_are_the_means_intervals_and_paired_differences(summary)
         assert float(row[f"val/dice{suffix}"]) == pytest.approx(expected)
     difference = interval([0.70 - 0.80, 0.75 - 0.82, 0.72 - 0.85])
     for suffix, expected in zip(("", " low", " high"), difference, strict=True):
-        assert float(row[f"val/dice - deconv{suffix}"]) == pytest.approx(expected)
-    assert row["val/dice - deconv n"] == "3" and row["seeds"] == "3" and float(row["params"]) == 1000
-    assert summary.rows[("synthetic (a)", "deconv")]["val/dice - deconv n"] == "0"  # the reference itself
+        assert float(row[f"Dice - deconv{suffix}"]) == pytest.approx(expected)
+    assert row["Dice - deconv n"] == "3" and row["seeds"] == "3" and float(row["params"]) == 1000
+    assert summary.rows[("synthetic (a)", "deconv")]["Dice - deconv n"] == "0"  # the reference itself
     dice, delta = fmt_interval(*interval([0.70, 0.75, 0.72])), fmt_interval(*difference)
     boundary = fmt_interval(*interval([0.50, 0.51, 0.52]))
     assert f"| synthetic (a) | deconv_k3 | {dice} | {delta} (n=3) | {boundary} |" in summary.text
@@ -307,9 +313,9 @@ def test_summary_numbers_are_the_means_intervals_and_paired_differences(summary)
 
 def test_summary_counts_the_seeds_behind_each_value_and_leaves_duplicates_out(summary):
     row = summary.rows[("synthetic (c)", "bilinear_conv")]  # seed 1's Dice is NaN
-    counts = (row["seeds"], row["val/dice n"], row["val/boundary_f1 n"], row["val/dice - deconv n"])
+    counts = (row["seeds"], row["val/dice n"], row["val/boundary_f1 n"], row["Dice - deconv n"])
     assert counts == ("3", "2", "3", "2")
-    assert float(row["val/dice - deconv"]) == pytest.approx(np.mean([0.51 - 0.50, 0.55 - 0.50]))
+    assert float(row["Dice - deconv"]) == pytest.approx(np.mean([0.51 - 0.50, 0.55 - 0.50]))
     assert f"| synthetic (c) | bilinear_conv | {fmt_interval(*interval([0.51, 0.55]))} (n=2) |" in summary.text
     pixelshuffle = summary.rows[("isbi2012 / encoder_unet", "pixelshuffle")]  # the older seed 0 is left out
     assert float(pixelshuffle["val/dice"]) == pytest.approx(0.635) and pixelshuffle["seeds"] == "2"
@@ -330,10 +336,12 @@ def test_summary_states_the_smallest_resolvable_dice_difference(summary):
 
 
 def test_summary_gives_dice_per_class_named_when_the_runs_name_them(summary):
-    assert "### synthetic (a)\n\n| mode | background | cell |" in summary.text
-    c0, c1 = fmt(np.mean([0.75, 0.80, 0.77])), fmt(np.mean([0.65, 0.70, 0.67]))
+    assert "### synthetic (a)\n\nMean `val/dice_c<i>` [95%]:\n\n| mode | background | cell |" in summary.text
+    c0, c1 = fmt_interval(*interval([0.75, 0.80, 0.77])), fmt_interval(*interval([0.65, 0.70, 0.67]))
     assert f"| deconv_k3 | {c0} | {c1} |" in summary.text
-    assert "### isbi2012 / encoder_unet\n\n| mode | c0 | c1 |" in summary.text  # no class names: c0, c1
+    assert (
+        "### isbi2012 / encoder_unet\n\nMean `val/dice_c<i>` [95%]:\n\n| mode | c0 | c1 |" in summary.text
+    )  # no class names: c0, c1
 
 
 def test_summary_figure_is_a_real_png(summary):
@@ -372,3 +380,249 @@ def test_a_file_that_is_not_a_results_csv_is_a_clear_error(tmp_path, capsys):
     assert exit_.value.code == 1 and "Traceback" not in err
     assert f"error: {tmp_path / 'results.csv'} is not a results.csv written by scripts/report.py" in err
     assert not (tmp_path / "out").exists()  # nothing written
+
+
+# ---- statistics on hand-made numbers
+
+
+def test_holm_matches_the_textbook_example():
+    """Holm (1979) as Wikipedia works it: p = 0.01, 0.04, 0.03, 0.005 at alpha 0.05 rejects the first and last."""
+    adjusted = holm([0.01, 0.04, 0.03, 0.005])
+    assert adjusted == pytest.approx([0.03, 0.06, 0.06, 0.02])  # 0.005*4, 0.01*3, max(0.03*2, .), max(0.04*1, 0.06)
+    assert list(adjusted < 0.05) == [True, False, False, True]
+    with_nan = holm([0.01, np.nan, 0.02])  # NaN is no test: m = 2
+    assert with_nan[0] == pytest.approx(0.02) and np.isnan(with_nan[1]) and with_nan[2] == pytest.approx(0.02)
+    assert holm([0.6, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+
+
+def test_tost_calls_a_small_difference_equivalent_and_a_large_one_not():
+    small = [0.002, 0.0025, 0.0015, 0.002, 0.0022]
+    assert tost(small, 0.01) < 0.05
+    assert tost([0.02, 0.021, 0.019, 0.020, 0.022], 0.01) > 0.95
+    assert tost(small, 0.001) > 0.05  # a margin below the difference: not equivalent
+    # p < alpha exactly when the (1 - 2 alpha) interval lies inside ±margin
+    d = np.array([0.004, -0.003, 0.006, 0.001])
+    half = stats.t.ppf(0.95, 3) * d.std(ddof=1) / 2
+    for margin in (abs(d.mean()) + half - 1e-4, abs(d.mean()) + half + 1e-4):
+        assert (tost(d, margin) < 0.05) == (abs(d.mean()) + half < margin)
+    assert np.isnan(tost([0.001], 0.01))
+
+
+def test_seeds_needed_gives_the_textbook_sample_sizes():
+    """Paired t-test, two-sided alpha 0.05, power 0.8: effect size 1 needs 10 pairs, 0.5 needs 34 (G*Power);
+    the noncentral t confirms n reaches 0.8 and n - 1 does not."""
+    assert seeds_needed(sd=0.01, delta=0.01) == 10 and seeds_needed(sd=0.02, delta=0.01) == 34
+
+    def power(n: int, effect: float) -> float:
+        t = stats.t.ppf(0.975, n - 1)
+        return stats.nct.sf(t, n - 1, effect * np.sqrt(n)) + stats.nct.cdf(-t, n - 1, effect * np.sqrt(n))
+
+    for effect, n in ((1.0, 10), (0.5, 34)):
+        assert power(n, effect) >= 0.8 > power(n - 1, effect)
+    assert np.isnan(seeds_needed(0.0, 0.01)) and np.isnan(seeds_needed(np.nan, 0.01))
+
+
+def test_paired_test_pairs_by_seed_and_matches_scipy():
+    a = {0: 0.80, 1: 0.82, 2: 0.85, 5: 0.9}
+    b = {0: 0.78, 1: 0.81, 2: 0.80, 3: 0.7}
+    t = paired_test(a, b)
+    assert t.n == 3 and t.differences == pytest.approx([0.02, 0.01, 0.05])
+    assert t.p == pytest.approx(stats.ttest_rel([0.80, 0.82, 0.85], [0.78, 0.81, 0.80]).pvalue)
+    assert t.sd == pytest.approx(np.std([0.02, 0.01, 0.05], ddof=1))
+    assert (t.mean, t.low, t.high) == pytest.approx(interval([0.02, 0.01, 0.05]))
+
+
+def test_dunnett_runs_where_a_pooled_model_fits_and_not_elsewhere():
+    rng = np.random.default_rng(0)
+    control, better, same = 0.8 + 0.01 * rng.standard_normal((3, 6))
+    samples = {"deconv": control, "better": better + 0.05, "same": same}
+    p = dunnett(samples, "deconv")
+    assert p == pytest.approx(
+        dict(zip(["better", "same"], stats.dunnett(better + 0.05, same, control=control, rng=0).pvalue, strict=True))
+    )
+    assert p["better"] < 0.01 and p["same"] > 0.05
+    groups = {m: runs_of(m, [{"val/dice": v} for v in values]) for m, values in samples.items()}
+    assert pooled_model_fits(groups, "val/dice")
+    groups["wild"] = runs_of("wild", [{"val/dice": v} for v in (0.1, 0.9, 0.2, 0.95, 0.05, 0.85)])
+    assert not pooled_model_fits(groups, "val/dice")  # variances differ 10^4-fold: no Dunnett p
+    comparisons = compare(select(groups), "deconv")
+    assert all(np.isnan(c.p_dunnett) for c in comparisons)
+
+
+def test_verdicts_follow_holm_then_tost():
+    def comparison(p: float, p_holm: float, p_tost: float, mean: float = -0.02, n: int = 3) -> Comparison:
+        return Comparison("d", "m", PairedTest(mean, 0, 0, n, 0.01, p, np.zeros(n)), p_tost, p_holm=p_holm)
+
+    assert verdict(comparison(0.001, 0.01, 0.9), 0.01) == "**lower, survives Holm**"
+    assert verdict(comparison(0.02, 0.4, 0.9), 0.01).startswith("exploratory: lower at p < 0.05")
+    assert verdict(comparison(0.5, 1.0, 0.01, mean=0.001), 0.01) == "equivalent within ±0.01 (TOST)"
+    assert verdict(comparison(0.5, 1.0, 0.3), 0.01) == "not resolved"
+    assert verdict(comparison(np.nan, np.nan, np.nan, n=1), 0.01) == "too few seeds"
+
+
+# ---- learning-rate selection, test outcome, merging
+
+
+def lr_run(root: Path, job: int, mode: str, seed: int, lr: float, val: float, test: float | None) -> Path:
+    metrics = {"val/dice": val, "val/dice_c1": val - 0.1} | (
+        {} if test is None else {"test/dice": test, "test/dice_c1": test - 0.2}
+    )
+    return write_run(root / str(job), mode, seed, metrics, config={"task": {"optimizer": {"lr": lr}}})
+
+
+def lr_sweep(root: Path, with_test: bool = True, seeds: range = range(3)) -> Path:
+    """deconv best at lr 0.003 on validation, nearest_conv best at 0.001; test Dice differs from val."""
+    val = {
+        ("deconv", 0.001): 0.70,
+        ("deconv", 0.003): 0.80,
+        ("nearest_conv", 0.001): 0.78,
+        ("nearest_conv", 0.003): 0.60,
+    }
+    job = 0
+    for (mode, lr), base in val.items():
+        for seed in seeds:
+            test = base - 0.1 + 0.01 * seed if with_test else None
+            lr_run(root, job := job + 1, mode, seed, lr, base + 0.001 * seed, test)
+    return root
+
+
+def test_each_mode_is_chosen_at_its_best_validation_lr_and_reported_on_test(tmp_path):
+    root = lr_sweep(tmp_path / "sweep")
+    runs = collect_runs(root)
+    assert len(deduplicate(runs)[1]) == 0  # the same mode and seed at two learning rates are no duplicates
+    selection = select(by_mode(deduplicate(runs)[0]))
+    assert selection.chosen == {"deconv": 0.003, "nearest_conv": 0.001} and selection.outcome == "test/dice"
+    assert {r.lr for r in selection.groups["nearest_conv"]} == {0.001}
+    main([str(root), "--out", str(tmp_path / "out")])
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "Outcome: `test/dice`, on the test split" in text
+    assert "| nearest_conv | 0.78 (n=3)** | 0.601 (n=3) |".replace("0.78", "**0.781") in text  # chosen in bold
+    # test/dice at the chosen learning rates: nearest_conv 0.68 + 0.01 s, deconv 0.70 + 0.01 s: -0.02 every seed
+    assert "| nearest_conv | -0.02 | 3 |" in text
+    assert "Mean `test/dice_c<i>` [95%]" in text
+    with (tmp_path / "out" / "results.csv").open() as f:
+        assert sorted({r["lr"] for r in csv.DictReader(f)}) == ["0.001", "0.003"]
+
+
+def test_without_a_test_metric_the_report_falls_back_to_validation_and_says_so(tmp_path):
+    main([str(lr_sweep(tmp_path / "sweep", with_test=False)), "--out", str(tmp_path / "out")])
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "Outcome: `val/dice`, because not every run holds a `test/dice`" in text and "not held out" in text
+    assert "| nearest_conv | -0.02 | 3 |" in text  # 0.781 - 0.801 at the chosen learning rates, every seed
+
+
+def test_a_report_merges_sweep_directories_of_one_study(tmp_path):
+    """A study split over sittings by seeds: two sweep directories, one report over all seeds."""
+    first = lr_sweep(tmp_path / "sitting1", seeds=range(0, 2))
+    second = lr_sweep(tmp_path / "sitting2", seeds=range(2, 4))
+    main([str(first), str(second), "--out", str(tmp_path / "out")])
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert f"# Upsampling study: {first}, {second}" in text and "16 runs: 16 finished" in text
+    assert "| nearest_conv | -0.02 | 4 |" in text  # four seeds paired
+    with (tmp_path / "out" / "results.csv").open() as f:
+        assert len(list(csv.DictReader(f))) == 16
+
+
+def test_the_margin_flag_sets_the_equivalence_margin(tmp_path, capsys):
+    root = write_sweep(tmp_path / "s", {"deconv": [0.80, 0.82, 0.85], "nearest_conv": [0.802, 0.823, 0.851]})
+    main([str(root), "--out", str(tmp_path / "a")])
+    assert "| p TOST ±0.01 |" in (tmp_path / "a" / "report.md").read_text()
+    main([str(root), "--out", str(tmp_path / "b"), "--margin", "0.0001"])
+    text = (tmp_path / "b" / "report.md").read_text()
+    assert "| p TOST ±0.0001 |" in text and "not resolved" in text
+    with pytest.raises(SystemExit):
+        main([str(root), "--margin", "-1"])
+    assert "--margin must be a positive Dice difference" in capsys.readouterr().err
+
+
+def test_summary_corrects_over_every_comparison_it_holds(summary):
+    """One Holm family over the four comparisons of three sweeps, not one family per sweep."""
+    deconv = {"a": [0.80, 0.82, 0.85], "b": [0.60, 0.62], "c": [0.50, 0.50]}
+    rows = {
+        ("synthetic (a)", "deconv_k3"): ([0.70, 0.75, 0.72], deconv["a"]),
+        ("synthetic (a)", "nearest_conv"): ([0.81, 0.80, 0.86], deconv["a"]),
+        ("isbi2012 / encoder_unet", "pixelshuffle"): ([0.61, 0.66], deconv["b"]),
+        ("synthetic (c)", "bilinear_conv"): ([0.51, 0.55], deconv["c"]),  # seed 1 is NaN: seeds 0 and 2
+    }
+    p = [stats.ttest_rel(x, y).pvalue for x, y in rows.values()]
+    for (dataset, mode), raw, adjusted in zip(rows, p, holm(p), strict=True):
+        assert f"| {dataset} | {mode} | " in summary.text
+        row = [line for line in summary.text.splitlines() if line.startswith(f"| {dataset} | {mode} | ")][1]
+        assert f"| {fmt_p(raw)} | {fmt_p(adjusted)} |" in row
+    assert "Holm's step-down correction over all 4 comparisons of this summary" in summary.text
+    assert f"Surviving Holm: {sum(holm(p) < 0.05)} of 4" in summary.text and "### Seeds needed" in summary.text
+
+
+def test_summary_gives_artifact_measures_as_median_and_range(summary):
+    row = summary.rows[("synthetic (a)", "deconv_k3")]
+    flat = [1e-3, 2e-3, 3e-3]  # fake_metrics: 1e-3 * (seed + 1)
+    assert (
+        float(row["val/flat_std median"]),
+        float(row["val/flat_std min"]),
+        float(row["val/flat_std max"]),
+    ) == pytest.approx((2e-3, 1e-3, 3e-3))
+    assert f"| {fmt_interval(np.median(flat), min(flat), max(flat))} |" in next(
+        line for line in summary.text.splitlines() if line.startswith("| synthetic (a) | deconv_k3 | ")
+    )
+
+
+# ---- figures
+
+
+def test_quality_figure_draws_no_interval_for_one_seed():
+    runs = dice_runs("deconv", [0.8, 0.82, 0.85]) + dice_runs("solo", [0.7])
+    (ax,) = quality_figure(runs, ("val/dice",)).axes
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["deconv (n=3)", "solo (n=1)"]
+    (bars,) = ax.containers[1:]  # the bar container first, then the one error-bar container
+    (segments,) = [c.get_segments() for c in bars.lines[2]]
+    _, low, high = interval([0.8, 0.82, 0.85])
+    assert len(segments) == 1 and [segments[0][0][1], segments[0][1][1]] == pytest.approx([low, high])
+
+
+def test_image_dice_and_the_prediction_panel_rank_by_dice(tmp_path):
+    mask = np.zeros((40, 40), dtype=np.int64)
+    mask[10:14, 10:14] = 1  # a small class
+    all_background = np.zeros_like(mask)  # 1 % pixel error, misses the class: Dice (0.99 + 0) / 2
+    fat = mask.copy()
+    fat[8:16, 8:16] = 1  # 3 % pixel error, finds the class: Dice higher
+    assert image_dice(all_background, mask) == pytest.approx((2 * 1584 / (1600 + 1584) + 0) / 2)
+    assert image_dice(mask, mask) == 1.0
+    ignored = mask.copy()
+    ignored[0, :] = 255
+    assert image_dice(mask, ignored) == 1.0  # ignore label left out
+    runs = []
+    for mode, pred in (("misses", all_background), ("finds", fat)):
+        run_dir = tmp_path / mode
+        run_dir.mkdir()
+        np.savez(run_dir / "predictions.npz", images=mask[None, None].astype(float), masks=mask[None], preds=pred[None])
+        runs.append(Run(run_dir, mode, 0, {}))
+    fig = predictions_figure(runs, crop=8)
+    titles = [ax.get_title() for ax in fig.axes[3::3]]
+    assert titles == [
+        f"finds: Dice {image_dice(fat, mask):.3f}",
+        f"misses: Dice {image_dice(all_background, mask):.3f}",
+    ]
+
+
+def test_report_modules_import_each_other_without_a_cycle():
+    """build -> across -> compare -> tables -> stats, runs: no module of report/ imports one that imports it back."""
+    package = Path(__file__).parents[1] / "src" / "unet_upsampling" / "report"
+    graph = {}
+    for path in package.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        graph[path.stem] = {
+            node.module.rsplit(".", 1)[1]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("unet_upsampling.report.")
+        } | {
+            alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module == "unet_upsampling.report"
+            for alias in node.names
+        }
+    assert "summary" not in graph  # renamed: src/unet_upsampling/summary.py is the run's console summary
+
+    def reaches(start: str, target: str, seen: frozenset = frozenset()) -> bool:
+        return any(n == target or (n not in seen and reaches(n, target, seen | {n})) for n in graph.get(start, ()))
+
+    assert [m for m in graph if reaches(m, m)] == []

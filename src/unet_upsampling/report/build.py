@@ -1,6 +1,7 @@
-"""``python scripts/report.py <multirun dir>``: report.md, results.csv and figures from run directories.
+"""``python scripts/report.py <multirun dir> [<multirun dir> ...]``: report.md, results.csv and figures from run
+directories (several directories of one study are merged).
 
-``python scripts/report.py --summary DIR1 DIR2 ... --out DIR``: one summary across datasets (report/summary.py).
+``python scripts/report.py --summary DIR1 DIR2 ... --out DIR``: one summary across datasets (report/across.py).
 """
 
 from __future__ import annotations
@@ -13,8 +14,22 @@ import numpy as np
 
 from unet_upsampling.errors import UserError
 from unet_upsampling.report import figures
+from unet_upsampling.report.across import write_summary
+from unet_upsampling.report.compare import (
+    DEFAULT_MARGIN,
+    POWER_NOTE,
+    class_tables,
+    compare,
+    comparison_notes,
+    comparison_table,
+    correct,
+    power_table,
+    select,
+    selection_lines,
+)
 from unet_upsampling.report.runs import RUN_COLUMNS, Run, by_mode, collect_runs, deduplicate
 from unet_upsampling.report.stats import finite, mean_interval, paired_difference
+from unet_upsampling.report.tables import fmt, fmt_interval, per_seed, row_cells, table
 
 QUALITY = ("val/dice", "val/iou", "val/boundary_f1", "test/dice")
 ARTIFACTS = (
@@ -28,44 +43,6 @@ ARTIFACTS = (
     "val/kernel_imbalance",
 )
 COST = ("params", "trainable_params", "train_time_s")
-PAIRED = ("val/dice", "val/boundary_f1", "val/flat_std")
-
-
-def fmt(value: float) -> str:
-    if value is None or not np.isfinite(value):
-        return "n/a"
-    if abs(value) >= 1e4:
-        return f"{value:,.0f}"
-    return f"{value:.3g}" if abs(value) < 1e-2 else f"{value:.4f}".rstrip("0").rstrip(".")
-
-
-def fmt_interval(mean: float, low: float, high: float) -> str:
-    """mean [low, high]; the mean alone when there is no interval or it has no width."""
-    return fmt(mean) if not np.isfinite(low) or low == high else f"{fmt(mean)} [{fmt(low)}, {fmt(high)}]"
-
-
-def table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
-
-
-def per_seed(group: list[Run], key: str) -> dict[int, float]:
-    """seed -> value, for the runs where ``key`` is a finite number."""
-    return {r.seed: r.metrics[key] for r in group if finite([r.metrics.get(key)]).size}
-
-
-def row_cells(group: list[Run], keys: tuple[str, ...]) -> tuple[int, list[str]]:
-    """A table row's seeds (the most finite values any of its metrics has) and one cell per metric.
-
-    A cell built from fewer values says how many: ``0.91 [0.88, 0.94] (n=2)``.
-    """
-    columns = [[r.metrics.get(k) for r in group] for k in keys]
-    counts = [len(finite(values)) for values in columns]
-    seeds = max(counts, default=0)
-    cells = [
-        fmt_interval(*mean_interval(values)) + (f" (n={n})" if 0 < n < seeds else "")
-        for values, n in zip(columns, counts, strict=True)
-    ]
-    return seeds, cells
 
 
 def paired_text(mean: float, low: float, high: float, n: int) -> str:
@@ -101,27 +78,28 @@ def write_csv(runs: list[Run], path: Path, left_out: list[Run]) -> Path:
                     r.data or "",
                     r.model or "",
                     "|".join(r.class_names or []),
+                    "" if r.lr is None else r.lr,
                     *(r.metrics.get(k, "") for k in keys),
                 ]
             )
     return path
 
 
-def findings(groups: dict[str, list[Run]]) -> list[str]:
+def findings(groups: dict[str, list[Run]], key: str = "val/dice") -> list[str]:
     """Plain statements of what the numbers show, whichever way they fall; comparisons pair runs by seed."""
-    dice = {mode: mean_interval([r.metrics.get("val/dice") for r in group]) for mode, group in groups.items()}
+    dice = {mode: mean_interval([r.metrics.get(key) for r in group]) for mode, group in groups.items()}
     ranked = sorted(groups, key=lambda m: (not np.isfinite(dice[m][0]), -dice[m][0]))
     lines = []
     if ranked:
         lines.append(
-            f"- Highest mean val/dice: **{ranked[0]}** {fmt_interval(*dice[ranked[0]])}; "
+            f"- Highest mean {key}: **{ranked[0]}** {fmt_interval(*dice[ranked[0]])}; "
             f"lowest: {ranked[-1]} {fmt_interval(*dice[ranked[-1]])}."
         )
     if len(ranked) > 1:
         leader, second = ranked[:2]
-        difference = paired_difference(per_seed(groups[second], "val/dice"), per_seed(groups[leader], "val/dice"))
+        difference = paired_difference(per_seed(groups[second], key), per_seed(groups[leader], key))
         lines.append(
-            f"- Runner-up {second}: paired difference in val/dice to the leader {leader} (same seed) "
+            f"- Runner-up {second}: paired difference in {key} to the leader {leader} (same seed) "
             f"{paired_text(*difference)}."
         )
     if {"deconv", "deconv_k3"} <= groups.keys():
@@ -164,34 +142,69 @@ def duplicate_runs(counted: list[Run], left_out: list[Run]) -> list[str]:
     """The "Duplicate runs" section: which run of a repeated mode and seed counts, which do not."""
     if not left_out:
         return []
-    kept = {(r.mode, r.seed): r.dir for r in counted if r.ok}
+    kept = {(r.mode, r.seed, r.lr): r.dir for r in counted if r.ok}
     return [
         "## Duplicate runs",
         "",
-        "Finished runs that share a mode and a seed (two sweeps under one root, or a re-run): only the one whose "
+        "Finished runs that share a mode, a seed and a learning rate (two sweeps under one root, or a re-run): only "
+        "the one whose "
         "metrics.json is the newest counts in the statistics; the others are left out.",
         "",
         *table(
             ["mode", "seed", "counted", "left out"],
-            [[r.mode, str(r.seed), str(kept[(r.mode, r.seed)]), str(r.dir)] for r in left_out],
+            [[r.mode, str(r.seed), str(kept[(r.mode, r.seed, r.lr)]), str(r.dir)] for r in left_out],
         ),
         "",
     ]
 
 
-def write_report(
-    root: Path, out: Path | None = None, reference: str = "deconv", data_figures: bool = True
-) -> dict[str, Path]:
-    """Writes report.md, results.csv and the figures into ``out`` (default: ``root``).
+def comparisons_section(groups: dict[str, list[Run]], reference: str, margin: float) -> list[str]:
+    """Outcome and learning rates, the corrected comparisons against the reference, the power table and Dice per
+    class; Holm's family is this sweep's modes against the reference."""
+    selection = select(groups)
+    comparisons = correct(compare(selection, reference, margin))
+    lines = ["## Comparisons against " + reference, "", *selection_lines(selection)]
+    if comparisons:
+        lines += [
+            *comparison_table(comparisons, reference, margin, datasets=False),
+            "",
+            comparison_notes(f"this report's {len(comparisons)} comparisons, its modes against {reference}", margin),
+            "",
+            "### Seeds needed",
+            "",
+            *power_table([(c.mode, c.test.sd) for c in comparisons]),
+            "",
+            POWER_NOTE,
+            "",
+        ]
+    else:
+        lines += [f"No comparison: no run of the reference mode {reference}.", ""]
+    classes = class_tables(selection, reference)
+    return lines + (["### Dice per class", "", *classes] if classes else [])
 
-    ``data_figures=False`` leaves out the figure that shows the dataset's images and masks
-    (predictions.png), for data whose licence keeps them out of a published report.
+
+def write_report(
+    roots: Path | list[Path],
+    out: Path | None = None,
+    reference: str = "deconv",
+    data_figures: bool = True,
+    margin: float = DEFAULT_MARGIN,
+) -> dict[str, Path]:
+    """Writes report.md, results.csv and the figures into ``out`` (default: the first root).
+
+    Several roots (sweeps of one study split over sittings, by seeds or modes) are merged into one report; of runs
+    sharing mode, seed and learning rate the newest counts. ``data_figures=False`` leaves out the figure that
+    shows the dataset's images and masks (predictions.png), for data whose licence keeps them out of a published
+    report. ``margin`` is the equivalence margin of the TOST (Dice).
     """
-    root, out = Path(root), Path(out or root)
-    runs = collect_runs(root)
+    roots = [Path(r) for r in (roots if isinstance(roots, list) else [roots])]
+    out = Path(out or roots[0])
+    runs = sorted((r for root in roots for r in collect_runs(root)), key=lambda r: (r.mode, r.lr or 0.0, r.seed))
     counted, left_out = deduplicate(runs)
     out.mkdir(parents=True, exist_ok=True)
-    groups = by_mode(counted)
+    selection = select(by_mode(counted))
+    groups = selection.groups
+    chosen = [r for group in groups.values() for r in group]
     paths = {"results.csv": write_csv(runs, out / "results.csv", left_out)}
     for name, draw in (
         ("quality", figures.quality),
@@ -201,21 +214,23 @@ def write_report(
         ("spectra", figures.spectra),
         ("quality_vs_artifacts", figures.quality_vs_artifacts),
     ):
-        paths[f"{name}.png"] = draw(counted, out / f"{name}.png")
+        paths[f"{name}.png"] = draw(chosen, out / f"{name}.png")
 
     failed = [r for r in runs if not r.ok]
     md = [
-        f"# Upsampling study: {root}",
+        f"# Upsampling study: {', '.join(map(str, roots))}",
         "",
         f"{len(runs)} runs: {len(runs) - len(failed)} finished, {len(failed)} failed. Intervals are 95% Student-t "
-        "intervals over seeds; metrics are those of each run's best checkpoint (`val/`), at initialisation "
-        "(`init/`), and on the test split (`test/`)."
-        + (f" {len(left_out)} duplicate runs left out (see Duplicate runs)." if left_out else ""),
+        "intervals over seeds; artifact measures are medians [min, max] over seeds; metrics are those of each "
+        "run's best checkpoint (`val/`), at initialisation (`init/`), and on the test split (`test/`)."
+        + (f" {len(left_out)} duplicate runs left out (see Duplicate runs)." if left_out else "")
+        + (" Tables show each mode at its chosen learning rate." if selection.swept else ""),
         "",
         "## Findings",
         "",
-        *findings(groups),
+        *findings(groups, selection.outcome),
         "",
+        *comparisons_section(by_mode(counted), reference, margin),
         *duplicate_runs(counted, left_out),
     ]
     if failed:
@@ -228,31 +243,24 @@ def write_report(
             ),
             "",
         ]
-    for title, keys in (("Segmentation quality", QUALITY), ("Artifacts", ARTIFACTS), ("Cost", COST)):
-        rows = [[mode, str(n), *cells] for mode, group in groups.items() for n, cells in [row_cells(group, keys)]]
-        md += [f"## {title}", "", *table(["mode", "seeds", *keys], rows), ""]
-    if reference in groups:
-        rows = []
-        for mode, group in groups.items():
-            if mode != reference:
-                cells = []
-                for key in PAIRED:
-                    mean, low, high, n = paired_difference(per_seed(group, key), per_seed(groups[reference], key))
-                    cells.append(f"{fmt_interval(mean, low, high)} (n={n})")
-                rows.append([mode, *cells])
-        md += [
-            f"## Paired differences against {reference} (same seed)",
-            "",
-            *table(["mode", *[f"Δ {k}" for k in PAIRED]], rows),
-            "",
+    for title, keys, spread in (
+        ("Segmentation quality", QUALITY, ()),
+        ("Artifacts (median [min, max] over seeds)", ARTIFACTS, ARTIFACTS),
+        ("Cost", COST, ()),
+    ):
+        rows = [
+            [mode, str(n), *cells] for mode, group in groups.items() for n, cells in [row_cells(group, keys, spread)]
         ]
+        md += [f"## {title}", "", *table(["mode", "seeds", *keys], rows), ""]
     md += ["## Figures", ""] + [f"![{name}]({name})" for name in paths if name.endswith(".png")] + [""]
     md += [
         "Measures: `pef{P}` is the periodic energy fraction of the logit maps (share of variance at period P); "
         "`flat_*` probe the network with a constant image, `noise_*` with the constant plus weak noise, on the "
         "interior beyond the receptive field; `kernel_imbalance` is the spread of the transposed convolutions' "
         "phase gains relative to their RMS DC gain (0 for the bilinear kernel); `boundary_f1` scores class edges "
-        "within 2 px. `seeds` counts the finite values behind a row; a cell with fewer shows its own `n`.",
+        "within 2 px. `seeds` counts the finite values behind a row; a cell with fewer shows its own `n`. "
+        "Bit-identical numbers need the same CPU type (the order of float operations differs between CPUs); "
+        "the magnitude of `flat_std` is sensitive to seed and machine.",
         "",
     ]
     paths["report.md"] = out / "report.md"
@@ -263,7 +271,11 @@ def write_report(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "multirun_dir", type=Path, nargs="?", help="a Hydra multirun directory (or any folder of run directories)"
+        "multirun_dir",
+        type=Path,
+        nargs="*",
+        help="Hydra multirun directories (or any folders of run directories) of one study: several are merged "
+        "into one report (a study split over sittings by seeds or modes)",
     )
     parser.add_argument(
         "--summary",
@@ -273,25 +285,31 @@ def main(argv: list[str] | None = None) -> None:
         help="instead: one study per dataset, each a sweep directory or the results.csv of its report; writes "
         "summary.md, summary.csv and quality_vs_artifacts.png to --out",
     )
-    parser.add_argument("--out", type=Path, default=None, help="where to write (default: the multirun directory)")
+    parser.add_argument("--out", type=Path, default=None, help="where to write (default: the first multirun directory)")
     parser.add_argument("--reference", default="deconv", help="the mode paired differences are taken against")
+    parser.add_argument(
+        "--margin",
+        type=float,
+        default=DEFAULT_MARGIN,
+        help=f"equivalence margin in Dice for the TOST behind a 'level' claim (default {DEFAULT_MARGIN})",
+    )
     parser.add_argument(
         "--no-data-figures",
         action="store_true",
         help="leave out predictions.png, which shows the dataset's images (for data you may not redistribute)",
     )
     args = parser.parse_args(argv)
-    if (args.multirun_dir is None) == (args.summary is None):
-        parser.error("give either a multirun directory or --summary SWEEP_DIR [SWEEP_DIR ...]")
+    if bool(args.multirun_dir) == (args.summary is not None):
+        parser.error("give either multirun directories or --summary SWEEP_DIR [SWEEP_DIR ...]")
     if args.summary and args.out is None:
         parser.error("--summary needs --out")
-    from unet_upsampling.report.summary import write_summary  # summary builds on this module: no import cycle
-
+    if not args.margin > 0:
+        parser.error(f"--margin must be a positive Dice difference such as 0.01, not {args.margin}")
     try:
         if args.summary:
-            paths = write_summary(args.summary, args.out, args.reference)
+            paths = write_summary(args.summary, args.out, args.reference, args.margin)
         else:
-            paths = write_report(args.multirun_dir, args.out, args.reference, data_figures=not args.no_data_figures)
+            paths = write_report(args.multirun_dir, args.out, args.reference, not args.no_data_figures, args.margin)
     except (FileNotFoundError, UserError) as error:  # a wrong path or file: the message names it and the fix
         parser.exit(1, f"{parser.prog}: error: {error}\n")
     for name, path in paths.items():

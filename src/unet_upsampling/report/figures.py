@@ -11,7 +11,7 @@ from matplotlib.patches import Rectangle
 
 from unet_upsampling.figures import displayable, show_flat_field
 from unet_upsampling.report.runs import Run, by_mode
-from unet_upsampling.report.stats import mean_interval
+from unet_upsampling.report.stats import finite, mean_interval
 
 
 def periods_of(runs: list[Run], prefix: str) -> list[int]:
@@ -31,23 +31,33 @@ def colour(i: int):
 
 
 def quality(runs: list[Run], path: Path, keys=("val/dice", "val/iou", "val/boundary_f1")) -> Path:
-    """Bars: mean over seeds with the 95% interval, one group per metric."""
+    return save(quality_figure(runs, keys), path)
+
+
+def quality_figure(runs: list[Run], keys: tuple[str, ...]) -> Figure:
+    """Bars: mean over seeds, one group per metric; the 95% interval only where a mode has 2 or more values
+    (one seed has no interval: no error bar is drawn, and the tick says n=1)."""
     groups = by_mode(runs)
     fig = Figure(figsize=(4.2 * len(keys), 4))
     axes = fig.subplots(1, len(keys), squeeze=False)
     for ax, key in zip(axes[0], keys, strict=True):
-        stats = [mean_interval([r.metrics.get(key) for r in group]) for group in groups.values()]
+        values = [finite([r.metrics.get(key) for r in group]) for group in groups.values()]
+        stats = [mean_interval(v) for v in values]
         means = np.array([s[0] for s in stats])
-        err = np.array([[m - lo, hi - m] if np.isfinite(lo) else [0, 0] for m, lo, hi in stats]).T
-        ax.bar(range(len(groups)), means, yerr=err, capsize=3, color="tab:blue", alpha=0.8)
-        for i, group in enumerate(groups.values()):
-            ax.plot([i] * len(group), [r.metrics.get(key, np.nan) for r in group], "k.", ms=4)
-        ax.set_xticks(range(len(groups)), list(groups), rotation=45, ha="right", fontsize=8)
-        finite = means[np.isfinite(means)]
-        if finite.size:
-            ax.set_ylim(max(0, finite.min() - 0.1), min(1, finite.max() + 0.05))
-        ax.set_title(f"{key} (mean, 95% CI over seeds)", fontsize=9)
-    return save(fig, path)
+        ax.bar(range(len(groups)), means, color="tab:blue", alpha=0.8)
+        with_interval = [i for i, (_, low, _) in enumerate(stats) if np.isfinite(low)]
+        if with_interval:
+            err = np.array([[stats[i][0] - stats[i][1], stats[i][2] - stats[i][0]] for i in with_interval]).T
+            ax.errorbar(with_interval, means[with_interval], yerr=err, fmt="none", ecolor="black", capsize=3)
+        for i, v in enumerate(values):
+            ax.plot([i] * len(v), v, "k.", ms=4)
+        labels = [f"{mode} (n={len(v)})" for mode, v in zip(groups, values, strict=True)]
+        ax.set_xticks(range(len(groups)), labels, rotation=45, ha="right", fontsize=8)
+        shown = means[np.isfinite(means)]
+        if shown.size:
+            ax.set_ylim(max(0, shown.min() - 0.1), min(1, shown.max() + 0.05))
+        ax.set_title(f"{key}: mean, 95% CI over seeds where n ≥ 2", fontsize=9)
+    return fig
 
 
 def periodic_energy(runs: list[Run], path: Path) -> Path:
@@ -96,10 +106,28 @@ def flat_fields(runs: list[Run], path: Path) -> Path:
     return save(fig, path)
 
 
+def image_dice(pred: np.ndarray, mask: np.ndarray) -> float:
+    """Dice of one image, the mean over the classes in prediction or truth of 2|P n T| / (|P| + |T|); pixels
+    with the project's ignore labels (negative, 255) are left out."""
+    valid = (mask >= 0) & (mask != 255)
+    pred, mask = pred[valid], mask[valid]
+    scores = [
+        2 * np.sum((pred == c) & (mask == c)) / (np.sum(pred == c) + np.sum(mask == c)) for c in np.union1d(pred, mask)
+    ]
+    return float(np.mean(scores)) if scores else np.nan
+
+
 def predictions(runs: list[Run], path: Path, crop: int = 32) -> Path:
-    """First validation image per mode: prediction, a zoomed crop of it, and the error map."""
+    return save(predictions_figure(runs, crop), path)
+
+
+def predictions_figure(runs: list[Run], crop: int) -> Figure:
+    """First validation image per mode (first seed): prediction, a zoomed crop of it, and the error map; rows ranked
+    by the image's Dice, highest first (pixel error favours a model that misses a small class)."""
     chosen = {m: r.arrays("predictions") for m, r in first_seed(by_mode(runs)).items()}
     chosen = {m: a for m, a in chosen.items() if "preds" in a}
+    dice = {m: image_dice(a["preds"][0], a["masks"][0]) for m, a in chosen.items()}
+    chosen = dict(sorted(chosen.items(), key=lambda item: -np.nan_to_num(dice[item[0]], nan=-1.0)))
     fig = Figure(figsize=(7.5, 2.5 * (len(chosen) + 1)))
     axes = fig.subplots(len(chosen) + 1, 3, squeeze=False)
     if chosen:
@@ -119,7 +147,7 @@ def predictions(runs: list[Run], path: Path, crop: int = 32) -> Path:
             pred = arrays["preds"][0]
             error = pred != mask
             for ax, panel, title, cmap in (
-                (row[0], pred, mode, "viridis"),
+                (row[0], pred, f"{mode}: Dice {dice[mode]:.3f}", "viridis"),
                 (row[1], pred[box], "zoomed", "viridis"),
                 (row[2], error, f"errors: {error.mean():.1%}", "Reds"),
             ):
@@ -127,7 +155,7 @@ def predictions(runs: list[Run], path: Path, crop: int = 32) -> Path:
                 ax.set_title(title, fontsize=9)
     for ax in axes.flat:
         ax.axis("off")
-    return save(fig, path)
+    return fig
 
 
 def spectra(runs: list[Run], path: Path) -> Path:
@@ -159,7 +187,11 @@ def quality_vs_artifacts(runs: list[Run], path: Path, x_key: str = "val/flat_std
     """One point per run: segmentation quality against the flat-field deviation."""
     fig = Figure(figsize=(6.5, 4.2))
     ax = fig.subplots()
-    for i, (mode, group) in enumerate(by_mode(runs).items()):
+    groups = by_mode(runs)
+    if not any(np.isfinite(r.metrics.get(x_key, np.nan)) for group in groups.values() for r in group):
+        ax.text(0.5, 0.5, f"no {x_key} values in these runs", ha="center", transform=ax.transAxes)
+        return save(fig, path)
+    for i, (mode, group) in enumerate(groups.items()):
         xs = [max(r.metrics.get(x_key, np.nan), 1e-9) for r in group]
         ax.scatter(xs, [r.metrics.get(y_key, np.nan) for r in group], color=colour(i), label=mode, s=22)
     ax.set_xscale("log")

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from unet_upsampling.errors import ReportError
 
 # results.csv: these columns, then one per metric.
-RUN_COLUMNS = ("mode", "seed", "status", "run_dir", "error", "data", "model", "class_names")
+RUN_COLUMNS = ("mode", "seed", "status", "run_dir", "error", "data", "model", "class_names", "lr")
 
 
 @dataclass
@@ -28,6 +28,7 @@ class Run:
     data: str | None = None  # the Hydra choices data= and model=
     model: str | None = None
     class_names: list[str] | None = None  # data.class_names, when the config has it
+    lr: float | None = None  # task.optimizer.lr, when the config has it (a study may sweep it)
 
     @property
     def ok(self) -> bool:
@@ -80,6 +81,8 @@ def collect_runs(root: Path) -> list[Run]:
             data=OmegaConf.select(hydra, "runtime.choices.data", default=None),
             model=OmegaConf.select(hydra, "runtime.choices.model", default=None),
         )
+        lr = OmegaConf.select(config, "task.optimizer.lr", default=None)
+        run.lr = None if lr is None else float(lr)
         names = OmegaConf.select(config, "data.class_names", default=None)
         run.class_names = None if names is None else [str(n) for n in names]
         metrics_path = run_dir / "metrics.json"
@@ -91,7 +94,7 @@ def collect_runs(root: Path) -> list[Run]:
         runs.append(run)
     if not runs:
         raise no_runs_error(root)
-    return sorted(runs, key=lambda r: (r.mode, r.seed))
+    return sorted(runs, key=lambda r: (r.mode, r.lr or 0.0, r.seed))
 
 
 def csv_value(text: str) -> float | bool:
@@ -118,17 +121,19 @@ def runs_from_csv(path: Path) -> tuple[list[Run], list[Run]]:
             data=row.get("data") or None,
             model=row.get("model") or None,
             class_names=names.split("|") if names else None,
+            lr=float(row["lr"]) if row.get("lr") else None,
         )
         (duplicates if row["status"] == "duplicate" else runs).append(run)
     return runs, duplicates
 
 
 def deduplicate(runs: list[Run]) -> tuple[list[Run], list[Run]]:
-    """(runs to count, runs left out): of finished runs sharing mode and seed, the newest metrics.json counts."""
-    newest: dict[tuple[str, int], Run] = {}
+    """(runs to count, runs left out): of finished runs sharing mode, seed and learning rate, the newest
+    metrics.json counts."""
+    newest: dict[tuple[str, int, float | None], Run] = {}
     for run in runs:
         if run.ok:
-            key = (run.mode, run.seed)
+            key = (run.mode, run.seed, run.lr)
             if key not in newest or mtime(run) > mtime(newest[key]):
                 newest[key] = run
     counted = {r.dir for r in newest.values()}

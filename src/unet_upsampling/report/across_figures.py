@@ -1,4 +1,4 @@
-"""The cross-dataset figure of report/summary.py, drawn on a bare matplotlib Figure (no pyplot state)."""
+"""The cross-dataset figure of report/across.py, drawn on a bare matplotlib Figure (no pyplot state)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,57 @@
+"""Number formatting and markdown tables, shared by the per-sweep report (build.py) and the cross-dataset summary
+(across.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from unet_upsampling.report.runs import Run
+from unet_upsampling.report.stats import finite, mean_interval, median_range
+
+
+def fmt(value: float) -> str:
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    if abs(value) >= 1e4:
+        return f"{value:,.0f}"
+    return f"{value:.3g}" if abs(value) < 1e-2 else f"{value:.4f}".rstrip("0").rstrip(".")
+
+
+def fmt_p(p: float) -> str:
+    """A p-value: three decimals, or < 0.001."""
+    if p is None or not np.isfinite(p):
+        return "n/a"
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def fmt_interval(mean: float, low: float, high: float) -> str:
+    """mean [low, high]; the mean alone when there is no interval or it has no width."""
+    return fmt(mean) if not np.isfinite(low) or low == high else f"{fmt(mean)} [{fmt(low)}, {fmt(high)}]"
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def per_seed(group: list[Run], key: str) -> dict[int, float]:
+    """seed -> value, for the runs where ``key`` is a finite number."""
+    return {r.seed: r.metrics[key] for r in group if finite([r.metrics.get(key)]).size}
+
+
+def row_cells(group: list[Run], keys: Sequence[str], spread: Sequence[str] = ()) -> tuple[int, list[str]]:
+    """A table row's seeds (the most finite values any of its metrics has) and one cell per metric: mean [95%
+    interval], or for the keys in ``spread`` median [min, max].
+
+    A cell built from fewer values says how many: ``0.91 [0.88, 0.94] (n=2)``.
+    """
+    columns = [[r.metrics.get(k) for r in group] for k in keys]
+    counts = [len(finite(values)) for values in columns]
+    seeds = max(counts, default=0)
+    cells = [
+        fmt_interval(*(median_range if key in spread else mean_interval)(values))
+        + (f" (n={n})" if 0 < n < seeds else "")
+        for key, values, n in zip(keys, columns, counts, strict=True)
+    ]
+    return seeds, cells
