@@ -406,6 +406,7 @@ def test_tost_calls_a_small_difference_equivalent_and_a_large_one_not():
     for margin in (abs(d.mean()) + half - 1e-4, abs(d.mean()) + half + 1e-4):
         assert (tost(d, margin) < 0.05) == (abs(d.mean()) + half < margin)
     assert np.isnan(tost([0.001], 0.01))
+    assert tost([0.002, 0.002], 0.01) == 0.0 and tost([0.02, 0.02], 0.01) == 1.0  # no spread: inside or not
 
 
 def test_seeds_needed_gives_the_textbook_sample_sizes():
@@ -430,6 +431,8 @@ def test_paired_test_pairs_by_seed_and_matches_scipy():
     assert t.p == pytest.approx(stats.ttest_rel([0.80, 0.82, 0.85], [0.78, 0.81, 0.80]).pvalue)
     assert t.sd == pytest.approx(np.std([0.02, 0.01, 0.05], ddof=1))
     assert (t.mean, t.low, t.high) == pytest.approx(interval([0.02, 0.01, 0.05]))
+    constant = paired_test({0: 1.0, 1: 0.5}, {0: 0.75, 1: 0.25})  # the same difference every seed: no spread
+    assert constant.mean == 0.25 and constant.p == 0.0 and paired_test({0: 1.0}, {0: 0.5}).n == 1
 
 
 def test_dunnett_runs_where_a_pooled_model_fits_and_not_elsewhere():

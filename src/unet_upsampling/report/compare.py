@@ -7,7 +7,7 @@ Shared by the per-sweep report (build.py) and the cross-dataset summary (across.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats as scipy_stats
@@ -113,7 +113,7 @@ class Comparison:
     test: PairedTest
     p_tost: float
     p_dunnett: float = np.nan
-    p_holm: float = field(default=np.nan)
+    p_holm: float = np.nan
 
 
 def compare(

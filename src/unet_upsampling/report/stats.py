@@ -34,10 +34,11 @@ def median_range(values: Sequence[float | None]) -> tuple[float, float, float]:
     return (float(np.median(x)), float(x.min()), float(x.max())) if x.size else (np.nan, np.nan, np.nan)
 
 
-def paired_difference(a: dict[int, float], b: dict[int, float], level: float = 0.95) -> tuple[float, float, float, int]:
-    """Mean of a[seed] - b[seed] over the seeds both have a finite value for, its interval, and that number of seeds."""
-    differences = finite([a[s] - b[s] for s in sorted(a.keys() & b.keys())])
-    return (*mean_interval(differences, level), len(differences))
+def paired_difference(a: dict[int, float], b: dict[int, float]) -> tuple[float, float, float, int]:
+    """Mean of a[seed] - b[seed] over the seeds both have a finite value for, its 95% interval, and that number of
+    seeds (``paired_test`` without the test)."""
+    t = paired_test(a, b)
+    return (t.mean, t.low, t.high, t.n)
 
 
 @dataclass(frozen=True)
