@@ -629,3 +629,19 @@ def test_report_modules_import_each_other_without_a_cycle():
         return any(n == target or (n not in seen and reaches(n, target, seen | {n})) for n in graph.get(start, ()))
 
     assert [m for m in graph if reaches(m, m)] == []
+
+
+def test_a_summary_of_studies_with_and_without_a_test_split_names_each_rows_outcome(tmp_path):
+    held_out = lr_sweep(tmp_path / "held_out")
+    validation_only = lr_sweep(tmp_path / "validation_only", with_test=False)
+    main(["--summary", str(held_out), str(validation_only), "--out", str(tmp_path / "out")])
+    text = (tmp_path / "out" / "summary.md").read_text()
+    assert "| dataset | mode | Dice | Δ Dice vs deconv |" in text
+    assert "| synthetic (held_out) | nearest_conv | " in text and "(test/dice) |" in text
+    assert "| synthetic (validation_only) | nearest_conv | " in text and "(val/dice) |" in text
+    assert "Outcome: `test/dice` and `val/dice` (in some studies no test split" in text
+    with (tmp_path / "out" / "summary.csv").open() as f:
+        rows = {(r["dataset"], r["mode"]): r for r in csv.DictReader(f)}
+    chosen = rows[("synthetic (held_out)", "nearest_conv")]
+    assert (chosen["lr"], chosen["outcome"]) == ("0.001", "test/dice")
+    assert float(chosen["test/dice"]) == pytest.approx(np.mean([0.68, 0.69, 0.70]))

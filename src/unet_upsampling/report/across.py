@@ -262,7 +262,8 @@ def write_summary(
         *sweeps_table(studies),
         "",
         "Means with 95% Student-t intervals over seeds, of each run's best checkpoint; artifact measures as median "
-        "[min, max] over seeds. Dice is `test/dice` where every run has one, else `val/dice` (the Dice header says which; each row does when studies differ). "
+        "[min, max] over seeds. Dice is `test/dice` where every run has one, else `val/dice` (the Dice header "
+        "says which; each row does when studies differ). "
         f"Δ Dice is the paired difference to {reference} (same seed) over the n seeds both have. Where a study "
         "sweeps the learning rate, each mode is at the one with the best mean `val/dice` (`lr`). `seeds` counts the "
         "finite values behind a row; a cell with fewer shows its own n. Of finished runs sharing a mode, a seed and "
