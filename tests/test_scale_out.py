@@ -49,6 +49,23 @@ def test_dockerfile_installs_dependencies_before_the_code_and_runs_as_non_root()
     assert smoke.stat().st_mode & 0o111 and subprocess.run(["bash", "-n", str(smoke)], check=False).returncode == 0
 
 
+def test_the_image_s_caches_are_writable_by_a_user_it_does_not_know():
+    """docker run --user 1234 gets HOME=/: torch hub, Hugging Face (timm) and matplotlib write to /cache instead."""
+    dockerfile = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    env = dict(re.findall(r"\b([A-Z_]+)=(\S+)", " ".join(re.findall(r"^ENV (.*)$", dockerfile, re.M))))
+    caches = {key: env.get(key) for key in ("XDG_CACHE_HOME", "TORCH_HOME", "HF_HOME", "MPLCONFIGDIR")}
+    assert caches == {
+        "XDG_CACHE_HOME": "/cache",
+        "TORCH_HOME": "/cache/torch",
+        "HF_HOME": "/cache/huggingface",
+        "MPLCONFIGDIR": "/cache/matplotlib",
+    }
+    run = " ".join(re.findall(r"^RUN (.*)$", dockerfile, re.M))
+    made = re.search(r"mkdir -p ([^&]*)", run).group(1).split()
+    assert set(caches.values()) - {"/cache"} <= set(made)  # made in the image, then opened to every user
+    assert re.search(r"chmod -R 1777 /cache\b", run)
+
+
 def smoke_runs() -> list[list[str]]:
     """The override lists of the train.py runs in scripts/docker_smoke.sh, its TINY array expanded."""
     script = (ROOT / "scripts" / "docker_smoke.sh").read_text().replace("\\\n", " ")
