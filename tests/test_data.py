@@ -10,6 +10,7 @@ from PIL import Image
 
 from unet_upsampling.builders import build_task
 from unet_upsampling.checks import check_run
+from unet_upsampling.data.folder import image_files
 from unet_upsampling.data.synthetic import render, synthetic_splits
 from unet_upsampling.data.torchvision_sets import oxford_pet_splits, voc_splits
 from unet_upsampling.errors import ConfigError, DataError
@@ -161,6 +162,8 @@ def test_two_images_of_one_name_are_refused_naming_both_files(folder_binary_255)
     with pytest.raises(DataError, match=r"1 file name\(s\) in .*images differ only in their extension") as error:
         folder_datamodule(folder_binary_255, "data.source.mask_values={0:0,255:1}").setup()
     assert f"{images / 'img_3.png'} and {images / 'img_3.tif'}" in str(error.value)
+    with pytest.raises(DataError, match=r"differ only in their extension.*img_3\.png and .*img_3\.tif"):
+        image_files(images, key="input")  # predict.py's inputs: one prediction would overwrite the other
 
 
 SMALL_NET = ["model.depth=2", "model.base_channels=4"]

@@ -87,9 +87,10 @@ def image_files(folder: Path, key: str = "data.source.root") -> dict[str, Path]:
     clashes = [" and ".join(str(p) for p in paths) for paths in by_stem.values() if len(paths) > 1]
     if clashes:
         raise DataError(
-            f"{len(clashes)} file name(s) in {folder} differ only in their extension, and files are matched by "
-            f"name without it: {'; '.join(clashes[:10])}{' ...' if len(clashes) > 10 else ''}. Rename or "
-            f"remove one file of each."
+            f"{len(clashes)} file name(s) in {folder} differ only in their extension, and files are known by their "
+            f"name without it (a mask pairs with its image, a prediction is named after its input), so one of each "
+            f"would be dropped: {'; '.join(clashes[:10])}{' ...' if len(clashes) > 10 else ''}. Rename or remove "
+            f"one file of each."
         )
     return {stem: paths[0] for stem, paths in by_stem.items()}
 
