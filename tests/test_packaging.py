@@ -104,7 +104,7 @@ def test_the_license_is_an_spdx_expression_the_build_backend_reads_without_depre
     assert distribution.metadata.license_expression == "MIT"
 
 
-# "(README, Performance)", "(README: "Run on GPUs and clusters")", "see README, "Docker""
+# A pointer such as (README, <section>) or (README: "<section>"), the section named in capitals.
 README_POINTER = re.compile(r"""README(?:\.md)?[,:]\s+"?([A-Z][\w ,()`=-]*?)"?\)""")
 
 
