@@ -38,7 +38,7 @@ VALUES = {
 }
 POSITIVE = {"task.optimizer.lr"}
 # 0 would train nothing and still write metrics.json (of the untrained network) and exit 0.
-NONZERO = {"trainer.max_steps": "-1 for no step limit", "trainer.max_epochs": "-1 or null for no epoch limit"}
+NONZERO = {"trainer.max_steps": "-1 for no step limit", "trainer.max_epochs": "-1 for no epoch limit"}
 # Lightning's _MultiProcessingLauncher starts the processes of these DDP start methods; only popen re-runs train.py.
 FORKED = ("spawn", "fork", "forkserver")
 
