@@ -1,14 +1,19 @@
-# GPU training image: docker build -t unet-upsampling . (see README, "Run on GPUs and clusters").
+# GPU training image: docker build -t unet-upsampling . (see docs/cluster.md, "Docker").
 # The base image brings CUDA, cuDNN, NCCL, torch and torchvision; pyproject.toml accepts torch 2.4 ... 2.14.1, so
 # pip keeps them. Another base: docker build --build-arg BASE_IMAGE=pytorch/pytorch:<tag> .
 ARG BASE_IMAGE=pytorch/pytorch:2.9.1-cuda12.8-cudnn9-runtime
 FROM ${BASE_IMAGE}
 
+# Caches go to /cache, which every user may write: under a uid the image does not know (docker run --user), HOME
+# is / and torch hub (pretrained weights), Hugging Face (timm) and matplotlib could not write theirs.
 ENV PYTHONDONTWRITEBYTECODE=1 \
+    XDG_CACHE_HOME=/cache \
+    TORCH_HOME=/cache/torch \
+    HF_HOME=/cache/huggingface \
+    MPLCONFIGDIR=/cache/matplotlib \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore \
-    MPLCONFIGDIR=/tmp/matplotlib \
     LOG_DIR=/app/logs \
     DATA_DIR=/data
 
@@ -27,8 +32,9 @@ COPY README.md train.py eval.py predict.py ./
 COPY src/ src/
 RUN pip install --no-cache-dir --no-deps . \
     && useradd --create-home --no-log-init --uid 1000 --user-group app \
-    && mkdir -p /app/logs /data \
-    && chown app:app /app/logs /data
+    && mkdir -p /app/logs /data /cache/torch /cache/huggingface /cache/matplotlib \
+    && chown app:app /app/logs /data \
+    && chmod -R 1777 /cache
 
 # Runs write to /app/logs (LOG_DIR), data is read from /data (DATA_DIR): mount both.
 # With bind mounts, run as your own user (docker run --user "$(id -u):$(id -g)") so the files stay yours.

@@ -1,39 +1,47 @@
-# make train / make test set everything up on a fresh machine: a .venv with the project and its dev extras.
+# make train / make test set everything up on a fresh machine: a .venv with the project (make train: the core
+# dependencies alone, no GPU libraries beyond torch's own; make test/lint: the dev extras on top).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+CORE := $(VENV)/.installed-core
+DEV := $(VENV)/.installed
 
-.PHONY: install train test test-fast lint format clean
+.PHONY: install install-dev train test test-fast lint format clean
 
-$(STAMP): pyproject.toml
+$(CORE): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e .
+	touch $(CORE)
+
+$(DEV): $(CORE)
 	$(BIN)/python -m pip install -e ".[dev]"
-	touch $(STAMP)
+	touch $(DEV)
 
-install: $(STAMP)
+install: $(CORE)
 
-train: $(STAMP)
+install-dev: $(DEV)
+
+train: $(CORE)
 	$(BIN)/python train.py $(ARGS)
 
 # One pytest worker per core (pytest-xdist); idle workers take queued tests from busy ones.
 PARALLEL := -n auto --dist worksteal
 
 # The whole suite (what CI runs).
-test: $(STAMP)
+test: $(DEV)
 	$(BIN)/python -m pytest $(PARALLEL) $(PYTEST_ARGS)
 
 # The edit-test loop: everything but the tests marked slow (subprocesses: kill -9, SIGTERM, DDP, launchers,
 # the benchmark; and the long end-to-end runs: resuming, the study sweep, the smp peer, MLflow).
-test-fast: $(STAMP)
+test-fast: $(DEV)
 	$(BIN)/python -m pytest $(PARALLEL) -m "not slow" $(PYTEST_ARGS)
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-format: $(STAMP)
+format: $(DEV)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 

@@ -10,7 +10,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LOGS="$(mktemp -d)"
 trap 'rm -rf "$LOGS"' EXIT
 TINY=(model.depth=2 model.base_channels=4 data.crop_size=48 data.batch_size=4
-      data.splits.train=8 data.splits.val=4 data.splits.test=4 data.splits.size=48)
+      data.source.train=8 data.source.val=4 data.source.test=4 data.source.size=48)
 
 if [[ "${BUILD:-1}" != 0 ]]; then
     docker build -t "$IMAGE" "$ROOT"

@@ -9,10 +9,12 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from unet_upsampling.builders import build_task
+from unet_upsampling.checks import check_config
 from unet_upsampling.data import SegmentationDataModule
+from unet_upsampling.errors import ConfigError
 from unet_upsampling.task import SegmentationTask
 
-from conftest import CONFIGS, UPSAMPLE_MODES, compose_config
+from conftest import CONFIGS, TINY, UPSAMPLE_MODES, compose_config, run_app
 
 
 def options(group: str) -> list[str]:
@@ -83,3 +85,50 @@ def test_the_study_takes_its_budget_from_the_chosen_dataset(data):
     )
     # the budgets differ, so the lookup is by dataset, not one value for all
     assert len({(b.steps, b.validations) for b in cfg.study_budget.values()}) > 1
+
+
+def test_help_lists_only_the_groups_a_user_picks_from(tmp_path, monkeypatch, capsys):
+    assert run_app("train.py", "--help", cwd=tmp_path, monkeypatch=monkeypatch) == 0
+    groups = capsys.readouterr().out.split("== Configuration groups ==")[1].split("== Config ==")[0]
+    listed = {line.split(":")[0] for line in groups.splitlines() if ": " in line}
+    assert {"data", "model", "upsample", "trainer"} <= listed
+    assert not {name for name in listed if "/" in name}, groups  # data/base and data/transforms were listed
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("trainer.max_steps=0", "trainer.max_steps=0 trains nothing: give a positive number"),
+        ("trainer.max_epochs=0", "trainer.max_epochs=0 trains nothing: give a positive number"),
+    ],
+)
+def test_a_run_that_would_train_nothing_is_refused(override, message, tmp_path, monkeypatch, capsys):
+    with pytest.raises(ConfigError, match=message):
+        check_config(compose_config("train", [override]))
+    code = run_app("train.py", *TINY, override, f"hydra.run.dir={tmp_path}", cwd=tmp_path, monkeypatch=monkeypatch)
+    err = capsys.readouterr().err
+    assert code == 1 and message in err and "Traceback" not in err and not (tmp_path / "metrics.json").exists()
+
+
+DDP_TARGET = "{_target_:lightning.pytorch.strategies.DDPStrategy"
+
+
+@pytest.mark.parametrize(
+    "strategy, method",
+    [
+        ("ddp_spawn", "spawn"),
+        ("ddp_fork", "fork"),
+        ("ddp_notebook", "fork"),
+        ("ddp_spawn_find_unused_parameters_true", "spawn"),
+        (DDP_TARGET + ",start_method:forkserver}", "forkserver"),
+    ],
+)
+def test_strategies_of_lightning_s_multiprocessing_launcher_are_refused_by_start_method(strategy, method):
+    """Refused for what they are (processes that never report back to train.py), whatever their name."""
+    with pytest.raises(ConfigError, match=rf"trainer\.strategy=.* starts its processes with {method}: such processes"):
+        check_config(compose_config("train", [f"trainer.strategy={strategy}"]))
+
+
+@pytest.mark.parametrize("strategy", ["auto", "ddp", "ddp_find_unused_parameters_true", DDP_TARGET + "}", "fsdp"])
+def test_strategies_that_start_train_py_again_pass(strategy):
+    check_config(compose_config("train", [f"trainer.strategy={strategy}"]))

@@ -8,10 +8,14 @@ import torch
 from hydra.utils import instantiate
 from PIL import Image
 
+from unet_upsampling.builders import build_task
+from unet_upsampling.checks import check_run
+from unet_upsampling.data.folder import image_files
 from unet_upsampling.data.synthetic import render, synthetic_splits
 from unet_upsampling.data.torchvision_sets import oxford_pet_splits, voc_splits
+from unet_upsampling.errors import ConfigError, DataError
 
-from conftest import compose_config, write_pair
+from conftest import TINY, compose_config, run_app, write_pair
 
 
 def test_synthetic_is_deterministic_and_has_thin_structures():
@@ -126,6 +130,77 @@ def test_folder_unpaired_files_are_named(folder_binary_255):
     (folder_binary_255 / "masks" / "img_2.png").unlink()
     with pytest.raises(ValueError, match=r"(?s)images/img_2.png: no mask .*data.source.on_bad_sample=skip"):
         folder_datamodule(folder_binary_255, "data.source.mask_values={0:0,255:1}").setup()
+
+
+def test_mask_values_naming_a_class_beyond_num_classes_are_refused_naming_the_key(folder_binary_255):
+    with pytest.raises(
+        ConfigError,
+        match=r"data\.source\.mask_values maps \{255: 2\} to classes that do not exist: with data\.num_classes=2 "
+        r"the classes are 0\.\.1 \(and data\.ignore_index=-100",
+    ):
+        folder_datamodule(folder_binary_255, "data.source.mask_values={0:0,255:2}").setup()
+    folder_datamodule(folder_binary_255, "data.source.mask_values={0:0,255:-100}").setup()  # the ignore index is fine
+
+
+def test_images_with_values_beyond_8_bits_are_refused_naming_the_file(folder_binary_255):
+    """16-bit values would be clipped at 255 by the 8-bit read; 16-bit files holding 0..255 lose nothing."""
+    images = folder_binary_255 / "images"
+    for name, top in (("img_0.png", 4000), ("img_1.png", 255)):
+        grey = np.asarray(Image.open(images / name), np.float64)
+        Image.fromarray((grey / grey.max() * top).astype(np.uint16)).save(images / name)
+        assert Image.open(images / name).mode == "I;16"
+    with pytest.raises(
+        DataError,
+        match=r"(?s)1 bad sample\(s\) in .*img_0\.png: a I;16 image with values \d+\.\.4000; .*save it as 8-bit",
+    ):
+        folder_datamodule(folder_binary_255, "data.source.mask_values={0:0,255:1}").setup()
+
+
+def test_two_images_of_one_name_are_refused_naming_both_files(folder_binary_255):
+    images = folder_binary_255 / "images"
+    Image.open(images / "img_3.png").save(images / "img_3.tif")
+    with pytest.raises(DataError, match=r"1 file name\(s\) in .*images differ only in their extension") as error:
+        folder_datamodule(folder_binary_255, "data.source.mask_values={0:0,255:1}").setup()
+    assert f"{images / 'img_3.png'} and {images / 'img_3.tif'}" in str(error.value)
+    with pytest.raises(DataError, match=r"differ only in their extension.*img_3\.png and .*img_3\.tif"):
+        image_files(images, key="input")  # predict.py's inputs: one prediction would overwrite the other
+
+
+SMALL_NET = ["model.depth=2", "model.base_channels=4"]
+
+
+def check(*overrides):
+    cfg = compose_config("train", list(overrides))
+    check_run(instantiate(cfg.data), build_task(cfg).net)
+
+
+def test_synthetic_images_too_small_for_the_network_are_refused_before_training():
+    with pytest.raises(
+        DataError,
+        match=r"8 validation/test image\(s\) are smaller than 128 px on a side, .*val: synthetic image 0 \(64x64\), "
+        r".*Lower model\.depth, or use larger images .*raise data\.source\.size",
+    ):
+        check(*TINY, "model.depth=7", "data.crop_size=128", "data.source.size=64")
+
+
+def test_images_scaled_below_the_network_s_smallest_input_are_refused_naming_the_scale():
+    with pytest.raises(
+        DataError, match=r"smaller than 4 px on a side after data\.scale=0\.05, .*\(2x2\).*raise data\.scale"
+    ):
+        check(*TINY, "data.scale=0.05")
+    check(*TINY, "data.scale=0.5")  # 24 px images: a depth-2 network takes them
+
+
+def test_eval_batches_of_images_of_different_sizes_are_refused(folder_binary_255, tmp_path, monkeypatch, capsys):
+    folder = [f"data.source.root={folder_binary_255}", "data.source.mask_values={0:0,255:1}", "data.crop_size=32"]
+    check(*SMALL_NET, "data=folder", *folder, "data.batch_size=2", "data.eval_batch_size=1")
+    overrides = [*SMALL_NET, "data=folder", *folder, "data.batch_size=2", "data.eval_batch_size=2"]
+    overrides.append("data.source.val_fraction=0.5")
+    with pytest.raises(ConfigError, match=r"data\.eval_batch_size=2 but the val images have 3 different sizes"):
+        check(*overrides)
+    code = run_app("train.py", *overrides, f"hydra.run.dir={tmp_path}", cwd=tmp_path, monkeypatch=monkeypatch)
+    err = capsys.readouterr().err
+    assert code == 1 and "set data.eval_batch_size=1" in err and "Traceback" not in err
 
 
 def fake_pet_tree(root, n=2):

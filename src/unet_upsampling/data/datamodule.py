@@ -106,7 +106,7 @@ class SegmentationDataModule(L.LightningDataModule):
                 f"per class, or data.class_names=null"
             )
         self.class_names = [str(n) for n in class_names] if class_names else [f"class_{i}" for i in range(num_classes)]
-        self.crop_size, self.seed = crop_size, seed
+        self.crop_size, self.seed, self.scale = crop_size, seed, scale
         self.normalize = dict(normalize or {"mean": 0.5, "std": 0.25})
         self.source = source
         self.train_transform = pipeline(train_transform, self.normalize, scale)
@@ -129,6 +129,16 @@ class SegmentationDataModule(L.LightningDataModule):
                     f"the train split has {len(self.splits['train'])} images, fewer than "
                     f"data.batch_size={self.batch_size}: lower data.batch_size or add images"
                 )
+
+    def eval_sizes(self) -> dict[str, dict[str, tuple[int, int]]]:
+        """Per val/test split, each image's (height, width) as the network sees it, resized by ``scale`` as
+        albumentations' RandomScale does (``int(side * scale)``); sources that do not know their sizes give none."""
+        self.setup()
+        return {
+            name: {str(key): (int(h * self.scale), int(w * self.scale)) for key, (h, w) in dataset.sizes.items()}
+            for name, dataset in self.raw.items()
+            if name != "train" and hasattr(dataset, "sizes")
+        }
 
     @property
     def has_test(self) -> bool:

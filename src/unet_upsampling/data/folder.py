@@ -10,10 +10,12 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
-from unet_upsampling.errors import DataError
+from unet_upsampling.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp"}
+# Pillow modes that hold values beyond 0..255 (16- and 32-bit integers, 32-bit floats).
+WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 
 def read_image(path: Path, channels: int) -> np.ndarray:
@@ -42,6 +44,13 @@ class MaskMapping:
     def __init__(self, num_classes: int, values: Mapping[int, int] | None = None, ignore_index: int = -100):
         self.num_classes, self.ignore_index = num_classes, ignore_index
         self.values = {int(k): int(v) for k, v in values.items()} if values else None
+        wrong = {k: v for k, v in (self.values or {}).items() if not (0 <= v < num_classes or v == ignore_index)}
+        if wrong:
+            raise ConfigError(
+                f"data.source.mask_values maps {wrong} to classes that do not exist: with data.num_classes="
+                f"{num_classes} the classes are 0..{num_classes - 1} (and data.ignore_index={ignore_index} for "
+                f"pixels left out); map those values to one of them, or raise data.num_classes"
+            )
 
     def __call__(self, mask: np.ndarray, source: object = "mask") -> np.ndarray:
         if self.values is None:
@@ -67,10 +76,23 @@ class MaskMapping:
 
 
 def image_files(folder: Path, key: str = "data.source.root") -> dict[str, Path]:
-    """Image files in ``folder`` by stem; a missing folder is a DataError naming ``key``."""
+    """Image files in ``folder`` by stem; a missing folder, or two files of one stem (``a.png`` and ``a.tif``,
+    of which one would be dropped), is a DataError naming ``key`` or the files."""
     if not folder.is_dir():
         raise DataError(f"{key}: {folder} is not a directory")
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    by_stem: dict[str, list[Path]] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            by_stem.setdefault(path.stem, []).append(path)
+    clashes = [" and ".join(str(p) for p in paths) for paths in by_stem.values() if len(paths) > 1]
+    if clashes:
+        raise DataError(
+            f"{len(clashes)} file name(s) in {folder} differ only in their extension, and files are known by their "
+            f"name without it (a mask pairs with its image, a prediction is named after its input), so one of each "
+            f"would be dropped: {'; '.join(clashes[:10])}{' ...' if len(clashes) > 10 else ''}. Rename or remove "
+            f"one file of each."
+        )
+    return {stem: paths[0] for stem, paths in by_stem.items()}
 
 
 def stored_channels(image: Image.Image) -> int:
@@ -79,12 +101,31 @@ def stored_channels(image: Image.Image) -> int:
     return 3 if len(bands) >= 3 or image.mode == "P" else 1
 
 
+def wide_values(image: Image.Image, path: Path) -> str | None:
+    """A problem line for an image whose values do not fit 0..255 (16-bit, 32-bit, float), else None.
+
+    Images are read as 8 bits (``read_image``): Pillow's conversion would clip every value above 255
+    to 255. Such files are refused rather than rescaled, because no one factor is right for all of
+    them (a 12-bit camera stores 0..4095 in 16 bits); the user chooses the scaling once, on disk.
+    """
+    if image.mode not in WIDE_MODES:
+        return None
+    values = np.asarray(image)
+    if image.mode != "F" and values.min() >= 0 and values.max() <= 255:
+        return None
+    return (
+        f"{path}: a {image.mode} image with values {values.min():g}..{values.max():g}; images are read as 8 bits "
+        f"(0..255) and larger values would be clipped to 255: save it as 8-bit, scaled as it should be seen (e.g. "
+        f"with numpy, (a - a.min()) * 255.0 / (a.max() - a.min()) as uint8)"
+    )
+
+
 def inspect_image(path: Path) -> tuple[str | None, tuple[int, int], int]:
     """(problem or None, (height, width), stored channels) of one image file, decoding it whole."""
     try:
         with Image.open(path) as image:
             image.load()
-            return None, image.size[::-1], stored_channels(image)
+            return wide_values(image, path), image.size[::-1], stored_channels(image)
     except (OSError, SyntaxError, ValueError) as error:
         return f"{path}: unreadable or truncated image ({error})", (0, 0), 0
 

@@ -59,12 +59,13 @@ def render(seed: int, index: int, size: int, num_classes: int) -> tuple[np.ndarr
 
 
 class SyntheticSegmentation(Dataset):
-    """``length`` rendered samples, computed once and kept in memory."""
+    """``length`` rendered samples, computed once and kept in memory; ``sizes`` as FolderSegmentation's."""
 
     def __init__(self, length: int, size: int, num_classes: int = 2, seed: int = 0):
         if num_classes < 2:
             raise ConfigError(f"data.num_classes={num_classes}: synthetic data needs at least 2 classes")
         self.samples = [render(seed, i, size, num_classes) for i in range(length)]
+        self.sizes = {f"synthetic image {i}": (size, size) for i in range(length)}
 
     def __len__(self) -> int:
         return len(self.samples)
