@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from unet_upsampling.builders import rebuild_datamodule
-from unet_upsampling.checkpoint import CONFIG_KEY, read_checkpoint
+from unet_upsampling.checkpoint import CONFIG_KEY, load_checkpoint, read_checkpoint
 from unet_upsampling.errors import CheckpointError
 
 from conftest import read_metrics, run_app, write_pair
@@ -143,3 +143,12 @@ def test_a_stored_download_is_turned_off_and_the_training_pipeline_is_not_rebuil
     }
     datamodule = rebuild_datamodule(data, "stored.ckpt")
     assert datamodule.source.keywords["download"] is False and not marker.exists()
+
+
+@pytest.mark.parametrize("step", ["12", -1, True, None])
+def test_a_checkpoint_without_a_step_count_is_refused(step, folder_run, tmp_path):
+    contents = torch.load(read_metrics(folder_run)["best_checkpoint"], weights_only=True)
+    contents["global_step"] = step
+    torch.save(contents, tmp_path / "odd.ckpt")
+    with pytest.raises(CheckpointError, match=re.escape(f"odd.ckpt: its global_step={step!r} is not a step count")):
+        load_checkpoint(tmp_path / "odd.ckpt")
