@@ -95,7 +95,7 @@ def test_the_stored_root_follows_data_dir_and_a_missing_one_is_named_with_the_fi
     err = capsys.readouterr().err
     assert f"was trained on data.source.root={folder_run.parent / 'machine_a' / 'binary'}" in err
     assert f"{tmp_path / 'nowhere' / 'binary'} does not exist" in err and "+data.source.root=DIR" in err
-    assert "DATA_DIR" in err and "Traceback" not in err
+    assert f"set DATA_DIR (now {tmp_path / 'nowhere'})" in err and "Traceback" not in err
 
     (tmp_path / "eval" / "metrics.json").unlink()
     code = run_eval(folder_run, tmp_path, monkeypatch, tmp_path / "nowhere", f"+data.source.root={moved / 'binary'}")

@@ -50,16 +50,19 @@ def rerooted(root: str, stored_data_dir: Any, data_dir: str) -> str:
 def stored_data(cfg: DictConfig, config: Mapping[str, Any]) -> tuple[L.LightningDataModule, str]:
     """The checkpoint's data config with the command line's ``+data.*`` written over it, and where its data lies."""
     source = str(cfg.ckpt_path)
-    data = config.get("data") if isinstance(config.get("data"), Mapping) else {}
+    data = config["data"] if isinstance(config.get("data"), Mapping) else {}
     changes = OmegaConf.to_container(cfg.data, resolve=True) if cfg.get("data") is not None else {}
-    stored_root = (data.get("source") or {}).get("root") if isinstance(data.get("source"), Mapping) else None
-    if isinstance(stored_root, str) and "root" not in changes.get("source", {}):
+    stored_root = data["source"].get("root") if isinstance(data.get("source"), Mapping) else None
+    if isinstance(stored_root, str) and "root" not in (changes.get("source") or {}):
         root = rerooted(stored_root, (config.get("paths") or {}).get("data_dir"), cfg.paths.data_dir)
         if not Path(root).expanduser().exists():
+            moved = (
+                f"set DATA_DIR (now {cfg.paths.data_dir}) to the folder that holds it, " if root != stored_root else ""
+            )
             raise DataError(
                 f"{source} was trained on data.source.root={stored_root}, and {root} does not exist on this "
-                f"machine: pass +data.source.root=DIR (the folder of that data here), set DATA_DIR to the folder "
-                f"that holds it, or score on other data with data=<option>"
+                f"machine: pass +data.source.root=DIR (the folder of that data here), {moved}or score on other "
+                f"data with data=<option>"
             )
         changes = merged(changes, {"source": {"root": root}})
     datamodule = rebuild_datamodule(merged(data, changes), source)
