@@ -1,4 +1,4 @@
-"""Evaluate a checkpoint: python eval.py ckpt_path=... [data=...]"""
+"""Evaluate a checkpoint on the data it was trained on: python eval.py ckpt_path=... [+data.KEY=VALUE | data=OPTION]"""
 
 from unet_upsampling.evaluate import main
 

@@ -227,7 +227,6 @@ def test_eval_without_a_progress_bar_and_on_mismatched_channels(tmp_path, monkey
         run_app(
             "eval.py",
             last,
-            *TINY[4:],
             "~callbacks.progress_bar",
             f"hydra.run.dir={tmp_path / 'e1'}",
             cwd=tmp_path,
@@ -340,7 +339,6 @@ def predict(checkpoint, tmp_path, monkeypatch, *args) -> int:
         "predict.py",
         f"ckpt_path={checkpoint}",
         *args,
-        f"hydra.run.dir={tmp_path / 'run'}",
         cwd=tmp_path,
         monkeypatch=monkeypatch,
     )
@@ -356,7 +354,7 @@ def test_predict_refuses_to_write_over_its_input(checkpoint, tmp_path, monkeypat
     grey_images(tmp_path / "in", {"a": (40, 40)})
     before = (tmp_path / "in" / "a.png").read_bytes()
     code = predict(checkpoint, tmp_path, monkeypatch, f"input={tmp_path / 'in'}", f"output={tmp_path / 'in' / '.'}")
-    assert code == 1 and "is the input folder: the masks would overwrite the images" in capsys.readouterr().err
+    assert code == 1 and "is the input folder" in capsys.readouterr().err
     assert (tmp_path / "in" / "a.png").read_bytes() == before and len(list((tmp_path / "in").iterdir())) == 1
 
 
@@ -368,7 +366,7 @@ def test_predict_names_every_bad_input_and_writes_nothing(checkpoint, tmp_path, 
     err = capsys.readouterr().err
     assert code == 1 and "2 of 4 input image(s) cannot be predicted, nothing was written" in err
     assert "b.png: unreadable or truncated image" in err and "c.png is 3x40, smaller than 4 px" in err
-    assert not (tmp_path / "out").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["in", "run"]
+    assert not (tmp_path / "out").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["in"]
     assert (
         predict(
             checkpoint,

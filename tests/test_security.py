@@ -63,7 +63,7 @@ def test_a_pickled_payload_is_refused_before_it_runs(entry, checkpoint, tmp_path
     evil = tmp_path / "evil.ckpt"
     torch.save(contents, evil)
     (tmp_path / "in").mkdir()
-    args = {"eval.py": [*TINY[4:]], "predict.py": [f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}"]}[entry]
+    args = {"eval.py": [], "predict.py": [f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}"]}[entry]
     code = run_app(
         entry, f"ckpt_path={evil}", *args, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, monkeypatch=monkeypatch
     )

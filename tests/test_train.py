@@ -127,7 +127,6 @@ def test_eval_writes_metrics_of_the_checkpoint(trained_run, tmp_path, monkeypatc
         run_app(
             "eval.py",
             f"ckpt_path={trained['best_checkpoint']}",
-            *TINY[4:],
             f"hydra.run.dir={tmp_path}",
             cwd=tmp_path,
             monkeypatch=monkeypatch,
@@ -152,7 +151,6 @@ def predict_random_images(checkpoint, sizes: dict, tmp_path, monkeypatch) -> dic
             f"ckpt_path={checkpoint}",
             f"input={inputs}",
             f"output={tmp_path / 'out'}",
-            f"hydra.run.dir={tmp_path / 'run'}",
             cwd=tmp_path,
             monkeypatch=monkeypatch,
         )
@@ -166,7 +164,7 @@ def test_predict_writes_one_mask_per_image_any_size(trained_run, tmp_path, monke
     masks = predict_random_images(trained_run / "checkpoints" / "last.ckpt", sizes, tmp_path, monkeypatch)
     for name, size in sizes.items():
         assert masks[name].shape == size and set(np.unique(masks[name])) <= {0, 1}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out", "run"]  # no staging folder left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out"]  # no staging folder, no log folder left
 
 
 def test_a_model_trained_at_half_size_predicts_at_half_size_and_writes_masks_of_the_inputs_size(

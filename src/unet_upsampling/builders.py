@@ -3,7 +3,8 @@
 A run's own config (composed by Hydra from files and the command line) is instantiated as it is.
 A stored config (inside a checkpoint) is data from a file that may come from anyone: it may name
 only this project's classes for the network and task, and albumentations transforms for the
-evaluation pipeline; anything else is refused before any import or call.
+evaluation pipeline (for eval.py also the project's DataModule and split factories); anything else
+is refused before any import or call.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from unet_upsampling.data.datamodule import pipeline
+from unet_upsampling.data.datamodule import SegmentationDataModule, pipeline
 from unet_upsampling.errors import CheckpointError, UserError
 from unet_upsampling.task import SegmentationTask
 
@@ -129,3 +130,35 @@ def rebuild_eval_transform(config: Mapping[str, Any], source: str) -> Callable:
     if not isinstance(scale, int | float):
         raise CheckpointError(f"{source}: its data.scale={scale!r} is not a number")
     return pipeline(instantiate(OmegaConf.create(data["eval_transform"])), normalize, scale)
+
+
+def _is_data_source(obj: object) -> bool:
+    """The project's split factories, the only callables a stored ``data.source`` may name."""
+    from unet_upsampling.data.folder import folder_splits
+    from unet_upsampling.data.synthetic import synthetic_splits
+    from unet_upsampling.data.torchvision_sets import oxford_pet_splits, voc_splits
+
+    return any(obj is source for source in (synthetic_splits, folder_splits, oxford_pet_splits, voc_splits))
+
+
+def rebuild_datamodule(data: Mapping[str, Any], source: str) -> SegmentationDataModule:
+    """The DataModule a stored ``data`` config describes, for evaluation (eval.py).
+
+    Admitted: the project's DataModule, its split factories (synthetic, folders, torchvision sets) and
+    albumentations transforms for the evaluation pipeline. The training pipeline is not rebuilt
+    (evaluation draws no training batch), and a stored ``download`` is turned off: nothing read from a
+    checkpoint makes the project reach the network.
+    """
+    if not isinstance(data, Mapping) or not isinstance(data.get("source"), Mapping) or "_target_" not in data:
+        raise CheckpointError(f"{source}: its config has no data entry with a _target_ and a source")
+    rest = {k: v for k, v in data.items() if k not in ("source", "train_transform", "eval_transform")}
+    eval_transform = data.get("eval_transform", [])
+    if not isinstance(eval_transform, list):
+        raise CheckpointError(f"{source}: its data.eval_transform is not a list")
+    check_stored(rest, "data", source, (PROJECT,), lambda obj: obj is SegmentationDataModule)
+    check_stored(data["source"], "data.source", source, (f"{PROJECT}data.",), _is_data_source)
+    check_stored(eval_transform, "data.eval_transform", source, ("albumentations.",), _is_albumentations_transform)
+    splits = {**data["source"], **({"download": False} if "download" in data["source"] else {})}
+    config = {**rest, "source": splits, "train_transform": [], "eval_transform": eval_transform}
+    with user_errors_unwrapped():
+        return instantiate(OmegaConf.create(config))

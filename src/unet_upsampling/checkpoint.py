@@ -61,7 +61,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def load_checkpoint(path: str | Path) -> tuple[L.LightningModule, dict[str, Any]]:
-    """The trained task (in eval mode, on CPU, without optimiser) and the config of the run that wrote ``path``."""
+    """The trained task (in eval mode, on CPU, without optimiser, ``checkpoint_step`` set) and the config of the run
+    that wrote ``path``."""
     checkpoint = read_checkpoint(path)
     config = checkpoint[CONFIG_KEY]
     task = rebuild_task(config, source=str(path))
@@ -69,4 +70,8 @@ def load_checkpoint(path: str | Path) -> tuple[L.LightningModule, dict[str, Any]
         task.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:
         raise CheckpointError(f"{path}: its weights do not fit the network its config describes ({error})") from None
+    step = checkpoint.get("global_step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise CheckpointError(f"{path}: its global_step={step!r} is not a step count; use one written by train.py")
+    task.checkpoint_step = step
     return task.eval(), config

@@ -1,13 +1,16 @@
 """``python predict.py ckpt_path=... input=DIR output=DIR``: one mask PNG per input image, any size.
 
-Every input is checked before anything is written; the masks are written to a temporary folder
-beside ``output`` and moved in at the end, so a failure leaves neither partial masks nor an empty
-``output``. An ``output`` that is ``input`` is refused: the masks would replace the images.
+Every input is checked before anything is written; the masks (and the probability maps and
+overlays when asked for) are written to a temporary folder beside ``output`` and moved in at the
+end, so a failure leaves neither partial masks nor an empty ``output``. An ``output`` that is
+``input`` or inside it is refused: the masks would replace the images, or be taken for images by
+the next run.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -16,14 +19,16 @@ import hydra
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib import colormaps
 from omegaconf import DictConfig
 from PIL import Image
 from rich.progress import track
+from torch import nn
 
 from unet_upsampling.builders import rebuild_eval_transform
 from unet_upsampling.checkpoint import load_checkpoint
-from unet_upsampling.data.folder import IMAGE_SUFFIXES, image_files, inspect_image, listed, read_image
-from unet_upsampling.errors import ConfigError, DataError
+from unet_upsampling.data.folder import IMAGE_SUFFIXES, inspect_image, listed, read_image
+from unet_upsampling.errors import ConfigError, DataError, OutputError
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +42,46 @@ def stored_values(mask_values: dict | None, num_classes: int) -> np.ndarray:
     return lut
 
 
+def check_output(source: Path, output: Path) -> None:
+    """Refuses, before any work, an ``output`` that is ``input`` or inside it, a file, or in a place that cannot
+    hold a folder."""
+    if output.resolve() == source.resolve() or source.resolve() in output.resolve().parents:
+        raise ConfigError(
+            f"output={output} is the input folder {source} or inside it: the masks would overwrite the images or be "
+            f"read as images by the next run; choose an output=DIR outside the input folder"
+        )
+    if output.exists() and not output.is_dir():
+        raise OutputError(f"output={output} is a file, not a folder: choose output=DIR, a folder (new or existing)")
+    existing = next(p for p in (output.absolute(), *output.absolute().parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        problem = "is a file" if not existing.is_dir() else "is not writable"
+        raise OutputError(
+            f"output={output} cannot be created: {existing} {problem}; choose output=DIR in a folder you can write to"
+        )
+
+
+def input_images(folder: Path) -> dict[str, Path]:
+    """The image files of ``folder`` by stem, the name of their masks; two files with one stem are refused, named."""
+    if not folder.is_dir():
+        raise DataError(f"input: {folder} is not a directory")
+    by_stem: dict[str, list[Path]] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            by_stem.setdefault(path.stem, []).append(path)
+    shared = [" and ".join(p.name for p in paths) for paths in by_stem.values() if len(paths) > 1]
+    if shared:
+        raise DataError(
+            f"input={folder}: images with the same name but another suffix would get the same mask <name>.png, "
+            f"nothing was written:\n{listed(shared, len(shared))}\nRename or move one of each."
+        )
+    return {stem: paths[0] for stem, paths in by_stem.items()}
+
+
 def checked_inputs(folder: Path, min_size: int, on_bad_input: str) -> dict[str, Path]:
     """The images of ``folder`` that can be predicted; bad ones stop with a list of all of them, or are skipped."""
     if on_bad_input not in ("error", "skip"):
         raise ConfigError(f"on_bad_input={on_bad_input!r}: choose error or skip")
-    files = image_files(folder, key="input")
+    files = input_images(folder)
     if not files:
         raise DataError(f"input={folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     problems = {}
@@ -61,14 +101,68 @@ def checked_inputs(folder: Path, min_size: int, on_bad_input: str) -> dict[str, 
     return {stem: path for stem, path in files.items() if stem not in problems}
 
 
+def check_tiling(tile_size: int | None, overlap: float, min_size: int) -> None:
+    if tile_size is not None and (not isinstance(tile_size, int) or tile_size < min_size):
+        raise ConfigError(
+            f"tile_size={tile_size!r}: give a side in pixels of at least {min_size} (2**model.depth), e.g. "
+            f"tile_size=1024, or tile_size=null for whole images"
+        )
+    if not 0 <= overlap < 1:
+        raise ConfigError(
+            f"tile_overlap={overlap!r}: give the overlap as a fraction of the tile, 0 <= x < 1, e.g. 0.25"
+        )
+
+
+def gaussian_window(height: int, width: int) -> torch.Tensor:
+    """A tile's blending weights: a Gaussian of sigma = side / 8 about its centre (as nnU-Net and MONAI blend), so
+    pixels near a tile's edge, which see less context, count little where another tile covers them."""
+    axes = [torch.exp(-0.5 * ((torch.arange(n) - (n - 1) / 2) / (n / 8)) ** 2) for n in (height, width)]
+    return axes[0][:, None] * axes[1][None]
+
+
+def tile_starts(size: int, tile: int, overlap: float) -> list[int]:
+    """Tile origins along one side: every tile * (1 - overlap) pixels, the last tile flush with the end."""
+    stride = max(1, int(tile * (1 - overlap)))
+    return sorted({*range(0, size - tile, stride), size - tile})
+
+
+def sliding_window(net: nn.Module, image: torch.Tensor, tile: int | None, overlap: float) -> torch.Tensor:
+    """Logits (1, K, H, W) of ``image`` (1, C, H, W): whole, or from ``tile`` x ``tile`` tiles that overlap by
+    ``overlap`` of their side, each weighted by ``gaussian_window`` and the sum divided by the summed weights."""
+    height, width = image.shape[-2:]
+    if tile is None or (height <= tile and width <= tile):
+        return net(image)
+    th, tw = min(tile, height), min(tile, width)
+    window = gaussian_window(th, tw).to(image.device)
+    total = weight = None
+    for y in tile_starts(height, th, overlap):
+        for x in tile_starts(width, tw, overlap):
+            logits = net(image[..., y : y + th, x : x + tw])
+            if total is None:
+                total = logits.new_zeros((*logits.shape[:2], height, width))
+                weight = logits.new_zeros((height, width))
+            total[..., y : y + th, x : x + tw] += logits * window
+            weight[y : y + th, x : x + tw] += window
+    return total / weight
+
+
+def overlay(pixels: np.ndarray, classes: np.ndarray, num_classes: int, alpha: float = 0.5) -> np.ndarray:
+    """The image (H, W, 1 or 3) in RGB with each pixel of class k > 0 blended with colour k of tab10 (tab20 beyond
+    10 classes) at ``alpha``; class 0 (the background) shows the image."""
+    rgb = np.repeat(pixels, 3, axis=-1) if pixels.shape[-1] == 1 else pixels
+    cmap = colormaps["tab10" if num_classes <= 10 else "tab20"]
+    colours = np.asarray(cmap(np.arange(num_classes) % cmap.N))[:, :3] * 255
+    blended = rgb * (1 - alpha) + colours[classes] * alpha
+    return np.where(classes[..., None] > 0, blended.round(), rgb).astype(np.uint8)
+
+
 @torch.no_grad()
 def predict(cfg: DictConfig) -> list[Path]:
     source, output = Path(cfg.input).expanduser(), Path(cfg.output).expanduser()
-    if source.resolve() == output.resolve():
-        raise ConfigError(
-            f"output={cfg.output} is the input folder: the masks would overwrite the images; choose another output=DIR"
-        )
+    check_output(source, output)
     task, config = load_checkpoint(cfg.ckpt_path)
+    tile, overlap = cfg.get("tile_size"), cfg.get("tile_overlap", 0.25)
+    check_tiling(tile, overlap, task.net.min_size)
     files = checked_inputs(source, task.net.min_size, cfg.get("on_bad_input", "error"))
     device = torch.device(
         "cuda" if cfg.device == "auto" and torch.cuda.is_available() else "cpu" if cfg.device == "auto" else cfg.device
@@ -77,24 +171,39 @@ def predict(cfg: DictConfig) -> list[Path]:
     transform = rebuild_eval_transform(config, source=str(cfg.ckpt_path))
     data = config["data"]
     lut = stored_values((data.get("source") or {}).get("mask_values"), task.num_classes)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    except OSError as error:
+        raise OutputError(f"output={output}: cannot write in {output.parent} ({error.strerror or error})") from None
     try:
         for stem, path in track(files.items(), description="predicting"):
             pixels = read_image(path, data["in_channels"])
             image = transform(image=pixels)["image"].float()
-            logits = task(image[None].to(device))
+            logits = sliding_window(task, image[None].to(device), tile, overlap)
             if logits.shape[-2:] != pixels.shape[:2]:  # a model trained at data.scale != 1: back to the image's size
                 logits = F.interpolate(logits, size=pixels.shape[:2], mode="bilinear", align_corners=False)
             classes = logits.argmax(1)[0].cpu().numpy()
             Image.fromarray(lut[classes].astype(np.uint8 if lut.max() < 256 else np.uint16)).save(
                 staging / f"{stem}.png"
             )
+            if cfg.get("save_probabilities"):
+                (staging / "probabilities").mkdir(exist_ok=True)
+                for k, p in enumerate(logits.softmax(1)[0].cpu().numpy()):
+                    Image.fromarray((p * 65535).round().astype(np.uint16)).save(
+                        staging / "probabilities" / f"{stem}_c{k}.png"
+                    )
+            if cfg.get("save_overlay"):
+                (staging / "overlays").mkdir(exist_ok=True)
+                Image.fromarray(overlay(pixels, classes, task.num_classes)).save(staging / "overlays" / f"{stem}.png")
         output.mkdir(exist_ok=True)
-        written = [Path(shutil.move(staging / f"{stem}.png", output / f"{stem}.png")) for stem in files]
+        written = []
+        for path in sorted(p for p in staging.rglob("*") if p.is_file()):
+            (output / path.relative_to(staging)).parent.mkdir(exist_ok=True)
+            written.append(Path(shutil.move(path, output / path.relative_to(staging))))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    print(f"wrote {len(written)} masks to {output}")
+    print(f"wrote {len(files)} masks to {output}" + ("" if len(written) == len(files) else f" ({len(written)} files)"))
     return written
 
 

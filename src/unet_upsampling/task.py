@@ -71,6 +71,7 @@ class SegmentationTask(L.LightningModule):
         self.net, self.num_classes, self.loss_fn, self.ignore_index = net, num_classes, LOSSES[loss], ignore_index
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.periods = periods(net.depth)
+        self.checkpoint_step: int | None = None  # set by load_checkpoint: the step its weights were saved at
         self.metrics = nn.ModuleDict(
             {
                 split: nn.ModuleDict(
@@ -83,6 +84,11 @@ class SegmentationTask(L.LightningModule):
                 for split in ("val", "test")
             }
         )
+
+    def steps_trained(self) -> int:
+        """Optimiser steps behind the weights being evaluated: the checkpoint's when loaded from one (eval.py),
+        else the trainer's (0 at the validation before training)."""
+        return self.trainer.global_step if self.checkpoint_step is None else self.checkpoint_step
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

@@ -78,7 +78,7 @@ class ArtifactProbe(L.Callback):
             pl_module.log("val/kernel_imbalance", imbalance)
         if not trainer.is_global_zero:
             return
-        stage = "final" if "init_flat" in self.arrays or trainer.global_step > 0 else "init"
+        stage = "final" if "init_flat" in self.arrays or pl_module.steps_trained() > 0 else "init"
         self.arrays[f"{stage}_flat"] = flat.numpy()
         if self.spectra:
             self.arrays[f"{stage}_spectrum"] = torch.stack(self.spectra).mean(0).numpy()

@@ -28,11 +28,12 @@ class PredictionFigure(L.Callback):
         self.preds: list[torch.Tensor] = []
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Active at a ``trainer.validate`` after training steps: not at initialisation, nor while fitting."""
+        """Active at a ``trainer.validate`` of trained weights (train.py's best checkpoint, eval.py): not at
+        initialisation, nor while fitting."""
         self.images, self.masks, self.preds = [], [], []
         self.active = (
             trainer.state.fn == "validate"
-            and trainer.global_step > 0
+            and pl_module.steps_trained() > 0
             and trainer.is_global_zero
             and not trainer.fast_dev_run
         )

@@ -88,8 +88,8 @@ class PlainProgress(ProgressBar):
         if trainer.state.fn == "fit":
             stage = "validation"
         else:
-            stage = "validation before training" if trainer.global_step == 0 else "validation of the checkpoint"
-        self.print(f"{stage} at step {trainer.global_step}: " + ", ".join(shown))
+            stage = "validation before training" if pl_module.steps_trained() == 0 else "validation of the checkpoint"
+        self.print(f"{stage} at step {pl_module.steps_trained()}: " + ", ".join(shown))
 
     def on_train_end(self, trainer, pl_module) -> None:
         self._line(trainer, time.perf_counter())

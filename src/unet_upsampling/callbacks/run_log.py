@@ -29,8 +29,8 @@ class RunLog(L.Callback):
         if trainer.state.fn == "fit":
             stage = "validation"
         else:
-            stage = "validation before training" if trainer.global_step == 0 else "validation of the checkpoint"
-        log.info("%s at step %d (epoch %d): %s", stage, trainer.global_step, trainer.current_epoch, shown)
+            stage = "validation before training" if pl_module.steps_trained() == 0 else "validation of the checkpoint"
+        log.info("%s at step %d: %s", stage, pl_module.steps_trained(), shown)
 
     def _checkpoints(self, trainer) -> None:
         for callback in trainer.checkpoint_callbacks:

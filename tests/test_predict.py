@@ -1,0 +1,168 @@
+"""predict.py: its outputs (masks, probabilities, overlays), tiled inference, and the outputs it refuses."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from unet_upsampling.errors import ConfigError
+from unet_upsampling.models.unet import UNet
+from unet_upsampling.models.upsample import NearestConv
+from unet_upsampling.predict import check_tiling, overlay, sliding_window, tile_starts
+
+from conftest import TINY, run_app
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("trained")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        code = run_app(
+            "train.py",
+            *TINY,
+            "trainer.max_epochs=1",
+            "test=false",
+            f"hydra.run.dir={run_dir}",
+            cwd=run_dir,
+            monkeypatch=monkeypatch,
+        )
+    assert code == 0
+    return run_dir / "checkpoints" / "last.ckpt"
+
+
+def predict(checkpoint: Path, tmp_path: Path, monkeypatch, *args: str) -> int:
+    return run_app("predict.py", f"ckpt_path={checkpoint}", *args, cwd=tmp_path, monkeypatch=monkeypatch)
+
+
+def grey(folder: Path, name: str, size: tuple[int, int], seed: int = 0) -> np.ndarray:
+    folder.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 255, size, np.uint8)
+    Image.fromarray(pixels).save(folder / name)
+    return pixels
+
+
+def test_predict_writes_probabilities_and_overlays_beside_the_masks(checkpoint, tmp_path, monkeypatch):
+    pixels = grey(tmp_path / "in", "a.png", (45, 67))
+    code = predict(
+        checkpoint,
+        tmp_path,
+        monkeypatch,
+        f"input={tmp_path / 'in'}",
+        f"output={tmp_path / 'out'}",
+        "save_probabilities=true",
+        "save_overlay=true",
+    )
+    assert code == 0
+    out = tmp_path / "out"
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.png")) == [
+        "a.png",
+        "overlays/a.png",
+        "probabilities/a_c0.png",
+        "probabilities/a_c1.png",
+    ]
+    mask = np.asarray(Image.open(out / "a.png"))
+    probabilities = np.stack([np.asarray(Image.open(out / "probabilities" / f"a_c{k}.png")) for k in (0, 1)])
+    assert probabilities.dtype == np.uint16 and probabilities.shape == (2, 45, 67)
+    assert np.abs(probabilities.astype(int).sum(0) - 65535).max() <= 1  # p * 65535, rounded, per class
+    assert np.array_equal(probabilities.argmax(0), mask)
+    shown = np.asarray(Image.open(out / "overlays" / "a.png"))
+    assert shown.shape == (45, 67, 3)
+    assert np.array_equal(shown[mask == 0], np.repeat(pixels[mask == 0][:, None], 3, axis=1))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out"]  # no log folder
+
+
+def test_the_overlay_blends_each_class_but_the_background_in_its_own_colour():
+    pixels = np.full((2, 3, 1), 100, np.uint8)
+    classes = np.array([[0, 1, 2], [2, 1, 0]])
+    shown = overlay(pixels, classes, num_classes=3).astype(int)
+    assert (shown[classes == 0] == 100).all()
+    one, two = shown[0, 1], shown[0, 2]
+    assert np.array_equal(shown[1, 1], one) and np.array_equal(shown[1, 0], two) and not np.array_equal(one, two)
+    assert (np.abs(one - 100) > 10).any() and (np.abs(two - 100) > 10).any()
+
+
+def test_tiles_start_every_stride_and_the_last_is_flush_with_the_end():
+    assert tile_starts(100, 32, 0.25) == [0, 24, 48, 68]
+    assert tile_starts(32, 32, 0.25) == [0]
+    assert tile_starts(70, 32, 0.0) == [0, 32, 38]
+
+
+@pytest.mark.parametrize("overlap", [0.0, 0.25, 0.5])
+def test_tiling_a_pointwise_network_gives_the_whole_image_result(overlap):
+    """A 1x1 convolution sees no context: the blend of its tiles must be its output on the whole image."""
+    net = nn.Conv2d(3, 4, 1)
+    image = torch.randn(1, 3, 70, 95)
+    with torch.no_grad():
+        assert torch.allclose(sliding_window(net, image, 32, overlap), net(image), atol=1e-5)
+
+
+def test_tiled_unet_prediction_agrees_with_the_whole_image_prediction():
+    """Tiles of a UNet (a 96x80 image in 40 px tiles) lose context only near their edges, which the Gaussian
+    blend weighs little: the classes agree on more than 99 % of the pixels."""
+    torch.manual_seed(0)
+    net = UNet(functools.partial(NearestConv), in_channels=1, num_classes=3, depth=2, base_channels=4).eval()
+    image = torch.randn(1, 1, 96, 80)
+    with torch.no_grad():
+        whole, tiled = net(image), sliding_window(net, image, 40, 0.25)
+    assert tiled.shape == whole.shape
+    assert (tiled.argmax(1) == whole.argmax(1)).float().mean() > 0.99
+    assert (tiled.softmax(1) - whole.softmax(1)).abs().max() < 0.01
+
+
+def test_predict_in_tiles_writes_what_the_whole_image_gives(checkpoint, tmp_path, monkeypatch):
+    grey(tmp_path / "in", "big.png", (100, 90))
+    for name, tiles in (("whole", []), ("tiled", ["tile_size=40"])):
+        args = [f"input={tmp_path / 'in'}", f"output={tmp_path / name}", "save_probabilities=true", *tiles]
+        assert predict(checkpoint, tmp_path, monkeypatch, *args) == 0
+    masks = [np.asarray(Image.open(tmp_path / name / "big.png")) for name in ("whole", "tiled")]
+    assert masks[1].shape == (100, 90) and (masks[0] == masks[1]).mean() > 0.99
+    p = [np.asarray(Image.open(tmp_path / n / "probabilities" / "big_c1.png")) / 65535 for n in ("whole", "tiled")]
+    assert np.abs(p[0] - p[1]).max() < 0.02
+
+
+@pytest.mark.parametrize("tile_size, overlap, key", [(2, 0.25, "tile_size=2"), (None, 1.0, "tile_overlap=1.0")])
+def test_bad_tiling_values_are_named(tile_size, overlap, key):
+    with pytest.raises(ConfigError, match=key):
+        check_tiling(tile_size, overlap, min_size=4)
+
+
+def test_predict_refuses_an_output_inside_its_input(checkpoint, tmp_path, monkeypatch, capsys):
+    grey(tmp_path / "in", "a.png", (40, 40))
+    code = predict(checkpoint, tmp_path, monkeypatch, f"input={tmp_path / 'in'}", f"output={tmp_path / 'in' / 'm'}")
+    err = capsys.readouterr().err
+    assert code == 1 and "is the input folder" in err and "or inside it" in err and "Traceback" not in err
+    assert [p.name for p in (tmp_path / "in").iterdir()] == ["a.png"]
+
+
+@pytest.mark.parametrize(
+    "output, message",
+    [
+        ("file.txt", "output={} is a file, not a folder"),
+        ("file.txt/masks", "output={} cannot be created: {} is a file"),
+    ],
+)
+def test_predict_refuses_an_output_that_is_or_lies_under_a_file(
+    output, message, checkpoint, tmp_path, monkeypatch, capsys
+):
+    grey(tmp_path / "in", "a.png", (40, 40))
+    (tmp_path / "file.txt").write_text("keep me")
+    code = predict(checkpoint, tmp_path, monkeypatch, f"input={tmp_path / 'in'}", f"output={tmp_path / output}")
+    err = capsys.readouterr().err
+    assert code == 1 and message.format(tmp_path / output, tmp_path / "file.txt") in err and "Traceback" not in err
+    assert (tmp_path / "file.txt").read_text() == "keep me"
+
+
+def test_predict_refuses_two_images_with_one_name_naming_both(checkpoint, tmp_path, monkeypatch, capsys):
+    grey(tmp_path / "in", "a.png", (40, 40))
+    grey(tmp_path / "in", "a.tif", (40, 40), seed=1)
+    grey(tmp_path / "in", "b.png", (40, 40))
+    code = predict(checkpoint, tmp_path, monkeypatch, f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}")
+    err = capsys.readouterr().err
+    assert code == 1 and "a.png and a.tif" in err and "same mask <name>.png, nothing was written" in err
+    assert not (tmp_path / "out").exists()
