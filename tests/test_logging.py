@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import re
 import subprocess
 import sys
 
@@ -35,7 +37,7 @@ def test_plain_progress_lines_when_stdout_is_not_a_terminal(tmp_path, monkeypatc
     assert " step 6/6 " in steps[-1] and "loss " in out
     validations = [line for line in out.splitlines() if line.startswith("validation at step")]
     assert len(validations) == 2 and all("dice " in line for line in validations)
-    assert "validation before training at step 0" in out and "validation of the checkpoint at step 6" in out
+    assert "validation before training at step 0" in out and "validation of the best checkpoint at step 6" in out
     assert "training done: step 6" in out
 
 
@@ -77,7 +79,7 @@ def test_train_log_tells_the_story_of_a_run(tmp_path, monkeypatch):
         first("validation at step 3"),
         first("checkpoint: "),
         first("validation at step 6"),
-        first("validation of the checkpoint at step 6"),
+        first("validation of the best checkpoint at step 6"),
         first("measure"),
         first("metrics: "),
     ]
@@ -181,3 +183,46 @@ def test_rgb_images_are_shown_in_colour(tmp_path, monkeypatch):
     figure = np.asarray(Image.open(tmp_path / "run" / "predictions.png").convert("RGB")).astype(int)
     panel = figure[:, : figure.shape[1] // 4]  # the image column
     assert (np.abs(panel[..., 0] - panel[..., 1]) > 30).mean() > 0.05
+
+
+def test_a_validation_line_shows_only_what_that_validation_measured(tmp_path, monkeypatch, capsys):
+    """The probe runs at the 2nd of 3 validations: the 3rd's lines must not repeat its flat_std. Every line gives
+    the step and the values csv/metrics.csv recorded for that validation (one convention: the optimiser steps
+    behind the weights measured, also for the best checkpoint's validation at the end)."""
+    assert (
+        run_app(
+            "train.py",
+            *TINY,
+            "trainer.max_steps=6",
+            "trainer.max_epochs=-1",
+            "validations=3",
+            "test=false",
+            "callbacks.artifact_probe.every_n_validations=2",
+            "callbacks.progress_bar.mode=plain",
+            f"hydra.run.dir={tmp_path}",
+            cwd=tmp_path,
+            monkeypatch=monkeypatch,
+        )
+        == 0
+    )
+    out = capsys.readouterr().out.splitlines()
+    printed = [line for line in out if line.startswith("validation")]
+    logged = [line.split("] - ", 1)[1] for line in (tmp_path / "train.log").read_text().splitlines() if "valid" in line]
+    logged = [re.sub(r" \(epoch \d+\)", "", line) for line in logged if " at step " in line]
+    with (tmp_path / "csv" / "metrics.csv").open() as file:
+        rows = [row for row in csv.DictReader(file) if row["val/dice"]]
+    best = int(read_metrics(tmp_path)["step"])
+    assert read_metrics(tmp_path)["best_checkpoint"].endswith(f"step_{best:06d}.ckpt")
+    for lines in (printed, logged):
+        stages = [line.split(":")[0] for line in lines]
+        assert stages == [
+            "validation before training at step 0",
+            *(f"validation at step {s}" for s in (2, 4, 6)),
+            f"validation of the best checkpoint at step {best}",
+        ]
+        probed = ["flat_std" in line for line in lines]
+        assert probed == [True, False, True, False, True], lines
+        for line, row in zip(lines, rows, strict=True):
+            assert line.split(":")[0].endswith(f" step {row['step']}")
+            for name, value in (item.rsplit(" ", 1) for item in line.split(": ", 1)[1].split(", ")):
+                assert float(value) == pytest.approx(float(row[f"val/{name}"]), rel=1e-3), (line, name)

@@ -31,9 +31,11 @@ class CSVLogger(LightningCSVLogger):
     """``<save_dir>/<name>/metrics.csv``, flushed at every logging call, that survives a resume.
 
     Lightning starts metrics.csv afresh in a non-empty directory. After ``resume_at(step)`` (train.py
-    calls it with the checkpoint's global step) the rows logged before that step are kept and the
-    later ones, logged by the stopped run after its checkpoint, are dropped: the resumed run logs
-    them again, so its file ends as the uninterrupted run's does.
+    calls it with the checkpoint's global step) the rows logged before the checkpoint are kept: those of
+    earlier steps and the validation of that step (a row is placed at the step of the weights it
+    measured, so the checkpoint written after that validation follows it). The later ones, logged by
+    the stopped run after its checkpoint, are dropped: the resumed run logs them again, so its file ends
+    as the uninterrupted run's does.
     """
 
     def __init__(self, *args, flush_logs_every_n_steps: int = 1, **kwargs):
@@ -56,9 +58,16 @@ class CSVLogger(LightningCSVLogger):
                 with path.open("w", newline="") as file:
                     out = csv.DictWriter(file, fieldnames=header)
                     out.writeheader()
-                    out.writerows(r for r in rows if r["step"] and int(r["step"]) < self._resume_step)
+                    out.writerows(r for r in rows if r["step"] and before_step(r, self._resume_step))
                 writer.metrics_keys = list(header)
         return self._experiment
+
+
+def before_step(row: Mapping[str, str], step: int) -> bool:
+    """Whether a metrics.csv row was logged before a checkpoint at ``step``: an earlier step, or its validation."""
+    return int(row["step"]) < step or (
+        int(row["step"]) == step and any(row.get(k) for k in row if k.startswith("val/"))
+    )
 
 
 def log_figure(loggers: Sequence[Logger], tag: str, figure: Figure, step: int) -> None:

@@ -11,6 +11,7 @@ import torch
 
 from unet_upsampling.figures import flat_field_figure, save
 from unet_upsampling.loggers import log_figure
+from unet_upsampling.measures import INITIAL, which_validation
 from unet_upsampling.metrics import (
     flat_field_response,
     kernel_imbalance,
@@ -78,7 +79,7 @@ class ArtifactProbe(L.Callback):
             pl_module.log("val/kernel_imbalance", imbalance)
         if not trainer.is_global_zero:
             return
-        stage = "final" if "init_flat" in self.arrays or trainer.global_step > 0 else "init"
+        stage = "init" if which_validation(trainer, pl_module).kind == INITIAL else "final"
         self.arrays[f"{stage}_flat"] = flat.numpy()
         if self.spectra:
             self.arrays[f"{stage}_spectrum"] = torch.stack(self.spectra).mean(0).numpy()
