@@ -274,3 +274,17 @@ def test_git_commit_is_none_outside_the_project_checkout(tmp_path, monkeypatch):
     assert loggers.git_commit() is None or len(loggers.git_commit().split("+")[0]) == 40
     monkeypatch.setenv("PATH", str(tmp_path))  # no git program
     assert loggers.git_commit() is None
+
+
+def test_a_resumed_csv_keeps_the_validation_of_the_checkpoint_step_and_drops_later_training_rows():
+    """last.ckpt at step 4 is written after the validation of step 4 and before the training row of step 4 (the
+    loss of the 5th batch): the resumed run logs that training row again, not the validation."""
+    from unet_upsampling.loggers import before_step
+
+    rows = [
+        {"step": "3", "train/loss": "0.9", "val/dice": ""},
+        {"step": "4", "train/loss": "", "val/dice": "0.5"},
+        {"step": "4", "train/loss": "0.8", "val/dice": ""},
+        {"step": "5", "train/loss": "0.7", "val/dice": ""},
+    ]
+    assert [before_step(row, 4) for row in rows] == [True, True, False, False]
