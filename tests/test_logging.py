@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import re
 import subprocess
 import sys
 
@@ -27,15 +29,18 @@ def test_plain_progress_lines_when_stdout_is_not_a_terminal(tmp_path, monkeypatc
         )
         == 0
     )
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "\x1b" not in out and "\r" not in out
+    # Lightning's advertisements and its second model summary are gone; the summary counts the network's FLOPs
+    assert "Tip:" not in out + err and "Skipping setting a default `ModelSummary`" not in out + err
+    assert "Total FLOPs: " in out and "Total FLOPs: 0 " not in out
     steps = [line for line in out.splitlines() if line.startswith("epoch ") and " step " in line]
     assert len(steps) >= 6  # a line per step at every_s=0, and one at the end
     assert all("images/s" in line and "left" in line for line in steps)
     assert " step 6/6 " in steps[-1] and "loss " in out
     validations = [line for line in out.splitlines() if line.startswith("validation at step")]
     assert len(validations) == 2 and all("dice " in line for line in validations)
-    assert "validation before training at step 0" in out and "validation of the checkpoint at step 6" in out
+    assert "validation before training at step 0" in out and "validation of the best checkpoint at step 6" in out
     assert "training done: step 6" in out
 
 
@@ -77,7 +82,7 @@ def test_train_log_tells_the_story_of_a_run(tmp_path, monkeypatch):
         first("validation at step 3"),
         first("checkpoint: "),
         first("validation at step 6"),
-        first("validation of the checkpoint at step 6"),
+        first("validation of the best checkpoint at step 6"),
         first("measure"),
         first("metrics: "),
     ]
@@ -108,13 +113,15 @@ def test_tensorboard_gets_figures_and_hparams(tmp_path, monkeypatch):
             *TINY,
             *STEPS,
             "logger=tensorboard",
+            "trainer.log_every_n_steps=2",
             f"hydra.run.dir={tmp_path}",
             cwd=tmp_path,
             monkeypatch=monkeypatch,
         )
         == 0
     )
-    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0})
+    assert len(list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))) == 1  # one event file per run
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
     events.Reload()
     assert {"artifacts/flat_field", "predictions"} <= set(events.Tags()["images"])
     assert len(events.Images("artifacts/flat_field")) >= 2  # before training and the best checkpoint's
@@ -122,7 +129,18 @@ def test_tensorboard_gets_figures_and_hparams(tmp_path, monkeypatch):
     assert "_hparams_/experiment" in plugins and "_hparams_/session_start_info" in plugins
     start = plugins["_hparams_/session_start_info"]
     assert b"upsample_name" in start and b"deconv" in start
-    assert b"val/dice" in plugins["_hparams_/experiment"] and b"val/flat_std" in plugins["_hparams_/experiment"]
+    assert (
+        b"hparams/val/dice" in plugins["_hparams_/experiment"]
+        and b"hparams/val/flat_std" in plugins["_hparams_/experiment"]
+    )
+    metrics = read_metrics(tmp_path)
+    (final,) = events.Scalars("hparams/val/dice")
+    assert final.value == pytest.approx(metrics["val/dice"]) and final.step == metrics["global_step"]
+    # one value per step on the curve: the best checkpoint's validation at the end adds its own step's value again
+    dice = events.Scalars("val/dice")
+    assert [e.step for e in dice] == [0, 3, 6, metrics["step"]]
+    assert dice[-1].value == pytest.approx(next(e.value for e in dice if e.step == metrics["step"]), abs=1e-6)
+    assert len(events.Scalars("lr-AdamW")) >= 1  # the learning-rate curve
 
 
 @pytest.mark.slow
@@ -146,10 +164,24 @@ def test_mlflow_local_store_holds_params_metrics_and_artifacts(tmp_path, monkeyp
     (run,) = client.search_runs([client.get_experiment_by_name("train").experiment_id])
     assert run.info.run_name == "deconv-seed0"
     assert run.data.params["upsample_name"] == "deconv" and run.data.params["model.depth"] == "2"
-    assert run.data.metrics["val_dice"] == pytest.approx(read_metrics(tmp_path / "run")["val/dice"])
+    assert run.data.params["data"] == "synthetic"  # the Hydra choice
+    metrics = read_metrics(tmp_path / "run")
+    assert not any("_" in k and k.replace("_", "/", 1) in run.data.metrics for k in run.data.metrics)  # once each
+    history = client.get_metric_history(run.info.run_id, "val/dice")
+    assert metrics["val/dice"] == pytest.approx(next(m.value for m in history if m.step == metrics["step"]))
+    assert run.data.metrics["init/dice"] == pytest.approx(metrics["init/dice"]) and "train_time_s" in run.data.metrics
     assert "train/loss" in run.data.metrics or "train/loss_epoch" in run.data.metrics
     files = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"metrics.json", "flat_field.png", "predictions.png"} <= files
+    assert {"metrics.json", "flat_field.png", "predictions.png", "train.log", ".hydra"} <= files
+    assert ".hydra/config.yaml" in {a.path for a in client.list_artifacts(run.info.run_id, ".hydra")}
+    tags = run.data.tags
+    assert (tags["dataset"], tags["mode"], tags["seed"]) == ("synthetic", "deconv", "0")
+    assert (
+        tags["git_commit"].split("+")[0]
+        == subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    )
 
 
 def test_rgb_images_are_shown_in_colour(tmp_path, monkeypatch):
@@ -181,3 +213,78 @@ def test_rgb_images_are_shown_in_colour(tmp_path, monkeypatch):
     figure = np.asarray(Image.open(tmp_path / "run" / "predictions.png").convert("RGB")).astype(int)
     panel = figure[:, : figure.shape[1] // 4]  # the image column
     assert (np.abs(panel[..., 0] - panel[..., 1]) > 30).mean() > 0.05
+
+
+def test_a_validation_line_shows_only_what_that_validation_measured(tmp_path, monkeypatch, capsys):
+    """The probe runs at the 2nd of 3 validations: the 3rd's lines must not repeat its flat_std. Every line gives
+    the step and the values csv/metrics.csv recorded for that validation (one convention: the optimiser steps
+    behind the weights measured, also for the best checkpoint's validation at the end)."""
+    assert (
+        run_app(
+            "train.py",
+            *TINY,
+            "trainer.max_steps=6",
+            "trainer.max_epochs=-1",
+            "validations=3",
+            "test=false",
+            "callbacks.artifact_probe.every_n_validations=2",
+            "callbacks.progress_bar.mode=plain",
+            f"hydra.run.dir={tmp_path}",
+            cwd=tmp_path,
+            monkeypatch=monkeypatch,
+        )
+        == 0
+    )
+    out = capsys.readouterr().out.splitlines()
+    printed = [line for line in out if line.startswith("validation")]
+    logged = [line.split("] - ", 1)[1] for line in (tmp_path / "train.log").read_text().splitlines() if "valid" in line]
+    logged = [re.sub(r" \(epoch \d+\)", "", line) for line in logged if " at step " in line]
+    with (tmp_path / "csv" / "metrics.csv").open() as file:
+        rows = [row for row in csv.DictReader(file) if row["val/dice"]]
+    best = int(read_metrics(tmp_path)["step"])
+    assert read_metrics(tmp_path)["best_checkpoint"].endswith(f"step_{best:06d}.ckpt")
+    for lines in (printed, logged):
+        stages = [line.split(":")[0] for line in lines]
+        assert stages == [
+            "validation before training at step 0",
+            *(f"validation at step {s}" for s in (2, 4, 6)),
+            f"validation of the best checkpoint at step {best}",
+        ]
+        probed = ["flat_std" in line for line in lines]
+        assert probed == [True, False, True, False, True], lines
+        for line, row in zip(lines, rows, strict=True):
+            assert line.split(":")[0].endswith(f" step {row['step']}")
+            for name, value in (item.rsplit(" ", 1) for item in line.split(": ", 1)[1].split(", ")):
+                assert float(value) == pytest.approx(float(row[f"val/{name}"]), rel=1e-3), (line, name)
+
+
+def test_a_misspelt_optimized_metric_is_an_error_listing_the_metrics():
+    from unet_upsampling.errors import ConfigError
+    from unet_upsampling.train import optimized
+
+    metrics = {"val/dice": 0.7, "test/dice": 0.6, "best_checkpoint": "x.ckpt"}
+    assert optimized(metrics, "val/dice") == 0.7 and optimized(metrics, None) is None
+    with pytest.raises(ConfigError, match=r"optimized_metric='val/dcie' .* one of: test/dice, val/dice$"):
+        optimized(metrics, "val/dcie")
+
+
+def test_git_commit_is_none_outside_the_project_checkout(tmp_path, monkeypatch):
+    from unet_upsampling import loggers
+
+    assert loggers.git_commit() is None or len(loggers.git_commit().split("+")[0]) == 40
+    monkeypatch.setenv("PATH", str(tmp_path))  # no git program
+    assert loggers.git_commit() is None
+
+
+def test_a_resumed_csv_keeps_the_validation_of_the_checkpoint_step_and_drops_later_training_rows():
+    """last.ckpt at step 4 is written after the validation of step 4 and before the training row of step 4 (the
+    loss of the 5th batch): the resumed run logs that training row again, not the validation."""
+    from unet_upsampling.loggers import before_step
+
+    rows = [
+        {"step": "3", "train/loss": "0.9", "val/dice": ""},
+        {"step": "4", "train/loss": "", "val/dice": "0.5"},
+        {"step": "4", "train/loss": "0.8", "val/dice": ""},
+        {"step": "5", "train/loss": "0.7", "val/dice": ""},
+    ]
+    assert [before_step(row, 4) for row in rows] == [True, True, False, False]

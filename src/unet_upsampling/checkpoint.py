@@ -33,7 +33,7 @@ class StoreConfig(L.Callback):
 
 def corrupt(path: Path, detail: str) -> CheckpointError:
     return CheckpointError(
-        f"{path} is corrupt or truncated ({detail}): use another checkpoint (last.ckpt or an epoch_*.ckpt of the "
+        f"{path} is corrupt or truncated ({detail}): use another checkpoint (last.ckpt or a step_*.ckpt of the "
         f"same run), or start the run again without ckpt_path"
     )
 

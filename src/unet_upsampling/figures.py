@@ -6,6 +6,7 @@ thread or process.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -13,30 +14,50 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
 
 
 def save(fig: Figure, path: Path, dpi: int = 100) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     fig.savefig(path, dpi=dpi)
     return path
 
 
-def show_flat_field(ax: Axes, logits: np.ndarray, title: str) -> None:
-    """Draws logits[-1] - mean with a symmetric scale; the title gives the deviation's range."""
+def show_flat_field(ax: Axes, logits: np.ndarray, title: str, limit: float | None = None) -> AxesImage:
+    """Draws logits[-1] - mean on the symmetric scale ±``limit`` (default: its own range); the title gives the
+    deviation's range."""
     centred = logits[-1] - logits[-1].mean()
     deviation = float(np.abs(centred).max())
-    limit = max(deviation, 1e-6)  # below float32 rounding of the logits the panel stays blank
-    ax.imshow(centred, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
-    ax.set_title(f"{title}\n" + (f"±{deviation:.2g}" if deviation > 1e-6 else "flat (<1e-6)"), fontsize=9)
+    limit = max(deviation if limit is None else limit, 1e-6)  # below float32 rounding of the logits: blank
+    image = ax.imshow(centred, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+    ax.set_title(f"{title}\n" + (f"±{deviation:.2g}" if deviation > 1e-6 else "flat (<1e-6)"), fontsize=8)
     ax.axis("off")
+    return image
 
 
-def flat_field_figure(maps: Mapping[str, np.ndarray]) -> Figure:
-    """One panel per entry: the last logit map minus its mean, on a symmetric colour scale."""
-    fig = Figure(figsize=(3.2 * len(maps), 3.4))
-    for ax, (title, logits) in zip(fig.subplots(1, len(maps), squeeze=False)[0], maps.items(), strict=True):
-        show_flat_field(ax, logits, title)
+def flat_field_figure(maps: Mapping[str, np.ndarray], class_names: Sequence[str] = (), value: float = 1.0) -> Figure:
+    """One row per entry of ``maps`` (title -> logits C x H x W), one column per class: each class's response to a
+    flat input minus its mean, on one symmetric colour scale shared by every panel, with its colour bar.
+
+    A shared scale keeps a nearly flat response (±2e-4 at initialisation) from looking like a strong one
+    (±0.16 after training); each panel's title gives its own range.
+    """
+    classes = next(iter(maps.values())).shape[0]
+    names = [*class_names, *(f"class {c}" for c in range(len(class_names), classes))][:classes]
+    limit = max(max(float(np.abs(m - m.mean(axis=(-2, -1), keepdims=True)).max()) for m in maps.values()), 1e-6)
+    fig = Figure(figsize=(2.2 * classes + 1.2, 2.3 * len(maps) + 0.9), layout="constrained")
+    axes = fig.subplots(len(maps), classes, squeeze=False)
+    for row, (title, logits) in zip(axes, maps.items(), strict=True):
+        for c, ax in enumerate(row):
+            image = show_flat_field(ax, logits[c : c + 1], f"{title}: {names[c]}", limit)
+    fig.colorbar(image, ax=axes, shrink=0.9, label="logit minus its mean")
+    what = (
+        f"Logits for a flat grey input (value {value:g}, normalised), each map minus its mean; one colour scale "
+        f"for all panels (±{limit:.2g}). A decoder without upsampling artifacts answers with a flat map."
+    )
+    fig.suptitle(textwrap.fill(what, width=int(13 * fig.get_figwidth())), fontsize=9)
     return fig
 
 

@@ -13,11 +13,10 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from unet_upsampling.measures import SUMMARY, Measure, shown_in
+
 log = logging.getLogger(__name__)
 SPLITS = ("init", "val", "test")
-# Quality, then what this project is about: the artifact measures (pef2 on the validation logits, the
-# flat-field deviation, the kernel imbalance of transposed convolutions).
-ROWS = ("dice", "iou", "boundary_f1", "pef2", "flat_std", "kernel_imbalance", "loss")
 
 
 def as_python(value: Any) -> Any:
@@ -36,15 +35,17 @@ def write_metrics(path: Path, metrics: Mapping[str, Any]) -> Path:
 
 
 def summary_rows(metrics: Mapping[str, Any], class_names: Sequence[str] = ()) -> tuple[list[str], list[list[str]]]:
-    """(header, rows): one row per measure (per-class Dice named by class) and one column per split present."""
+    """(header, rows): one row per measure of the catalogue shown in the summary (after Dice, its per-class values
+    named by class) and one column per split present."""
     splits = [s for s in SPLITS if f"{s}/dice" in metrics]
-    names = list(ROWS[:1]) + [f"dice {n}" for n in class_names] + list(ROWS[1:])
+    measures = [m for m in shown_in(SUMMARY) if m.per_split]
+    per_class = [Measure(f"dice_c{i}", f"dice {n}", frozenset()) for i, n in enumerate(class_names)]
     rows = []
-    for name in names:
-        key = f"dice_c{class_names.index(name[5:])}" if name.startswith("dice ") else name
-        values = [as_python(metrics.get(f"{s}/{key}")) for s in splits]
+    for measure in [*measures[:1], *per_class, *measures[1:]]:
+        values = [as_python(metrics.get(measure.key(s))) for s in splits]
         if any(v is not None for v in values):
-            rows.append([name, *("-" if v is None else f"{v:.4g}" for v in values)])
+            name = measure.label if measure in per_class else measure.name
+            rows.append([name, *("-" if v is None else measure.format(v) for v in values)])
     return ["measure", *splits], rows
 
 

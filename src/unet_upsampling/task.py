@@ -13,6 +13,7 @@ from torchmetrics.classification import MulticlassStatScores
 
 from unet_upsampling.errors import ConfigError
 from unet_upsampling.losses import LOSSES
+from unet_upsampling.measures import which_validation
 from unet_upsampling.metrics import BoundaryF1, periodic_energy_fraction, periods
 
 log = logging.getLogger(__name__)
@@ -85,11 +86,6 @@ class SegmentationTask(L.LightningModule):
             }
         )
 
-    def steps_trained(self) -> int:
-        """Optimiser steps behind the weights being evaluated: the checkpoint's when loaded from one (eval.py),
-        else the trainer's (0 at the validation before training)."""
-        return self.trainer.global_step if self.checkpoint_step is None else self.checkpoint_step
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
@@ -117,6 +113,9 @@ class SegmentationTask(L.LightningModule):
 
     def _log_metrics(self, split: str) -> None:
         metrics = self.metrics[split]
+        # The loggers (csv, TensorBoard, MLflow) place the values at the step of the weights evaluated, as train.log
+        # and the checkpoint names do (Lightning's default: the training batches logged so far, one less in fit).
+        self.log("step", float(which_validation(self.trainer, self).step))
         per_class = dict(zip(("dice", "iou"), dice_and_iou(metrics["stats"].compute()), strict=True))
         for name, values in per_class.items():
             self.log(f"{split}/{name}", values.nanmean(), prog_bar=name == "dice")
@@ -170,6 +169,11 @@ class SegmentationTask(L.LightningModule):
 
     def total_steps(self) -> int:
         return max(1, int(self.trainer.estimated_stepping_batches))
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Weights restored by Lightning (``ckpt_path=``) keep their step: a validation does not restore the
+        trainer's, and its lines name the step of the weights (``measures.which_validation``)."""
+        self.checkpoint_step = checkpoint["global_step"]
 
     def on_train_start(self) -> None:
         """A resumed run given more (or fewer) steps than its checkpoint's schedule follows the new total.

@@ -24,7 +24,7 @@ from unet_upsampling.callbacks import EvaluationTimer, RunRecord
 from unet_upsampling.checkpoint import StoreConfig, read_checkpoint
 from unet_upsampling.checks import check_config, check_run, check_writable
 from unet_upsampling.distributed import adopt_rank_zero_job, end_job, share_job
-from unet_upsampling.errors import UserError
+from unet_upsampling.errors import ConfigError, UserError
 from unet_upsampling.jobs import describe_run, job_context, resume_path
 from unet_upsampling.loggers import log_run, run_params
 from unet_upsampling.metrics import constant_in_constant_out
@@ -105,15 +105,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     }
     if trainer.is_global_zero:
         path = write_metrics(run_dir / "metrics.json", metrics)
-        log_run(
-            trainer.loggers, run_params(cfg), metrics, [path, run_dir / "flat_field.png", run_dir / "predictions.png"]
-        )
         print_summary(
             f"{cfg.experiment_name}: upsample={cfg.upsample_name}, seed={cfg.seed}",
             metrics,
             {"best checkpoint": best or "none (checkpointing off)", "metrics": path, "run directory": run_dir},
             datamodule.class_names,
         )
+        log_run(trainer.loggers, run_params(cfg), metrics, run_dir)  # after the summary, which train.log ends with
     end_job(launcher_env)
     return metrics
 
@@ -132,11 +130,24 @@ def stopped(cfg: DictConfig, run_dir: Path, trainer: L.Trainer) -> None:
     raise SystemExit(143)
 
 
+def optimized(metrics: dict[str, Any], name: str | None) -> float | None:
+    """The value of ``optimized_metric`` (None when unset); a ConfigError listing the metrics when it names none."""
+    if name is None:
+        return None
+    if name not in metrics:
+        numbers = sorted(k for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool))
+        raise ConfigError(
+            f"optimized_metric={name!r} is not a metric of this run (it finished; its metrics.json is written). "
+            f"Set optimized_metric to one of: {', '.join(numbers)}"
+        )
+    return metrics[name]
+
+
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def _main(cfg: DictConfig) -> float | None:
     """Returns ``cfg.optimized_metric`` for Hydra sweepers; a failure is logged to the run's train.log first."""
     try:
-        return train(cfg).get(cfg.get("optimized_metric"))
+        return optimized(train(cfg), cfg.get("optimized_metric"))
     except UserError as error:
         log.error("%s", error)
         raise

@@ -11,6 +11,7 @@ import torch
 
 from unet_upsampling.figures import flat_field_figure, save
 from unet_upsampling.loggers import log_figure
+from unet_upsampling.measures import INITIAL, which_validation
 from unet_upsampling.metrics import (
     flat_field_response,
     kernel_imbalance,
@@ -78,14 +79,16 @@ class ArtifactProbe(L.Callback):
             pl_module.log("val/kernel_imbalance", imbalance)
         if not trainer.is_global_zero:
             return
-        stage = "final" if "init_flat" in self.arrays or pl_module.steps_trained() > 0 else "init"
+        validation = which_validation(trainer, pl_module)
+        stage = "init" if validation.kind == INITIAL else "final"
         self.arrays[f"{stage}_flat"] = flat.numpy()
         if self.spectra:
             self.arrays[f"{stage}_spectrum"] = torch.stack(self.spectra).mean(0).numpy()
         self.dir.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(self.dir / "artifacts.npz", **self.arrays)
-        maps = {k.split("_")[0]: v for k, v in self.arrays.items() if k.endswith("_flat")}
-        figure = flat_field_figure(maps)
+        titles = {"init": "before training", "final": f"step {validation.step}"}
+        maps = {titles[k.split("_")[0]]: v for k, v in self.arrays.items() if k.endswith("_flat")}
+        figure = flat_field_figure(maps, getattr(trainer.datamodule, "class_names", ()), self.value)
         save(figure, self.dir / "flat_field.png")
         log_figure(trainer.loggers, "artifacts/flat_field", figure, trainer.global_step)
 

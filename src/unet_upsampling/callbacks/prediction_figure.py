@@ -10,6 +10,7 @@ import torch
 
 from unet_upsampling.figures import prediction_figure, save
 from unet_upsampling.loggers import log_figure
+from unet_upsampling.measures import END, EVAL, which_validation
 
 
 class PredictionFigure(L.Callback):
@@ -32,8 +33,7 @@ class PredictionFigure(L.Callback):
         initialisation, nor while fitting."""
         self.images, self.masks, self.preds = [], [], []
         self.active = (
-            trainer.state.fn == "validate"
-            and pl_module.steps_trained() > 0
+            which_validation(trainer, pl_module).kind in (END, EVAL)
             and trainer.is_global_zero
             and not trainer.fast_dev_run
         )

@@ -9,7 +9,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 
-SHOWN = ("val/dice", "val/boundary_f1", "val/pef2", "val/flat_std")
+from unet_upsampling.measures import PROGRESS, MeasuredValues, line, which_validation
 
 
 def progress_bar(mode: str = "auto", every_s: float = 30.0) -> ProgressBar:
@@ -31,7 +31,8 @@ def duration(seconds: float) -> str:
 
 class PlainProgress(ProgressBar):
     """One line every ``every_s`` seconds of training: epoch, step / total, loss, images/s, time left;
-    one line per validation with its main metrics. Plain text on stdout, no control characters.
+    one line per validation with the headline measures it measured (``measures.PROGRESS``). Plain text on
+    stdout, no control characters.
 
     The loss is the last value logged (every ``trainer.log_every_n_steps``), read only when a line is
     printed, so training makes no extra host sync.
@@ -42,6 +43,7 @@ class PlainProgress(ProgressBar):
         self.every_s, self.enabled = every_s, True
         self._start = self._last = 0.0
         self._images = self._images_at_last = self._first_step = 0
+        self._measured = MeasuredValues()
 
     def disable(self) -> None:
         self.enabled = False
@@ -52,10 +54,6 @@ class PlainProgress(ProgressBar):
     def print(self, *args: Any, **kwargs: Any) -> None:
         if self.enabled:
             print(*args, **kwargs, flush=True)
-
-    def _metric(self, trainer: L.Trainer, key: str) -> str | None:
-        value = trainer.callback_metrics.get(key)
-        return None if value is None else f"{float(value):.4g}"
 
     def on_train_start(self, trainer, pl_module) -> None:
         self._start = self._last = time.perf_counter()
@@ -73,23 +71,22 @@ class PlainProgress(ProgressBar):
         total, step = trainer.estimated_stepping_batches, trainer.global_step
         rate = (self._images - self._images_at_last) / max(now - self._last, 1e-9)
         left = (now - self._start) / max(step - self._first_step, 1) * (total - step)
-        loss = self._metric(trainer, "train/loss")
+        loss = trainer.callback_metrics.get("train/loss")
         self.print(
             f"epoch {trainer.current_epoch} step {step}/{total}"
-            + (f" loss {loss}" if loss else "")
+            + ("" if loss is None else f" loss {float(loss):.4g}")
             + f" {rate:.1f} images/s, {duration(now - self._start)} elapsed, about {duration(left)} left"
         )
         self._last, self._images_at_last = now, self._images
 
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._measured.start(trainer)
+
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking:
             return
-        shown = [f"{key.split('/')[1]} {value}" for key in SHOWN if (value := self._metric(trainer, key))]
-        if trainer.state.fn == "fit":
-            stage = "validation"
-        else:
-            stage = "validation before training" if pl_module.steps_trained() == 0 else "validation of the checkpoint"
-        self.print(f"{stage} at step {pl_module.steps_trained()}: " + ", ".join(shown))
+        validation = which_validation(trainer, pl_module)
+        self.print(f"{validation.label} at step {validation.step}: {line(PROGRESS, self._measured.measured(trainer))}")
 
     def on_train_end(self, trainer, pl_module) -> None:
         self._line(trainer, time.perf_counter())

@@ -7,12 +7,14 @@ import logging
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from unet_upsampling.measures import LOG, MeasuredValues, line, which_validation
+
 log = logging.getLogger(__name__)
-LOGGED = ("val/dice", "val/boundary_f1", "val/pef2", "val/flat_std", "val/loss")
 
 
 class RunLog(L.Callback):
-    """Logs each validation's main metrics and each checkpoint as it appears on disk.
+    """Logs each validation's headline measures (``measures.LOG``, those it measured) and each checkpoint as it
+    appears on disk.
 
     Lightning runs the checkpoint callbacks after all others, so a checkpoint written at a
     validation's end is logged at the next training batch (or when fitting ends).
@@ -20,17 +22,17 @@ class RunLog(L.Callback):
 
     def __init__(self) -> None:
         self.seen: dict[int, tuple] = {}
+        self._measured = MeasuredValues()
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._measured.start(trainer)
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking:
             return
-        values = {k: trainer.callback_metrics[k] for k in LOGGED if k in trainer.callback_metrics}
-        shown = ", ".join(f"{k.split('/')[1]} {float(v):.4g}" for k, v in values.items())
-        if trainer.state.fn == "fit":
-            stage = "validation"
-        else:
-            stage = "validation before training" if pl_module.steps_trained() == 0 else "validation of the checkpoint"
-        log.info("%s at step %d: %s", stage, pl_module.steps_trained(), shown)
+        validation = which_validation(trainer, pl_module)
+        shown = line(LOG, self._measured.measured(trainer))
+        log.info("%s at step %d: %s", validation.label, validation.step, shown)
 
     def _checkpoints(self, trainer) -> None:
         for callback in trainer.checkpoint_callbacks:

@@ -1,0 +1,124 @@
+"""The headline measures: one catalogue of their keys, labels, formats and where each is shown; which
+validation measured them, and what one validation measured.
+
+The progress lines, train.log, the console summary, the loggers' hparams and the report read the
+catalogue. A new measure is one line in ``MEASURES``. A leaf module: it imports nothing of the project
+(nor torch or Lightning; the trainer and module are read by their public attributes), so the report can
+read it without pulling in training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# Where a measure is shown.
+PROGRESS = "progress"  # the plain progress line of each validation
+LOG = "log"  # train.log's line of each validation
+SUMMARY = "summary"  # the table at the end of a run (console and train.log)
+HPARAMS = "hparams"  # the run's final metrics beside its settings (TensorBoard's HParams tab)
+REPORT = "report"  # the study report's tables
+SCREENS = frozenset({PROGRESS, LOG, SUMMARY, HPARAMS, REPORT})
+
+
+@dataclass(frozen=True)
+class Measure:
+    """``name`` is the key after the split (``val/<name>``, ``test/<name>``, ``init/<name>``), or the whole key
+    of a per-run number (``per_split=False``); ``fmt`` a format spec for ``format``."""
+
+    name: str
+    label: str
+    shown: frozenset[str]
+    fmt: str = ".4g"
+    per_split: bool = True
+
+    def key(self, split: str = "val") -> str:
+        return f"{split}/{self.name}" if self.per_split else self.name
+
+    def format(self, value: float) -> str:
+        return format(value, self.fmt)
+
+
+MEASURES: tuple[Measure, ...] = (
+    Measure("dice", "Dice", SCREENS),
+    Measure("iou", "IoU", frozenset({SUMMARY, HPARAMS, REPORT})),
+    Measure("boundary_f1", "boundary F1", SCREENS),
+    Measure("pef2", "logit PEF2", SCREENS),
+    Measure("flat_std", "flat-field std", SCREENS),
+    Measure("kernel_imbalance", "kernel imbalance", frozenset({SUMMARY, HPARAMS, REPORT})),
+    Measure("loss", "loss", frozenset({LOG, SUMMARY})),
+    Measure("params", "parameters", frozenset({REPORT}), fmt=",d", per_split=False),
+    Measure("train_time_s", "training time (s)", frozenset({HPARAMS, REPORT}), fmt=".0f", per_split=False),
+)
+
+
+def shown_in(where: str) -> tuple[Measure, ...]:
+    """The measures shown ``where`` (PROGRESS, LOG, ...), in catalogue order."""
+    return tuple(m for m in MEASURES if where in m.shown)
+
+
+def keys(where: str, splits: tuple[str, ...] = ("val",)) -> tuple[str, ...]:
+    """The metric keys shown ``where``: each per-split measure once per split, then the per-run ones."""
+    split_keys = [m.key(s) for s in splits for m in shown_in(where) if m.per_split]
+    return (*split_keys, *(m.key() for m in shown_in(where) if not m.per_split))
+
+
+def line(where: str, values: dict[str, float], split: str = "val") -> str:
+    """``name value, ...`` of the measures shown ``where`` that ``values`` holds (keys ``<split>/<name>``)."""
+    shown = [m for m in shown_in(where) if m.per_split and m.key(split) in values]
+    return ", ".join(f"{m.name} {m.format(values[m.key(split)])}" for m in shown)
+
+
+INITIAL = "initial"  # train.py's validation of the untrained network
+FIT = "fit"  # a validation while fitting
+END = "end"  # train.py's validation after fitting: the best checkpoint (the final weights without checkpoints)
+EVAL = "eval"  # eval.py's: weights read from a checkpoint file
+
+
+@dataclass(frozen=True)
+class Validation:
+    """``kind`` (INITIAL, FIT, END, EVAL), ``step``: the optimiser steps behind the weights validated, ``label``:
+    how a line names it."""
+
+    kind: str
+    step: int
+    label: str
+
+
+def which_validation(trainer: Any, module: Any) -> Validation:
+    """What the trainer is validating now.
+
+    While fitting, the trainer's weights at ``trainer.global_step``. A validation does not restore the
+    trainer's step: weights restored by Lightning (``ckpt_path=``) or read by ``load_checkpoint`` carry
+    theirs in the module's ``checkpoint_step``. After steps of this trainer it is train.py's validation at
+    the end; before any, an evaluation of a checkpoint (eval.py) or of the untrained network.
+    """
+    if trainer.state.fn == "fit":
+        return Validation(FIT, trainer.global_step, "validation")
+    step = getattr(module, "checkpoint_step", None)
+    if trainer.global_step > 0:
+        if trainer.ckpt_path and step is not None:
+            return Validation(END, step, "validation of the best checkpoint")
+        return Validation(END, trainer.global_step, "validation of the final weights")
+    if step is not None:
+        return Validation(EVAL, step, "evaluation of the checkpoint")
+    return Validation(INITIAL, 0, "validation before training")
+
+
+class MeasuredValues:
+    """The values one validation logged, by key.
+
+    ``trainer.callback_metrics`` keeps every key ever logged: after a validation without the artifact
+    probe it still holds the probe's last values. Lightning stores a new tensor there for each key a
+    validation logs, so the keys whose value changed identity since ``start`` (call it at
+    ``on_validation_start``) are the ones this validation measured.
+    """
+
+    def __init__(self) -> None:
+        self._before: dict = {}
+
+    def start(self, trainer: Any) -> None:
+        self._before = dict(trainer.callback_metrics)
+
+    def measured(self, trainer: Any) -> dict[str, float]:
+        return {k: float(v) for k, v in trainer.callback_metrics.items() if self._before.get(k) is not v}

@@ -1,0 +1,86 @@
+"""The catalogue of headline measures and the answer to "which validation is this"."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from unet_upsampling.measures import (
+    END,
+    EVAL,
+    FIT,
+    HPARAMS,
+    INITIAL,
+    LOG,
+    MEASURES,
+    PROGRESS,
+    SUMMARY,
+    MeasuredValues,
+    keys,
+    line,
+    which_validation,
+)
+from unet_upsampling.summary import summary_rows
+
+from conftest import ROOT
+
+
+def test_the_catalogue_is_a_leaf_the_report_can_import_without_training():
+    loaded = "sorted(m for m in sys.modules if m.startswith(('torch', 'lightning', 'unet_upsampling')))"
+    code = f"import sys, unet_upsampling.measures; print({loaded})"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PYTHONPATH": str(ROOT / "src")}
+    ).stdout
+    assert out.strip() == "['unet_upsampling', 'unet_upsampling.measures']"
+
+
+def test_every_screen_reads_the_catalogue():
+    """One entry decides where a measure is shown: progress line, train.log, summary rows and hparams."""
+    names = [m.name for m in MEASURES]
+    assert len(names) == len(set(names))
+    values = {"val/dice": 0.5, "val/flat_std": 0.012345, "val/loss": 0.9, "val/iou": 0.3}
+    assert line(PROGRESS, values) == "dice 0.5, flat_std 0.01235"  # loss and IoU are not on the progress line
+    assert line(LOG, values) == "dice 0.5, flat_std 0.01235, loss 0.9"
+    _, rows = summary_rows({**values, "test/dice": 0.6, "val/dice_c0": 0.4}, class_names=["cell"])
+    assert [row[0] for row in rows] == ["dice", "dice cell", "iou", "flat_std", "loss"]
+    assert keys(HPARAMS, ("val", "test"))[:2] == ("val/dice", "val/iou") and keys(HPARAMS)[-1] == "train_time_s"
+    assert all(not k.startswith("test/") for k in keys(SUMMARY))
+
+
+def trainer(fn: str, global_step: int = 0, ckpt_path: str | None = None) -> SimpleNamespace:
+    return SimpleNamespace(state=SimpleNamespace(fn=fn), global_step=global_step, ckpt_path=ckpt_path)
+
+
+@pytest.mark.parametrize(
+    "trainer_, checkpoint_step, expected",
+    [
+        (trainer("validate"), None, (INITIAL, 0, "validation before training")),
+        (trainer("fit", 30), None, (FIT, 30, "validation")),
+        (trainer("fit", 30), 20, (FIT, 30, "validation")),  # resumed from step 20, now at 30
+        (
+            trainer("validate", 90, "run/checkpoints/step_000060.ckpt"),
+            60,
+            (END, 60, "validation of the best checkpoint"),
+        ),
+        (trainer("test", 90, "run/checkpoints/step_000060.ckpt"), 60, (END, 60, "validation of the best checkpoint")),
+        (trainer("validate", 90), None, (END, 90, "validation of the final weights")),  # checkpointing off
+        (trainer("validate"), 60, (EVAL, 60, "evaluation of the checkpoint")),  # eval.py: load_checkpoint's weights
+    ],
+)
+def test_which_validation(trainer_, checkpoint_step, expected):
+    module = SimpleNamespace() if checkpoint_step is None else SimpleNamespace(checkpoint_step=checkpoint_step)
+    validation = which_validation(trainer_, module)
+    assert (validation.kind, validation.step, validation.label) == expected
+
+
+def test_measured_values_leave_out_keys_an_earlier_validation_logged():
+    metrics = {"val/dice": torch.tensor(0.5), "val/flat_std": torch.tensor(0.07)}
+    fake = SimpleNamespace(callback_metrics=metrics)
+    measured = MeasuredValues()
+    measured.start(fake)
+    metrics["val/dice"] = torch.tensor(0.5)  # logged again, same value: measured
+    assert measured.measured(fake) == {"val/dice": 0.5}
