@@ -263,9 +263,12 @@ def test_inside_admits_only_checkpoint_files_directly_in_the_directory(tmp_path)
     checkpoints = tmp_path / "run" / "checkpoints"
     (checkpoints / "dir.ckpt").mkdir(parents=True)
     (checkpoints / "link.ckpt").symlink_to(tmp_path)
+    (checkpoints / "epoch_001.ckpt").write_bytes(b"x")
+    (checkpoints / "notes.txt").write_bytes(b"x")
+    (tmp_path / "victim.ckpt").write_bytes(b"x")
     directories = (checkpoints.resolve(),)
     assert inside(f"{checkpoints}/epoch_001.ckpt", directories)
-    assert inside(f"{checkpoints}/../checkpoints/last.ckpt", directories)
+    assert inside(f"{checkpoints}/../checkpoints/epoch_001.ckpt", directories)
     for value in [
         f"{checkpoints}/../../victim",
         f"{checkpoints}/../../victim.ckpt",
@@ -273,6 +276,7 @@ def test_inside_admits_only_checkpoint_files_directly_in_the_directory(tmp_path)
         f"{checkpoints}/dir.ckpt",
         f"{checkpoints}/sub/x.ckpt",
         f"{checkpoints}/notes.txt",
+        f"{checkpoints}/missing.ckpt",
         "checkpoints/last.ckpt",  # relative: resolved against whatever the working directory is
         "ftp://127.0.0.1:9/x.ckpt",
         f"file://{checkpoints}/last.ckpt",
@@ -329,11 +333,31 @@ def test_a_run_directory_of_its_own_keeps_every_path(trained, checkpoint):
     assert repr(contents["callbacks"]) == before
 
 
-def test_a_url_anywhere_else_in_the_states_refuses_the_file(trained, checkpoint):
+URL = "s3://bucket/x"
+
+
+@pytest.mark.parametrize(
+    "where, place",
+    [
+        (
+            "loops['fit_loop']['state_dict']['source']",
+            lambda c: c["loops"]["fit_loop"]["state_dict"].update(source=URL),
+        ),
+        ("SegmentationDataModule['root']", lambda c: c.update(SegmentationDataModule={"root": URL})),
+        (
+            f"callbacks['RunRecord']['init_metrics'][{URL!r}] (a key)",
+            lambda c: c["callbacks"]["RunRecord"]["init_metrics"].update({URL: 1.0}),
+        ),
+    ],
+)
+def test_a_url_anywhere_else_in_the_file_refuses_it(where, place, trained, checkpoint):
     contents = torch.load(checkpoint, weights_only=True)
-    contents["loops"]["fit_loop"]["state_dict"]["source"] = "s3://bucket/x"
-    with pytest.raises(CheckpointError, match=r"x.ckpt: loops\['fit_loop'\]\['state_dict'\]\['source'\] holds 's3://"):
-        confine_states(contents, ((trained / "checkpoints").resolve(),), "x.ckpt")
+    contents[CONFIG_KEY]["logger"] = {"mlflow": {"tracking_uri": "http://mlflow:5000"}}  # the run's own config: data
+    directories = ((trained / "checkpoints").resolve(),)
+    assert confine_states(contents, directories, "x.ckpt") == []
+    place(contents)
+    with pytest.raises(CheckpointError, match=re.escape(f"x.ckpt: {where} holds {URL!r}, a URL")):
+        confine_states(contents, directories, "x.ckpt")
 
 
 def test_checkpoint_trust_removes_only_checkpoint_files_of_the_run(tmp_path):

@@ -91,14 +91,14 @@ TOP_K_KEYS = ("best_model_path", "kth_best_model_path", "best_k_models")
 
 
 def inside(value: object, directories: Sequence[Path], *, itself: bool = False) -> bool:
-    """Whether ``value`` names a local ``.ckpt`` file directly in one of ``directories`` (or, ``itself``, one of
-    them), after resolving ``..`` and symbolic links; never a URL, a relative path or a non-string."""
+    """Whether ``value`` names an existing local ``.ckpt`` file directly in one of ``directories`` (or, ``itself``,
+    one of them), after resolving ``..`` and symbolic links; never a URL, a relative path or a non-string."""
     if not isinstance(value, str) or any(mark in value for mark in PROTOCOL_MARKS) or not os.path.isabs(value):
         return False
     path = Path(value).resolve()
     if itself:
         return path in directories
-    return path.parent in directories and path.suffix == ".ckpt" and not path.is_dir()
+    return path.parent in directories and path.suffix == ".ckpt" and path.is_file()
 
 
 def confine_states(checkpoint: dict[str, Any], directories: Sequence[Path], source: str) -> list[str]:
@@ -107,7 +107,7 @@ def confine_states(checkpoint: dict[str, Any], directories: Sequence[Path], sour
 
     An unsafe path of the top-k record drops the whole record (best path and score, best-k dict, k-th path and
     value), which the callback then starts afresh; an unsafe ``last_model_path`` or ``dirpath`` goes alone.
-    Any other string with a protocol in the callback or loop states refuses the file: this project writes none.
+    A string with a protocol anywhere else in the file but its stored config refuses it: this project writes none.
     """
     dropped = []
     for name, state in (checkpoint.get("callbacks") or {}).items():
@@ -137,7 +137,7 @@ def confine_states(checkpoint: dict[str, Any], directories: Sequence[Path], sour
                 state.pop(key, None)
         for key in set(unsafe) & {"last_model_path", "dirpath"}:
             del state[key]
-    for where, value in _strings({"callbacks": checkpoint.get("callbacks"), "loops": checkpoint.get("loops")}):
+    for where, value in _strings({key: value for key, value in checkpoint.items() if key != CONFIG_KEY}):
         if any(mark in value for mark in PROTOCOL_MARKS):
             raise CheckpointError(
                 f"{source}: {where} holds {value!r}, a URL; this project writes none into its checkpoints. Refused: "
@@ -206,7 +206,7 @@ class CheckpointTrust(TorchCheckpointIO):
             os.close(directory)
 
     def remove_checkpoint(self, path) -> None:
-        if inside(str(path), self.directories) and Path(path).is_file():
+        if inside(str(path), self.directories):
             Path(path).unlink()
         else:
             log.warning("not removing %s: not a checkpoint file in %s", path, ", ".join(map(str, self.directories)))
