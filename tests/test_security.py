@@ -349,6 +349,7 @@ URL = "s3://bucket/x"
             lambda c: c["callbacks"]["RunRecord"]["init_metrics"].update({URL: 1.0}),
         ),
     ],
+    ids=["loop state", "datamodule state", "callback state key"],
 )
 def test_a_url_anywhere_else_in_the_file_refuses_it(where, place, trained, checkpoint):
     contents = torch.load(checkpoint, weights_only=True)
@@ -568,3 +569,39 @@ def test_resuming_from_a_checkpoint_whose_stored_config_names_a_foreign_class_is
         "model._target_='unet_upsampling.loggers.CSVLogger' is not one of the classes" in err and "Traceback" not in err
     )
     assert (run / "metrics.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("entry", ["eval.py", "predict.py"])
+@pytest.mark.parametrize(
+    "edit, refusal",
+    [
+        (
+            lambda config: config["model"].update(
+                _target_="unet_upsampling.loggers.CSVLogger", save_dir="ftp://127.0.0.1:9/"
+            ),
+            "model._target_='unet_upsampling.loggers.CSVLogger' is not one of the classes",
+        ),
+        (
+            lambda config: config["model"].update(
+                _target_="unet_upsampling.models.EncoderUNet", _args_=[None, "resnet18", 1, 2, True]
+            ),
+            "model._args_ is refused",
+        ),
+    ],
+    ids=["csv_logger", "positional_pretrained"],
+)
+def test_eval_and_predict_refuse_a_tampered_stored_config_and_reach_nothing(
+    entry, edit, refusal, other_filesystems, checkpoint, tmp_path, monkeypatch, capsys
+):
+    import torchvision
+
+    monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", lambda *a, **k: pytest.fail("downloaded"))
+    evil = tampered(checkpoint, tmp_path, edit)
+    (tmp_path / "in").mkdir()
+    args = {"eval.py": [*TINY[4:]], "predict.py": [f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}"]}[entry]
+    code = run_app(
+        entry, f"ckpt_path={evil}", *args, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, monkeypatch=monkeypatch
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and f"{evil}: {refusal}" in err and "Traceback" not in err
+    assert other_filesystems == [] and not (tmp_path / "out").exists()
