@@ -515,7 +515,11 @@ def test_a_resumed_checkpoint_removes_nothing_outside_its_run(place, via, traine
     run = moved_run(trained, tmp_path, edit)
     assert resume(run, monkeypatch) == 0
     assert (victim / "precious.txt").read_text() == "keep"
-    assert "last.ckpt: dropped ModelCheckpoint" in (run / "train.log").read_text()
+    log = (run / "train.log").read_text()
+    assert (
+        "last.ckpt: dropped ModelCheckpoint" in log
+        and f"checkpoint directory ({(run / 'checkpoints').resolve()})" in log
+    )
     trained_step = read_checkpoint(trained / "checkpoints" / "last.ckpt")["global_step"]
     assert read_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] > trained_step  # it trained on
 

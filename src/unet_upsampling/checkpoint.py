@@ -170,7 +170,7 @@ class CheckpointTrust(TorchCheckpointIO):
 
     def __init__(self, directories: Iterable[str | Path]):
         super().__init__()
-        self.directories = tuple(Path(d).resolve() for d in directories)
+        self.directories = tuple(dict.fromkeys(Path(d).resolve() for d in directories))  # once each, in order
 
     @classmethod
     def of(cls, callbacks: Iterable[L.Callback]) -> CheckpointTrust:
