@@ -187,6 +187,13 @@ def test_a_stored_class_that_is_no_network_block_or_task_is_refused(where, targe
     assert not built
 
 
+@pytest.mark.parametrize("target", [["builtins.open"], {"_target_": "builtins.open"}, 3])
+def test_a_stored_target_that_is_no_string_is_refused(target, checkpoint, tmp_path):
+    evil = tampered(checkpoint, tmp_path, lambda config: config["model"]["upsample"].update(_target_=target))
+    with pytest.raises(CheckpointError, match=rf"{evil}: model.upsample._target_=.* is not one of the classes"):
+        load_checkpoint(evil)
+
+
 def test_a_stored_target_is_refused_before_its_module_is_imported(checkpoint, tmp_path, monkeypatch):
     marker = tmp_path / "imported"
     (tmp_path / "planted.py").write_text(f"import pathlib\npathlib.Path({str(marker)!r}).touch()\nclass Net: pass\n")

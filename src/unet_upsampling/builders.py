@@ -134,7 +134,9 @@ def check_stored(node: Any, key: str, source: str, classes: Mapping[str, set[str
     """
     if isinstance(node, Mapping):
         target = node.get("_target_")
-        if target is not None and target not in classes.get(re.sub(r"\[\d+\]", "[]", key), ()):
+        if target is not None and (
+            not isinstance(target, str) or target not in classes.get(re.sub(r"\[\d+\]", "[]", key), ())
+        ):
             raise CheckpointError(
                 f"{source}: {key}._target_={target!r} is not one of the classes a checkpoint may rebuild "
                 f"(model: UNet or EncoderUNet; model.upsample: a block of unet_upsampling.models.upsample; task: "
