@@ -1,5 +1,5 @@
 # GPU training image: docker build -t unet-upsampling . (see docs/cluster.md, "Docker").
-# The base image brings CUDA, cuDNN, NCCL, torch and torchvision; pyproject.toml accepts torch 2.4 ... 2.14.1, so
+# The base image brings CUDA, cuDNN, NCCL, torch and torchvision; pyproject.toml accepts torch 2.6 ... 2.14.1, so
 # pip keeps them. Another base: docker build --build-arg BASE_IMAGE=pytorch/pytorch:<tag> .
 ARG BASE_IMAGE=pytorch/pytorch:2.9.1-cuda12.8-cudnn9-runtime
 FROM ${BASE_IMAGE}

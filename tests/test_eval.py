@@ -75,7 +75,7 @@ def test_eval_scores_the_checkpoints_own_data_and_writes_what_training_writes(
     log = (tmp_path / "eval" / "eval.log").read_text()
     out = capsys.readouterr().out
     assert (
-        f"validation of the checkpoint at step {step}" in log and f"validation of the checkpoint at step {step}" in out
+        f"evaluation of the checkpoint at step {step}" in log and f"evaluation of the checkpoint at step {step}" in out
     )
     assert "before training" not in log + out
     assert f"data: the checkpoint's ({folder_run.parent / 'machine_a' / 'binary'})" in out

@@ -2,6 +2,9 @@
 
 import os
 
+from unet_upsampling.versions import check_versions
+
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations must not call the network at import
+check_versions()
 
 __version__ = "0.1.0"

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from unet_upsampling.builders import build_callbacks, build_datamodule, build_loggers, build_task, build_trainer
 from unet_upsampling.callbacks import EvaluationTimer, RunRecord
-from unet_upsampling.checkpoint import StoreConfig, read_checkpoint
+from unet_upsampling.checkpoint import CheckpointTrust, StoreConfig, read_checkpoint
 from unet_upsampling.checks import check_config, check_run, check_writable
 from unet_upsampling.distributed import adopt_rank_zero_job, end_job, share_job
 from unet_upsampling.errors import ConfigError, UserError
@@ -73,7 +73,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     for logger in loggers:
         if resume_step is not None and hasattr(logger, "resume_at"):
             logger.resume_at(resume_step)
-    trainer = build_trainer(cfg, callbacks, loggers, **validation_schedule(cfg, datamodule))
+    trainer = build_trainer(  # the checkpoint trust boundary: checkpoint.py
+        cfg, callbacks, loggers, plugins=[CheckpointTrust.of(callbacks)], **validation_schedule(cfg, datamodule)
+    )
 
     if resume is None:  # the artifacts of the untrained network (Odena et al. 2016), as init/...
         initial = trainer.validate(task, datamodule=datamodule, verbose=False)[0]
