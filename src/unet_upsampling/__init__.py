@@ -5,3 +5,7 @@ import os
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations must not call the network at import
 
 __version__ = "0.1.0"
+
+from unet_upsampling.packing import register_resolvers  # after the environment above
+
+register_resolvers()  # before any config is composed: the sweep configs use ${unet.packed_jobs:N}
