@@ -227,7 +227,7 @@ def test_the_gpu_study_config_runs_on_a_cpu_on_a_tiny_pet_tree(tmp_path, monkeyp
 
 
 @pytest.mark.slow
-def test_cost_estimate_counts_every_mode_and_seed_and_scales_with_steps():
+def test_cost_estimate_counts_every_mode_and_seed_and_scales_with_steps(capsys):
     import runpy
 
     estimate = runpy.run_path(str(ROOT / "scripts" / "estimate_cost.py"))["main"]
@@ -238,3 +238,9 @@ def test_cost_estimate_counts_every_mode_and_seed_and_scales_with_steps():
     assert 0 < one["flop"] < twice["flop"] < 2 * one["flop"]  # training doubles, evaluation stays
     assert study["flop"] > 3 * len(UPSAMPLE_MODES) * one["flop"] * 0.5  # every mode, three seeds
     assert study["gpu_hours"] == pytest.approx(study["flop"] / 1e12 / 3600)
+    per_step = 50.0 / 8 / 1000  # the default measured sweep: 8 runs side by side, 1000 steps each, 50 s
+    assert one["gpu_seconds_per_run"] == {"deconv": pytest.approx(10 * per_step)}
+    gpu = estimate([*tiny, "experiment=upsample_study_gpu", "data=isbi2012", "--val-images", "3"])
+    assert set(gpu["gpu_seconds_per_run"]) == set(UPSAMPLE_MODES)  # 2000 steps each, 10 seeds
+    assert gpu["measured_gpu_hours"] == pytest.approx(len(UPSAMPLE_MODES) * 10 * 2000 * per_step / 3600)
+    assert "| h200_packed8_64px | 8 | 1000 | 50 | 6.2 | 6.2 | issue 25, H200, 2026-12-04" in capsys.readouterr().out

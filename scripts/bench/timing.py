@@ -233,5 +233,6 @@ class StepTimer(L.Callback):
             "sync_sites": dict(self.sync_sites),
             "startup_s": (self.first_batch - t0) if self.first_batch else None,
             "log_every_n_steps": trainer.log_every_n_steps,
+            "batch_size": getattr(trainer.datamodule, "batch_size", None),
         }
         self.path.write_text(json.dumps(record))
