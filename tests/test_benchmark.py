@@ -518,6 +518,16 @@ def test_study_throughput_runs_train_py_side_by_side(tmp_path, one_thread):
     assert row["images_per_s_together"] == pytest.approx(2 * 4 / (row["step_ms"] / 1e3))
 
 
+def test_steady_step_keeps_validations_and_needs_three_steps():
+    from bench.throughput import steady_step
+
+    # steps of 1 s with a 5 s validation after the 6th: the second half (ends 3..7) holds it
+    ends = [0, 1, 2, 3, 4, 5, 11, 12]
+    assert steady_step(ends) == pytest.approx((12 - 4) / 3)
+    with pytest.raises(ValueError, match="at least 3"):
+        steady_step([0.0, 1.0])
+
+
 def test_roofline_names_the_limit_that_binds():
     """Each limit's floor is the time it alone allows; the largest binds (numbers of an H200-like device)."""
     device = {"matmul_flops_per_s": {"bfloat16": 800e12}, "copy_bytes_per_s": 4e12, "launch_s": 5e-6}

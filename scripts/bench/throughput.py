@@ -4,7 +4,8 @@ number of steps; how many study runs of ``--study-steps`` steps that makes per h
 Each N is one ``train.py -m`` sweep over seeds 0..N-1 of the first mode with ``hydra/launcher=joblib
 hydra.launcher.n_jobs=N`` and the ``SplitThreads`` callback (unet_upsampling/packing.py): the product's own
 packing, start-up, validations and checkpoints included. Its wall time W for S steps per run and the
-median step of the runs side by side give a run of T steps as W + (T - S) x step, so
+steady step of the runs side by side (``steady_step``: the second half of a run's steps, its validations
+and epoch ends included; the median over the runs) give a run of T steps as W + (T - S) x step, so
 runs per hour = N x 3600 / (W + (T - S) x step).
 """
 
@@ -19,6 +20,14 @@ from typing import Any
 
 from bench.lightning_loop import subprocess_env
 from bench.timing import median
+
+
+def steady_step(batch_ends: list[float]) -> float:
+    """Seconds per step over the second half of a run's batch ends (validations and epoch ends included)."""
+    half = len(batch_ends) // 2
+    if len(batch_ends) - 1 - half < 1:
+        raise ValueError(f"{len(batch_ends)} steps: at least 3 are needed for a steady rate (--throughput-steps)")
+    return (batch_ends[-1] - batch_ends[half]) / (len(batch_ends) - 1 - half)
 
 
 def packed_command(args, overrides: list[str], runs: int, sweep_dir: Path) -> list[str]:
@@ -57,7 +66,7 @@ def packed_run(args, overrides: list[str], runs: int, workdir: Path) -> dict[str
     timings = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/step_timer.json"))]
     if len(timings) != runs:
         raise RuntimeError(f"{sweep_dir}: {len(timings)} of {runs} runs wrote their timings")
-    step = median([s for t in timings for s in t["step_s"]])
+    step = median([steady_step(t["batch_end_s"]) for t in timings])
     batch = timings[0]["batch_size"]
     study_run_s = wall + (args.study_steps - args.throughput_steps) * step
     return {
