@@ -34,7 +34,7 @@ else
   study=(--size 64 --batch-size 8 data.source.train=1024 data.source.size=96 data.source.val=8 data.source.test=0)
   tp_gpu=(--throughput 1 4 8 --throughput-steps 300 --study-steps 4000)
   tp_cpu_study=(--throughput 8 --throughput-steps 1000 --study-steps 4000)
-  limit=(110 120 190 100)
+  limit=(100 110 180 120)
 fi
 
 step() {  # step NAME TIMEOUT_S ARGS...: one benchmark call, its table and JSON under $res, its exit code noted

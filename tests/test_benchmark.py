@@ -563,3 +563,15 @@ def test_device_ceilings_and_a_step_profile_on_a_cpu(one_thread):
     assert lines[1].startswith("device ceilings (cpu): 64^3 matrix product") and lines[-1].startswith(
         "| deconv | 1.00 |"
     )
+
+
+def test_the_gpu_session_script_parses_and_brings_back_one_tarball():
+    """scripts/gpu_session.sh (run on the GPU machine) is valid bash and leaves no checkpoint in its tarball."""
+    import subprocess
+
+    script = ROOT / "scripts" / "gpu_session.sh"
+    result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    text = script.read_text()
+    assert "--throughput 1 4 8" in text and "--exclude='*.ckpt'" in text and "gpu_session.tar.gz" in text
+    assert "GPU_SESSION_DRY" in text  # the tiny CPU dry run

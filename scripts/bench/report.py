@@ -173,7 +173,7 @@ def throughput_lines(tp: dict[str, Any] | None) -> list[str]:
     lines = [
         "",
         f"study throughput: N train.py runs side by side (joblib launcher), {first['steps']} steps each, projected "
-        f"to {first['study_steps']}-step runs (wall + remaining steps x the median step):",
+        f"to {first['study_steps']}-step runs (wall + remaining steps x the steady step, validations included):",
         "| N | wall s | step ms | start-up s | img/s together | study run s | study runs per hour |",
         "|---|---|---|---|---|---|---|",
     ]
