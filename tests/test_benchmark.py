@@ -14,12 +14,13 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from unet_upsampling.builders import build_task
+from unet_upsampling.errors import ConfigError
 
 from conftest import ROOT, compose_config
 
 sys.path.insert(0, str(ROOT / "scripts"))  # the benchmark is a tool beside the package: scripts/bench/
 
-from bench import cli, machine, timing
+from bench import ceilings, cli, machine, report, timing
 from bench.inference import fuse_batchnorm
 
 TINY_BENCH = [
@@ -39,6 +40,8 @@ TINY_BENCH = [
     "1",
     "--gemm-size",
     "128",
+    "--copy-mb",
+    "4",
     "--train-epochs",
     "2",
     "--train-rounds",
@@ -144,6 +147,21 @@ def check_machine_limit(report: dict) -> None:
         assert row["machine_conv_fraction"] == pytest.approx(achieved, rel=1e-6)  # one repeat: the same limit
 
 
+def check_roofline(report: dict) -> None:
+    """The device's ceilings (CPU here) and each mode's step under them."""
+    c = report["machine_limit"]["ceilings"]
+    assert c["device"] == "cpu" and c["matmul_size"] == 128 and c["copy_mb"] == 4
+    assert set(c["matmul_flops_per_s"]) == {"bfloat16", "float32"}  # tf32 on CUDA only
+    assert all(positive(v) for v in (*c["matmul_flops_per_s"].values(), c["copy_bytes_per_s"], c["launch_s"]))
+    for row in report["training"].values():
+        r = row["roofline"]
+        assert r["precision"] == "float32" and r["bound"] in ceilings.BOUNDS and r["kernels"] is None
+        assert r["launches"] == r["ops"] > 50  # a UNet step runs hundreds of operators
+        assert r["step_s"] == pytest.approx(row["ours"]["step_ms"] / 1e3)
+        assert r["flops"] == pytest.approx(row["train_gflops_per_image"] * 1e9 * report["settings"]["batch_size"])
+        assert positive(r["bytes"]) and positive(r["achieved_flops_per_s"])
+
+
 @pytest.mark.slow
 def test_benchmark_json_has_every_field(tmp_path, capsys, one_thread):
     """Every part at a tiny size, train.py run included (about 30 s)."""
@@ -164,7 +182,10 @@ def test_benchmark_json_has_every_field(tmp_path, capsys, one_thread):
     assert report["settings"]["pairing"] == "monai" and report["settings"]["repeats"] == 1
     check_training_part(report)
     check_machine_limit(report)
+    check_roofline(report)
+    assert "device ceilings (cpu)" in printed and "bound (its share of the step)" in printed
     check_lightning_part(report["lightning"])
+    assert report["throughput"] is None  # --throughput not given
 
     pipeline = report["pipeline"]
     assert positive(pipeline["generation_images_per_s"]) and positive(pipeline["model_images_per_s"])
@@ -193,7 +214,7 @@ def test_benchmark_json_has_every_field(tmp_path, capsys, one_thread):
     }
     assert report["targets"]["no_per_step_sync"]["holds"] is True
     assert all(isinstance(t["holds"], bool) for t in report["targets"].values())
-    assert set(report["part_seconds"]) == {"training", "train_py", "pipeline", "inference"}
+    assert set(report["part_seconds"]) == {"training", "train_py", "throughput", "pipeline", "inference"}
 
 
 @pytest.mark.slow
@@ -416,3 +437,141 @@ def test_step_timer_is_a_hydra_callback(tmp_path):
     )
     assert isinstance(instantiate(cfg.callbacks.step_timer), timing.StepTimer)
     assert Path(instantiate(cfg.callbacks.step_timer).path) == tmp_path / "t.json"
+
+
+def tiny_task(*overrides: str):
+    cfg = compose_config("train", ["model.depth=2", "model.base_channels=4", *overrides])
+    L.seed_everything(0)
+    return build_task(OmegaConf.to_container(cfg, resolve=True))
+
+
+def test_compile_mode_reaches_torch_compile_and_a_wrong_one_is_named(monkeypatch):
+    modes = []
+
+    def recording_compile(fn, *args, mode=None, **kwargs):
+        modes.append(mode)
+        return fn
+
+    monkeypatch.setattr(torch, "compile", recording_compile)  # nn.Module.compile calls torch.compile
+    tiny_task("model.compile=true", "model.compile_mode=reduce-overhead")
+    tiny_task("model.compile=true")
+    tiny_task("model.compile_mode=reduce-overhead")  # compile=false: the mode alone compiles nothing
+    assert modes == ["reduce-overhead", None]
+    with pytest.raises(ConfigError, match=r"model.compile_mode='fastest': choose null or one of .*reduce-overhead"):
+        tiny_task("model.compile=true", "model.compile_mode=fastest")
+
+
+@pytest.mark.slow
+def test_reduce_overhead_compile_trains_like_eager_on_a_cpu(one_thread):
+    """mode=reduce-overhead compiles with inductor on a CPU too (CUDA graphs only on a GPU): same outputs and
+    gradients as eager (about 40 s on 2 cores: inductor compiles forward and backward)."""
+    eager, compiled = tiny_task().net, tiny_task("model.compile=true", "model.compile_mode=reduce-overhead").net
+    x = torch.randn(2, 1, 32, 32)
+    outputs = []
+    for net in (eager, compiled):
+        out = net(x)
+        out.square().mean().backward()
+        outputs.append(out)
+    torch.testing.assert_close(outputs[1], outputs[0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(compiled.head.weight.grad, eager.head.weight.grad, atol=1e-4, rtol=1e-4)
+
+
+def test_fused_adamw_where_asked_and_the_same_update(one_thread):
+    """task.fused_optimizer: null (the default) fuses on CUDA only; true fuses on a CPU too, with the same step."""
+    assert compose_config("train", ["trainer=gpu"]).task.fused_optimizer is None  # on: trainer=gpu runs on CUDA
+    x, steps = torch.randn(2, 1, 32, 32), {}
+    for fused in ("null", "true"):
+        task = tiny_task("task.scheduler=null", f"task.fused_optimizer={fused}")
+        optimizer = task.configure_optimizers()
+        assert optimizer.defaults["fused"] is (True if fused == "true" else None)
+        task.net(x).square().mean().backward()
+        optimizer.step()
+        steps[fused] = task.net.head.weight.detach().clone()
+    torch.testing.assert_close(steps["true"], steps["null"], atol=1e-6, rtol=1e-5)
+    explicit = tiny_task("task.scheduler=null", "task.fused_optimizer=true", "+task.optimizer.fused=false")
+    assert explicit.configure_optimizers().defaults["fused"] is False  # the optimiser's own argument wins
+    with pytest.raises(ConfigError, match=r"task\.fused_optimizer=true: RMSprop has no fused implementation"):
+        tiny_task("task.optimizer._target_=torch.optim.RMSprop", "task.fused_optimizer=true")
+
+
+@pytest.mark.slow
+def test_study_throughput_runs_train_py_side_by_side(tmp_path, one_thread):
+    """--throughput 2: one train.py sweep of two runs at once through the joblib launcher, projected to a
+    study run (about a minute on 2 cores: two worker processes start torch)."""
+    report = run_tiny(
+        tmp_path,
+        "validations=2",  # beside TINY_BENCH's overrides: argparse takes the positionals in one run
+        *SKIP_ALL,
+        "--no-variants",
+        "--throughput",
+        "2",
+        "--throughput-steps",
+        "6",
+        "--study-steps",
+        "100",
+    )
+    row = report["throughput"]["2"]
+    assert (row["runs"], row["steps"], row["batch_size"], row["study_steps"]) == (2, 6, 4, 100)
+    assert all(positive(row[k]) for k in ("wall_s", "step_ms", "startup_s", "images_per_s_together"))
+    assert row["study_run_wall_s"] == pytest.approx(row["wall_s"] + 94 * row["step_ms"] / 1e3)
+    assert row["study_runs_per_hour"] == pytest.approx(2 * 3600 / row["study_run_wall_s"])
+    assert row["images_per_s_together"] == pytest.approx(2 * 4 / (row["step_ms"] / 1e3))
+
+
+def test_steady_step_keeps_validations_and_needs_three_steps():
+    from bench.throughput import steady_step
+
+    # steps of 1 s with a 5 s validation after the 6th: the second half (ends 3..7) holds it
+    ends = [0, 1, 2, 3, 4, 5, 11, 12]
+    assert steady_step(ends) == pytest.approx((12 - 4) / 3)
+    with pytest.raises(ValueError, match="at least 3"):
+        steady_step([0.0, 1.0])
+
+
+def test_roofline_names_the_limit_that_binds():
+    """Each limit's floor is the time it alone allows; the largest binds (numbers of an H200-like device)."""
+    device = {"matmul_flops_per_s": {"bfloat16": 800e12}, "copy_bytes_per_s": 4e12, "launch_s": 5e-6}
+    # a UNet step of the study: 8 GFLOP, 400 MB, 900 kernels in 15 ms -> 4.5 ms of launches, 0.1 ms of memory
+    unet = ceilings.roofline(8e9, 4e8, 900, 0.015, device, "bfloat16")
+    assert unet["bound"] == "launch" and unet["floor_s"]["launch"] == pytest.approx(4.5e-3)
+    assert unet["bound_fraction"] == pytest.approx(0.3) and unet["compute_fraction"] == pytest.approx(
+        8e9 / 0.015 / 800e12
+    )
+    assert unet["ridge_flops_per_byte"] == 200 and unet["intensity_flops_per_byte"] == 20
+    big_copy = ceilings.roofline(1e9, 4e10, 10, 0.011, device, "bfloat16")
+    assert big_copy["bound"] == "memory" and big_copy["memory_fraction"] == pytest.approx(4e10 / 0.011 / 4e12)
+    gemm = ceilings.roofline(1.1e12, 4e8, 1, 0.0015, device, "bfloat16")
+    assert gemm["bound"] == "compute" and gemm["achieved_flops_per_s"] == pytest.approx(1.1e12 / 0.0015)
+
+
+def test_device_ceilings_and_a_step_profile_on_a_cpu(one_thread):
+    """The ceilings take the device as an argument (here the CPU, tiny sizes); the profile counts ops and bytes."""
+    c = ceilings.measure("cpu", matmul_size=64, copy_mb=1)
+    assert set(c["matmul_flops_per_s"]) == {"bfloat16", "float32"}
+    assert positive(c["copy_bytes_per_s"]) and 0 < c["launch_s"] < 1e-3
+    conv = torch.nn.Conv2d(4, 4, 3, padding=1, bias=False)
+    x = torch.randn(2, 4, 16, 16)
+    profiled = ceilings.step_profile(lambda: conv(x), "cpu")
+    assert profiled["kernels"] is None and profiled["ops"] >= 1
+    assert profiled["bytes_read"] >= x.numel() * 4 + conv.weight.numel() * 4  # the conv reads input and weight
+    lines = report.roofline_lines(
+        {
+            "machine_limit": {"ceilings": c},
+            "training": {"deconv": {"roofline": ceilings.roofline(1e6, 1e5, 10, 1e-3, c, "float32")}},
+        }
+    )
+    assert lines[1].startswith("device ceilings (cpu): 64^3 matrix product") and lines[-1].startswith(
+        "| deconv | 1.00 |"
+    )
+
+
+def test_the_gpu_session_script_parses_and_brings_back_one_tarball():
+    """scripts/gpu_session.sh (run on the GPU machine) is valid bash and leaves no checkpoint in its tarball."""
+    import subprocess
+
+    script = ROOT / "scripts" / "gpu_session.sh"
+    result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    text = script.read_text()
+    assert "--throughput 1 4 8" in text and "--exclude='*.ckpt'" in text and "gpu_session.tar.gz" in text
+    assert "GPU_SESSION_DRY" in text  # the tiny CPU dry run

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 
 import pytest
+import torch
+from hydra import compose, initialize_config_module
+from hydra.types import RunMode
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from PIL import Image
 from test_data import fake_pet_tree
 
+from unet_upsampling import packing
 from unet_upsampling.report.build import write_report
 
 from conftest import CONFIGS, ROOT, TINY, UPSAMPLE_MODES, compose_config, read_metrics, run_app
@@ -123,32 +129,84 @@ def test_the_study_sweeps_every_mode_and_a_new_mode_joins_by_its_yaml_alone(tmp_
     assert compose_config("train", ["experiment=upsample_study"]).experiment_name == "upsample_study_synthetic"
 
 
-def test_the_gpu_study_trains_on_oxford_pet_with_every_mode_and_five_seeds():
-    cfg = compose_config("train", ["experiment=upsample_study_gpu"])
-    assert cfg.data.source._target_.endswith("oxford_pet_splits") and cfg.data.source.download is True
-    assert cfg.data.ignore_index == 255 and cfg.data.class_names == ["background", "pet"]
-    assert cfg.trainer.accelerator == "gpu" and cfg.trainer.precision == "bf16-mixed"
-    assert (cfg.trainer.max_steps, cfg.data.crop_size, cfg.model.base_channels) == (12000, 256, 32)
-    sweep = OmegaConf.load(CONFIGS / "experiment" / "upsample_study.yaml").hydra.sweeper.params
+def test_the_gpu_study_has_a_budget_per_shipped_dataset_and_ten_seeds():
+    """data= picks the budget (isbi2012 by default); vnc_em at full resolution; Pet and VOC stay options."""
+    budgets = {
+        "isbi2012": (2000, 256, 16, 1.0),
+        "dsb2018_nuclei": (2000, 256, 16, 1.0),
+        "vnc_em": (4000, 256, 16, 1.0),
+        "oxford_pet": (12000, 256, 16, 1.0),
+        "voc": (12000, 256, 16, 1.0),
+    }
+    default = compose_config("train", ["experiment=upsample_study_gpu"])
+    assert default.data.source.root.endswith("isbi2012-membrane") and default.experiment_name.endswith("isbi2012")
+    assert default.trainer.accelerator == "gpu" and default.trainer.precision == "bf16-mixed"
+    for data, budget in budgets.items():
+        cfg = compose_config("train", ["experiment=upsample_study_gpu", f"data={data}"])
+        assert (cfg.trainer.max_steps, cfg.data.crop_size, cfg.data.batch_size, cfg.data.scale) == budget, data
+        assert cfg.validations == 10 and cfg.experiment_name == f"upsample_study_gpu_{data}"
+    assert compose_config("train", ["data=vnc_em"]).data.scale == 0.5  # the CPU study's half size stays
     gpu_sweep = OmegaConf.load(CONFIGS / "experiment" / "upsample_study_gpu.yaml").hydra.sweeper.params
-    assert sweep.upsample == "glob(*)" and gpu_sweep.seed == "0,1,2,3,4"
+    assert gpu_sweep.seed == ",".join(map(str, range(10)))
+
+
+def test_the_gpu_study_steps_can_differ_per_mode():
+    """study_budget.<data>.steps_by_mode.<mode> overrides the dataset's steps for that mode alone."""
+    per_mode = ["experiment=upsample_study_gpu", "+study_budget.isbi2012.steps_by_mode.pixelshuffle=4000"]
+    assert compose_config("train", [*per_mode, "upsample=pixelshuffle"]).trainer.max_steps == 4000
+    assert compose_config("train", [*per_mode, "upsample=deconv"]).trainer.max_steps == 2000
+    assert compose_config("train", [*per_mode, "trainer.max_steps=7"]).trainer.max_steps == 7  # the command line wins
+
+
+def gpu_study_launcher():
+    with initialize_config_module("unet_upsampling.configs", version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=upsample_study_gpu"], return_hydra_config=True)
+    return cfg.hydra.launcher, instantiate(cfg.hydra.callbacks.split_threads)
+
+
+def test_the_gpu_study_packs_runs_where_cuda_is_visible_and_runs_one_at_a_time_on_a_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    launcher, split = gpu_study_launcher()
+    assert launcher._target_.endswith("JoblibLauncher") and launcher.n_jobs == 1 and split.n_jobs == 1
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    launcher, split = gpu_study_launcher()
+    assert launcher.n_jobs == 8 and split.n_jobs == 8  # all on the trainer's one device, whatever the count
+    assert packing.data_workers(8, RunMode.MULTIRUN) == packing.cpu_share(8)[1]
+    assert packing.data_workers(8, RunMode.RUN) == packing.cpu_share(1)[1]  # a single run has the machine
+
+
+def test_the_cpus_are_split_between_the_runs_side_by_side(monkeypatch):
+    assert packing.cpu_share(8, cpus=16) == (2, 1)  # the H200 machine: 16 cores, 8 runs
+    assert packing.cpu_share(1, cpus=16) == (16, 8)  # one run: data workers capped
+    assert packing.cpu_share(4, cpus=2) == (1, 0)  # more runs than cores: one thread each, loading in-process
+    monkeypatch.setattr(packing, "host_cpus", lambda: 6)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    threads = torch.get_num_threads()
+    try:
+        for mode, expected in ((RunMode.MULTIRUN, 3), (RunMode.RUN, 6)):
+            packing.SplitThreads(n_jobs=2).on_job_start(OmegaConf.create({"hydra": {"mode": mode}}))
+            assert torch.get_num_threads() == expected and os.environ["OMP_NUM_THREADS"] == str(expected)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_the_gpu_study_config_runs_on_a_cpu_on_a_tiny_pet_tree(tmp_path, monkeypatch):
-    """The same config, smoke-run on the CPU (trainer.accelerator=cpu) on a fake Oxford-IIIT Pet tree."""
+    """The same config, smoke-run on the CPU (trainer.accelerator=cpu) on a fake Oxford-IIIT Pet tree: the joblib
+    launcher runs one job at a time there, which gets every CPU and a data loader worker."""
     fake_pet_tree(tmp_path / "pets", n=4)
     assert (
         run_app(
             "train.py",
             "-m",
             "experiment=upsample_study_gpu",
+            "data=oxford_pet",
             "trainer.accelerator=cpu",
             "upsample=deconv",
             "seed=0",
             "trainer.fast_dev_run=true",
             f"data.source.root={tmp_path / 'pets'}",
             "data.source.download=false",
-            "data.num_workers=0",
             "data.batch_size=2",
             "data.crop_size=32",
             "model.depth=2",
@@ -161,10 +219,15 @@ def test_the_gpu_study_config_runs_on_a_cpu_on_a_tiny_pet_tree(tmp_path, monkeyp
     )
     metrics = read_metrics(tmp_path / "sweep" / "0")
     assert {"val/dice", "val/dice_c1", "val/flat_std", "init/flat_std"} <= metrics.keys()
+    threads, workers = packing.cpu_share(1)
+    assert (
+        f"1 run(s) side by side on {packing.host_cpus()} CPUs: {threads} torch thread(s) and {workers} data"
+        in (tmp_path / "sweep" / "0" / "train.log").read_text()
+    )
 
 
 @pytest.mark.slow
-def test_cost_estimate_counts_every_mode_and_seed_and_scales_with_steps():
+def test_cost_estimate_counts_every_mode_and_seed_and_scales_with_steps(capsys):
     import runpy
 
     estimate = runpy.run_path(str(ROOT / "scripts" / "estimate_cost.py"))["main"]
@@ -175,3 +238,9 @@ def test_cost_estimate_counts_every_mode_and_seed_and_scales_with_steps():
     assert 0 < one["flop"] < twice["flop"] < 2 * one["flop"]  # training doubles, evaluation stays
     assert study["flop"] > 3 * len(UPSAMPLE_MODES) * one["flop"] * 0.5  # every mode, three seeds
     assert study["gpu_hours"] == pytest.approx(study["flop"] / 1e12 / 3600)
+    per_step = 50.0 / 8 / 1000  # the default measured sweep: 8 runs side by side, 1000 steps each, 50 s
+    assert one["gpu_seconds_per_run"] == {"deconv": pytest.approx(10 * per_step)}
+    gpu = estimate([*tiny, "experiment=upsample_study_gpu", "data=isbi2012", "--val-images", "3"])
+    assert set(gpu["gpu_seconds_per_run"]) == set(UPSAMPLE_MODES)  # 2000 steps each, 10 seeds
+    assert gpu["measured_gpu_hours"] == pytest.approx(len(UPSAMPLE_MODES) * 10 * 2000 * per_step / 3600)
+    assert "| h200_packed8_64px | 8 | 1000 | 50 | 6.2 | 6.2 | issue 25, H200, 2026-12-04" in capsys.readouterr().out

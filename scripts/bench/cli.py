@@ -6,9 +6,11 @@ throttled CPU slows them alike; each number is the median over the timed rounds 
 1. training step (forward, loss, backward, AdamW step) of the project's UNet for each upsample mode,
    also in channels_last, against MONAI's ``BasicUNet`` with the same widths and the matching
    upsampling (optional ``bench`` extra), per image and per FLOP, ``--repeats`` times; with the
-   machine's own fp32 GEMM and 3x3 conv FLOP/s measured in the same rounds;
+   machine's own fp32 GEMM and 3x3 conv FLOP/s measured in the same rounds, and the device's ceilings
+   (matrix rate, copy bandwidth, launch floor) with each mode's roofline position;
 2. real ``train.py`` runs against a plain PyTorch loop over the same model and data, per step and
-   per epoch, and the host syncs a step makes;
+   per epoch, and the host syncs a step makes; with ``--throughput N ...``, N train.py runs side by
+   side (the study's packing) and the study runs per hour that makes;
 3. the data pipeline alone (synthetic and folder sources, the folder decoded per sample or cached, 0/1/2 workers);
 4. inference on the ``predict.py`` path, with and without fused BatchNorm.
 
@@ -36,6 +38,7 @@ from bench.inference import bench_inference
 from bench.lightning_loop import bench_lightning
 from bench.machine import machine
 from bench.pipeline import bench_pipeline
+from bench.throughput import bench_throughput
 from bench.training import PAIRINGS, bench_training
 
 
@@ -62,9 +65,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--repeats", type=int, default=3, help="full interleaved training measurements; ratios as median [min-max]")
     add("--pairing", default="monai", choices=sorted(PAIRINGS), help="the peer network of the training part")
     add("--gemm-size", type=int, default=1024, help="side of the fp32 GEMM of the machine limit")
+    add(
+        "--matmul-size",
+        type=int,
+        default=None,
+        help="side of the ceilings' matrices (default: 8192 on cuda, --gemm-size)",
+    )
+    add("--copy-mb", type=float, default=None, help="MiB of the bandwidth ceiling's copy (default: 1024 on cuda, 64)")
     add("--no-variants", dest="variants", action="store_false", help="skip the other layout of both networks")
     add("--train-epochs", type=int, default=3, help="epochs per train.py / plain-loop run")
     add("--train-rounds", type=int, default=2, help="alternating train.py / plain-loop runs")
+    add(
+        "--throughput",
+        type=int,
+        nargs="*",
+        default=[],
+        help="study throughput: train.py runs side by side (joblib launcher), one sweep per N (none: skipped)",
+    )
+    add("--throughput-steps", type=int, default=200, help="steps per run of the throughput sweeps")
+    add("--study-steps", type=int, default=4000, help="the study run the throughput is projected to")
     add("--workers", type=int, nargs="+", default=[0, 1, 2])
     add("--pipeline-batches", type=int, default=16, help="batches per timed pipeline block")
     add("--pipeline-rounds", type=int, default=5)
@@ -140,6 +159,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         workdir = Path(tmp)
         report["lightning"] = None if "train_py" in args.skip else bench_lightning(args, base, workdir)
         clock["train_py"] = time.perf_counter()
+        report["throughput"] = bench_throughput(args, base, workdir) if args.throughput else None
+        clock["throughput"] = time.perf_counter()
         model_rate = report["training"][args.modes[0]]["ours"]["images_per_s"]
         report["pipeline"] = None if "pipeline" in args.skip else bench_pipeline(args, base, workdir, model_rate)
         clock["pipeline"] = time.perf_counter()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 import unet_upsampling
 from unet_upsampling.builders import build_task
@@ -17,14 +19,20 @@ MODES = _FIRST + sorted(p.stem for p in (CONFIG_DIR / "upsample").glob("*.yaml")
 
 
 def compose(overrides: list[str]) -> DictConfig:
-    """The train.py config for ``overrides`` (no Hydra run directory is created)."""
+    """The train.py config for ``overrides`` (no Hydra run directory is created); ``${hydra:...}`` is served, as
+    the study experiments need it."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
 
     GlobalHydra.instance().clear()
     with initialize_config_module("unet_upsampling.configs", version_base="1.3"):
-        return hydra_compose("train", overrides=overrides)
+        cfg = hydra_compose("train", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
 
 
 def resolved(cfg: DictConfig, key: str) -> dict[str, Any]:
@@ -34,3 +42,8 @@ def resolved(cfg: DictConfig, key: str) -> dict[str, Any]:
 def task_of(cfg: DictConfig, **model: Any) -> SegmentationTask:
     """The task and network train.py builds from ``cfg`` (fresh weights); ``model`` overrides model keys."""
     return build_task({"model": resolved(cfg, "model") | model, "task": resolved(cfg, "task")})
+
+
+def optimizer_on(task: SegmentationTask, device: str) -> Callable:
+    """The task's optimiser factory with the options train.py gives it on ``device`` (fused AdamW on CUDA)."""
+    return functools.partial(task.optimizer_factory, **task.to(device).optimizer_options())

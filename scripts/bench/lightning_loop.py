@@ -20,7 +20,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from bench.config import compose, task_of
+from bench.config import compose, optimizer_on, task_of
 from bench.timing import median
 
 SCRIPTS = Path(__file__).resolve().parents[1]  # holds bench/, for the train.py subprocesses
@@ -38,7 +38,7 @@ def plain_loop(args, overrides: list[str], epochs: int) -> dict[str, Any]:
     task = task_of(cfg)
     net = task.net.to(args.device).train()
     loader = data.train_dataloader()
-    optimizer = task.optimizer_factory([p for p in net.parameters() if p.requires_grad])
+    optimizer = optimizer_on(task, args.device)([p for p in net.parameters() if p.requires_grad])
     scheduler = task.scheduler_factory(optimizer, T_max=epochs * len(loader)) if task.scheduler_factory else None
     bf16 = args.device == "cuda" and args.bf16
     steps, epoch_times = [], []

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unet_upsampling.models.encoder_unet import measured_reach
+from unet_upsampling.models.unet import compile_in_place
 
 INTERPOLATION = {"NearestConv": "nearest", "BilinearConv": "bilinear"}
 
@@ -39,6 +40,7 @@ class SmpUnet(nn.Module):
         channels_last: bool = False,
         compile: bool = False,
         head_kernel_size: int = 1,
+        compile_mode: str | None = None,
     ):
         import segmentation_models_pytorch as smp
 
@@ -61,6 +63,8 @@ class SmpUnet(nn.Module):
         self.channels_last = channels_last
         if channels_last:
             self.to(memory_format=torch.channels_last)
+        if compile:
+            compile_in_place(self, compile_mode)
 
     @property
     def min_size(self) -> int:

@@ -115,6 +115,36 @@ def training_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def roofline_lines(report: dict[str, Any]) -> list[str]:
+    """The device's ceilings and each mode's step under them (scripts/bench/ceilings.py)."""
+    c = report["machine_limit"].get("ceilings")
+    if not c:
+        return []
+    rates = ", ".join(f"{name} {rate / 1e12:.3g}" for name, rate in c["matmul_flops_per_s"].items())
+    lines = [
+        "",
+        f"device ceilings ({c['device']}): {c['matmul_size']}^3 matrix product TFLOP/s {rates}; copy of "
+        f"{c['copy_mb']:g} MiB {c['copy_bytes_per_s'] / 1e9:.0f} GB/s; launch floor {c['launch_s'] * 1e6:.1f} us",
+        "| mode | step ms | GFLOP/step | MB read/step | launches | FLOP/byte (ridge) | TFLOP/s (of matrix rate) "
+        "| GB/s (of copy) | floors ms: compute, memory, launch | bound (its share of the step) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for mode, row in report["training"].items():
+        r = row.get("roofline")
+        if not r:
+            continue
+        f = r["floor_s"]
+        lines.append(
+            f"| {mode} | {r['step_s'] * 1e3:.2f} | {r['flops'] / 1e9:.1f} | {r['bytes'] / 2**20:.0f} | {r['launches']} "
+            f"| {r['intensity_flops_per_byte']:.0f} ({r['ridge_flops_per_byte']:.0f}) "
+            f"| {r['achieved_flops_per_s'] / 1e12:.3g} ({r['compute_fraction']:.1%} of {r['precision']}) "
+            f"| {r['achieved_bytes_per_s'] / 1e9:.3g} ({r['memory_fraction']:.1%}) "
+            f"| {f['compute'] * 1e3:.2f}, {f['memory'] * 1e3:.2f}, {f['launch'] * 1e3:.2f} "
+            f"| {r['bound']} ({r['bound_fraction']:.0%}) |"
+        )
+    return lines
+
+
 def lightning_lines(lt: dict[str, Any] | None) -> list[str]:
     if not lt:
         return []
@@ -134,6 +164,25 @@ def lightning_lines(lt: dict[str, Any] | None) -> list[str]:
         f"ratio train.py / plain: {lt['ratio_train_py_vs_plain_step']:.2f} per step, "
         f"{lt['ratio_train_py_vs_plain_epoch']:.2f} per epoch",
     ]
+
+
+def throughput_lines(tp: dict[str, Any] | None) -> list[str]:
+    if not tp:
+        return []
+    first = next(iter(tp.values()))
+    lines = [
+        "",
+        f"study throughput: N train.py runs side by side (joblib launcher), {first['steps']} steps each, projected "
+        f"to {first['study_steps']}-step runs (wall + remaining steps x the steady step, validations included):",
+        "| N | wall s | step ms | start-up s | img/s together | study run s | study runs per hour |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for n, r in tp.items():
+        lines.append(
+            f"| {n} | {r['wall_s']:.1f} | {r['step_ms']:.1f} | {r['startup_s']:.1f} | {r['images_per_s_together']:.0f} "
+            f"| {r['study_run_wall_s']:.0f} | {r['study_runs_per_hour']:.1f} |"
+        )
+    return lines
 
 
 def pipeline_lines(pl: dict[str, Any] | None, mode: str) -> list[str]:
@@ -195,7 +244,9 @@ def table(report: dict[str, Any]) -> str:
     lines = [
         *header_lines(report),
         *training_lines(report),
+        *roofline_lines(report),
         *lightning_lines(report.get("lightning")),
+        *throughput_lines(report.get("throughput")),
         *pipeline_lines(report.get("pipeline"), report["lightning_mode"]),
         *inference_lines(report.get("inference")),
         *target_lines(report["targets"]),

@@ -165,7 +165,8 @@ class StepTimer(L.Callback):
     start to its last batch end. A validation inside an epoch (``validations=N``) is left out of
     both: the interval holding it is dropped, and the time from its start to the next batch start
     (validation, the checkpoints written then, the next batch's loading) is taken off the epoch;
-    ``epoch_total_s`` keeps everything (validation at the epoch's end, checkpoints). Start-up (imports, data
+    ``epoch_total_s`` keeps everything (validation at the epoch's end, checkpoints); ``batch_end_s`` is every
+    batch's end on this process's clock, for rates that keep everything. Start-up (imports, data
     generation, model build, the validation before training) is the time from ``T0`` (env
     ``UNET_BENCH_T0``, the launcher's clock) to the first batch. Writes JSON to ``path``.
     """
@@ -173,6 +174,7 @@ class StepTimer(L.Callback):
     def __init__(self, path: str, count_syncs: bool = True):
         self.path, self.count_syncs = Path(path), count_syncs
         self.steps: list[float] = []
+        self.batch_ends: list[float] = []
         self.epochs: list[float] = []
         self.epoch_totals: list[float] = []
         self.syncs: list[int] = []
@@ -204,6 +206,7 @@ class StepTimer(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         now = time.perf_counter()
+        self.batch_ends.append(now)
         if self._last_end is not None:
             self.steps.append(now - self._last_end)
         self._last_end, self._paused_at_last_end = now, self._paused
@@ -227,11 +230,13 @@ class StepTimer(L.Callback):
         t0 = float(os.environ.get("UNET_BENCH_T0", "nan"))
         record = {
             "step_s": self.steps,
+            "batch_end_s": self.batch_ends,
             "epoch_s": self.epochs,
             "epoch_total_s": self.epoch_totals,
             "syncs_per_step": self.syncs,
             "sync_sites": dict(self.sync_sites),
             "startup_s": (self.first_batch - t0) if self.first_batch else None,
             "log_every_n_steps": trainer.log_every_n_steps,
+            "batch_size": getattr(trainer.datamodule, "batch_size", None),
         }
         self.path.write_text(json.dumps(record))

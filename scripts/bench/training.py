@@ -24,8 +24,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from bench import machine
-from bench.config import compose, task_of
+from bench import ceilings, machine
+from bench.config import compose, optimizer_on, task_of
 from bench.peers import INTERPOLATION as SMP_INTERPOLATION
 from bench.timing import interleaved, median, model_flops, peak_memory_mb, spread
 
@@ -206,7 +206,7 @@ def add_ours(setup: Setup, args, overrides: list[str], mode: str):
             task.net,
             setup.batch,
             loss_of(task),
-            task.optimizer_factory,
+            optimizer_on(task, args.device),
             args.device,
             layout == "channels_last",
             setup.bf16,
@@ -227,7 +227,13 @@ def add_peer(setup: Setup, args, cfg: DictConfig, mode: str, task) -> None:
         if layout == "contiguous":
             setup.flops[(mode, key)] = model_flops(net, setup.batch[0])
         step = train_step_fn(
-            net, setup.batch, loss_of(task), task.optimizer_factory, args.device, layout == "channels_last", setup.bf16
+            net,
+            setup.batch,
+            loss_of(task),
+            optimizer_on(task, args.device),
+            args.device,
+            layout == "channels_last",
+            setup.bf16,
         )
         setup.candidates[(mode, f"{key}_{layout}")] = step
 
@@ -355,6 +361,9 @@ def bench_training(args, base_overrides: list[str]) -> tuple[dict[str, Any], dic
     limits = [machine.flops_per_s(kernels, r) for r in repeats]
     peak = gpu_peak_flops(args)
     rows = {mode: mode_row(setup, mode, repeats, memory, limits, peak) for mode in args.modes}
+    device_ceilings = ceilings.measure(args.device, *ceiling_sizes(args))
+    for mode, row in rows.items():
+        row["roofline"] = step_roofline(setup, mode, row, device_ceilings, args.device)
     settings = {
         "image_size": cfg.data.crop_size,
         "batch_size": setup.batch_size,
@@ -368,4 +377,26 @@ def bench_training(args, base_overrides: list[str]) -> tuple[dict[str, Any], dic
         "bf16": setup.bf16,
         "repeats": args.repeats,
     }
-    return rows, settings, machine.summarise(kernels, limits)
+    return rows, settings, machine.summarise(kernels, limits) | {"ceilings": device_ceilings}
+
+
+def ceiling_sizes(args) -> tuple[int, float]:
+    """(matrix side, copy MiB) of the ceilings: by default 8192 and 1 GiB on CUDA (they reach the dense rate
+    and the bandwidth there), --gemm-size and 64 MiB on a CPU."""
+    cuda = args.device == "cuda"
+    size = args.matmul_size or (8192 if cuda else args.gemm_size)
+    return size, args.copy_mb or (1024.0 if cuda else 64.0)
+
+
+def step_roofline(setup: Setup, mode: str, row: dict[str, Any], device_ceilings: dict, device: str) -> dict:
+    """Our network's training step (configured layout) under the device's ceilings (``ceilings.roofline``)."""
+    profiled = ceilings.step_profile(setup.candidates[(mode, f"ours_{setup.layout}")], device)
+    precision = "bfloat16" if setup.bf16 else "tf32" if device == "cuda" else "float32"
+    return ceilings.roofline(
+        setup.flops[(mode, "ours")][1] * setup.batch_size,
+        profiled["bytes_read"],
+        profiled["kernels"] or profiled["ops"],
+        row["ours"]["step_ms"] / 1e3,
+        device_ceilings,
+        precision,
+    ) | {"ops": profiled["ops"], "kernels": profiled["kernels"]}

@@ -8,3 +8,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations must no
 check_versions()
 
 __version__ = "0.1.0"
+
+from unet_upsampling.packing import register_resolvers  # after the environment above
+
+register_resolvers()  # before any config is composed: the sweep configs use ${unet.packed_jobs:N}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable
 
@@ -33,6 +34,11 @@ def dice_and_iou(stats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return dice.float(), iou.float()
 
 
+def takes_fused(optimizer_factory: Callable) -> bool:
+    """Whether the optimiser (a partial) has a ``fused`` implementation (AdamW, Adam, SGD, ...)."""
+    return "fused" in inspect.signature(optimizer_factory.func).parameters
+
+
 class SegmentationTask(L.LightningModule):
     """Trains ``net`` on (image, mask) batches.
 
@@ -45,7 +51,9 @@ class SegmentationTask(L.LightningModule):
     given more steps). Only parameters with ``requires_grad`` are optimised. A network with an
     ``encoder`` can train it at ``encoder_lr_scale`` times the learning rate (a parameter group of its
     own; the schedule scales both groups) and keep it frozen, BatchNorm statistics included, for the
-    first ``freeze_encoder_epochs`` epochs.
+    first ``freeze_encoder_epochs`` epochs. ``fused_optimizer`` passes ``fused=True`` to the optimiser (one
+    kernel for the whole update instead of a few per parameter tensor); null: where the parameters are on CUDA
+    and the optimiser takes the argument.
     """
 
     def __init__(
@@ -58,6 +66,7 @@ class SegmentationTask(L.LightningModule):
         ignore_index: int = -100,
         encoder_lr_scale: float = 1.0,
         freeze_encoder_epochs: int = 0,
+        fused_optimizer: bool | None = None,
     ):
         super().__init__()
         if loss not in LOSSES:
@@ -68,9 +77,15 @@ class SegmentationTask(L.LightningModule):
                 f"apply to networks with a pretrained encoder ({type(net).__name__} has none): use "
                 f"model=encoder_unet, or leave them at 1.0 and 0"
             )
+        if fused_optimizer and optimizer is not None and not takes_fused(optimizer):
+            raise ConfigError(
+                f"task.fused_optimizer=true: {optimizer.func.__name__} has no fused implementation; use "
+                f"torch.optim.AdamW, Adam or SGD, or set task.fused_optimizer=null"
+            )
         self.encoder_lr_scale, self.freeze_encoder_epochs = encoder_lr_scale, freeze_encoder_epochs
         self.net, self.num_classes, self.loss_fn, self.ignore_index = net, num_classes, LOSSES[loss], ignore_index
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.fused_optimizer = fused_optimizer
         self.periods = periods(net.depth)
         self.checkpoint_step: int | None = None  # set by load_checkpoint: the step its weights were saved at
         self.metrics = nn.ModuleDict(
@@ -141,11 +156,19 @@ class SegmentationTask(L.LightningModule):
     def configure_optimizers(self):
         if self.optimizer_factory is None:
             raise ValueError("this SegmentationTask was built for inference (no optimizer): it cannot be trained")
-        optimizer = self.optimizer_factory(self.parameter_groups())
+        optimizer = self.optimizer_factory(self.parameter_groups(), **self.optimizer_options())
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer, T_max=self.total_steps())
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def optimizer_options(self) -> dict[str, bool]:
+        """``{"fused": True}`` where ``fused_optimizer`` asks for it (null: on CUDA, if the optimiser has it);
+        task.optimizer.fused set on the command line is left to the optimiser."""
+        factory = self.optimizer_factory
+        takes = takes_fused(factory)
+        wanted = self.device.type == "cuda" if self.fused_optimizer is None else self.fused_optimizer
+        return {"fused": True} if takes and wanted and "fused" not in factory.keywords else {}
 
     def parameter_groups(self) -> list[dict]:
         trainable = [p for p in self.parameters() if p.requires_grad]

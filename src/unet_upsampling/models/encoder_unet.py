@@ -17,7 +17,7 @@ import torchvision
 from torch import nn
 
 from unet_upsampling.errors import ConfigError
-from unet_upsampling.models.unet import UNetDecoder
+from unet_upsampling.models.unet import UNetDecoder, compile_in_place
 from unet_upsampling.models.upsample import UpsampleFactory
 
 ENCODERS = ("resnet18", "resnet34", "resnet50", "convnext_tiny")
@@ -98,6 +98,7 @@ class EncoderUNet(nn.Module):
         channels_last: bool = False,
         compile: bool = False,
         head_kernel_size: int = 1,
+        compile_mode: str | None = None,
     ):
         super().__init__()
         if encoder not in ENCODERS:
@@ -127,7 +128,7 @@ class EncoderUNet(nn.Module):
         if channels_last:
             self.to(memory_format=torch.channels_last)
         if compile:
-            self.compile()
+            compile_in_place(self, compile_mode)
 
     @torch.no_grad()
     def feature_channels(self) -> list[int]:

@@ -7,7 +7,22 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from unet_upsampling.errors import ConfigError
 from unet_upsampling.models.upsample import Size, UpsampleFactory
+
+
+def compile_in_place(net: nn.Module, mode: str | None) -> None:
+    """``nn.Module.compile`` with torch.compile's ``mode`` (None: its default); compiled on the first call.
+
+    "reduce-overhead" replays each step's kernels as CUDA graphs (one launch instead of hundreds, for
+    launch-bound steps on a GPU); on a CPU every mode compiles with inductor, without graphs.
+    """
+    import torch._inductor  # torch.compile's documented way to list its modes
+
+    modes = torch._inductor.list_mode_options()
+    if mode is not None and mode not in modes:
+        raise ConfigError(f"model.compile_mode={mode!r}: choose null or one of {', '.join(modes)}")
+    net.compile(mode=mode)
 
 
 class DoubleConv(nn.Sequential):
@@ -66,7 +81,8 @@ class UNet(nn.Module):
 
     ``channels_last`` keeps weights and activations in NHWC (the fast layout for tensor cores; the
     input is converted in ``forward``); ``compile`` compiles the module in place with
-    ``nn.Module.compile`` on its first call, which leaves state_dict keys, and so checkpoints, alone.
+    ``nn.Module.compile`` on its first call, which leaves state_dict keys, and so checkpoints, alone, with
+    torch.compile's ``compile_mode`` (``compile_in_place``).
     """
 
     def __init__(
@@ -78,6 +94,7 @@ class UNet(nn.Module):
         base_channels: int = 32,
         channels_last: bool = False,
         compile: bool = False,
+        compile_mode: str | None = None,
     ):
         super().__init__()
         widths = [base_channels * 2**d for d in range(depth + 1)]
@@ -91,7 +108,7 @@ class UNet(nn.Module):
         if channels_last:
             self.to(memory_format=torch.channels_last)
         if compile:
-            self.compile()
+            compile_in_place(self, compile_mode)
 
     @property
     def min_size(self) -> int:
