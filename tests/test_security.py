@@ -608,7 +608,7 @@ def test_eval_and_predict_refuse_a_tampered_stored_config_and_reach_nothing(
     monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", lambda *a, **k: pytest.fail("downloaded"))
     evil = tampered(checkpoint, tmp_path, edit)
     (tmp_path / "in").mkdir()
-    args = {"eval.py": [*TINY[4:]], "predict.py": [f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}"]}[entry]
+    args = {"eval.py": [], "predict.py": [f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}"]}[entry]
     code = run_app(
         entry, f"ckpt_path={evil}", *args, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, monkeypatch=monkeypatch
     )

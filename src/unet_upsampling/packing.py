@@ -14,7 +14,6 @@ import logging
 import os
 from typing import Any
 
-import torch
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
@@ -24,6 +23,8 @@ log = logging.getLogger(__name__)
 
 def packed_jobs(runs_per_gpu: int) -> int:
     """Jobs to run at once: ``runs_per_gpu`` where CUDA is visible (all on one device), else 1."""
+    import torch  # here, not at the top: the package imports this module, and must not load torch for it
+
     return int(runs_per_gpu) if torch.cuda.is_available() and torch.cuda.device_count() > 0 else 1
 
 
@@ -62,6 +63,8 @@ class SplitThreads(Callback):
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         jobs = side_by_side(self.n_jobs, config.hydra.mode)
         threads, workers = cpu_share(jobs)
+        import torch
+
         torch.set_num_threads(threads)
         os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
         log.info(
