@@ -88,7 +88,7 @@ def class_shares(dataset, num_classes: int, limit: int = 200) -> tuple[np.ndarra
     return counts / max(counts.sum(), 1), len(picks)
 
 
-def describe_run(cfg: DictConfig, datamodule, task, resume: Path | None) -> None:
+def describe_run(cfg: DictConfig, datamodule, task, resume: Path | None, resume_step: int | None = None) -> None:
     """train.log: overrides, the data (split sizes, image sizes, class shares), the network."""
     if HydraConfig.initialized():
         hydra = HydraConfig.get()
@@ -96,7 +96,11 @@ def describe_run(cfg: DictConfig, datamodule, task, resume: Path | None) -> None
         saved = Path(cfg.paths.output_dir) / str(hydra.output_subdir) / "config.yaml"
         if hydra.output_subdir is not None and saved.is_file():  # written by @hydra.main, not by compose()
             log.info("full config: %s", saved)
-    log.info("run directory: %s%s", cfg.paths.output_dir, f" (resuming from {resume})" if resume else "")
+    log.info(
+        "run directory: %s%s",
+        cfg.paths.output_dir,
+        f" (resuming from {resume} at step {resume_step})" if resume else "",
+    )
     raw = datamodule.raw
     log.info("data: %s", ", ".join(f"{name} {len(ds)} images" for name, ds in raw.items()))
     for name, dataset in raw.items():

@@ -66,7 +66,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     datamodule = build_datamodule(cfg)
     task = build_task(config)
     check_run(datamodule, task.net)
-    describe_run(cfg, datamodule, task, resume)
+    describe_run(cfg, datamodule, task, resume, resume_step)
     record, timer = RunRecord(), EvaluationTimer()
     callbacks = [*build_callbacks(cfg), StoreConfig(config), record, timer]
     loggers = build_loggers(cfg)

@@ -21,6 +21,10 @@ class RunLog(L.Callback):
     def __init__(self) -> None:
         self.seen: dict[int, tuple] = {}
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        """Where training starts: step 0, or where a resumed run's checkpoint left it."""
+        log.info("training from step %d (epoch %d)", trainer.global_step, trainer.current_epoch)
+
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking:
             return
