@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -267,6 +268,53 @@ def test_small_synthetic_images_work(tmp_path, monkeypatch):
         )
         == 0
     )
+
+
+BEST = "the validation of the best checkpoint (and its figures)"
+
+
+@pytest.mark.parametrize(
+    "name, at, phase, step, code",
+    [
+        ("SIGTERM", "init", "the validation before training", 0, 143),
+        ("SIGTERM", "fit", "training", 3, 143),
+        ("SIGTERM", "best", BEST, 4, 143),
+        ("SIGTERM", "figures", BEST, 4, 143),
+        ("SIGTERM", "test", "the test of the best checkpoint", 4, 143),
+        ("SIGINT", "fit", "training", 3, 130),
+    ],
+)
+def test_a_signal_in_any_phase_stops_the_run_saying_where_and_how_to_go_on(
+    name, at, phase, step, code, tmp_path, monkeypatch, capsys
+):
+    """SIGTERM (a scheduler, docker stop) or SIGINT (Ctrl-C) in any phase: exit 128 + the signal, one line
+    naming the phase and step and how to resume, no metrics.json (a stopped run is not a finished one)."""
+    monkeypatch.syspath_prepend(str(ROOT / "tests"))
+    run = [*TINY, "trainer.max_steps=4", "validations=2", f"hydra.run.dir={tmp_path}"]
+    send = ["+callbacks.signal._target_=fault_injection.SendSignal", f"+callbacks.signal.signal={name}"]
+    assert (
+        run_app(
+            "train.py",
+            *run,
+            *send,
+            f"+callbacks.signal.at={at}",
+            "+callbacks.signal.step=2",
+            cwd=tmp_path,
+            monkeypatch=monkeypatch,
+        )
+        == code
+    )
+    err = capsys.readouterr().err
+    resume = f"resume with the same overrides plus ckpt_path=last hydra.run.dir={tmp_path}"
+    how = "no checkpoint was written yet: run the same command again" if at == "init" else resume
+    message = f"stopped by {name} during {phase} at step {step}"
+    assert re.search(rf"{re.escape(message)} \(epoch \d\); {re.escape(how)}\n", err)
+    assert "Traceback" not in err and message in (tmp_path / "train.log").read_text()
+    assert not (tmp_path / "metrics.json").exists()
+    if at == "test":  # the resume command finishes the run: fit has nothing left, then validation and test
+        assert run_app("train.py", *run, "ckpt_path=last", cwd=tmp_path, monkeypatch=monkeypatch) == 0
+        metrics = read_metrics(tmp_path)
+        assert metrics["global_step"] == 4 and "test/dice" in metrics and "init/dice" in metrics
 
 
 def test_non_finite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
