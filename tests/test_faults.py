@@ -270,16 +270,12 @@ def test_small_synthetic_images_work(tmp_path, monkeypatch):
     )
 
 
-BEST = "the validation of the best checkpoint (and its figures)"
-
-
 @pytest.mark.parametrize(
     "name, at, phase, step, code",
     [
         ("SIGTERM", "init", "the validation before training", 0, 143),
         ("SIGTERM", "fit", "training", 3, 143),
-        ("SIGTERM", "best", BEST, 4, 143),
-        ("SIGTERM", "figures", BEST, 4, 143),
+        ("SIGTERM", "figures", "the validation of the best checkpoint (and its figures)", 4, 143),
         ("SIGTERM", "test", "the test of the best checkpoint", 4, 143),
         ("SIGINT", "fit", "training", 3, 130),
     ],
