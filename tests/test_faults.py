@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from pathlib import Path
@@ -16,6 +17,7 @@ from PIL import Image
 from unet_upsampling.builders import build_task
 from unet_upsampling.checks import check_run
 from unet_upsampling.errors import ConfigError, DataError
+from unet_upsampling.loggers import CrashSafeWriter, CSVLogger
 from unet_upsampling.report.build import write_report
 
 from conftest import ROOT, TINY, compose_config, read_metrics, run_app, write_pair
@@ -470,3 +472,38 @@ def test_a_member_failing_at_run_time_logs_its_error_and_the_report_quotes_it(tm
     write_report(tmp_path)
     report = (tmp_path / "report.md").read_text()
     assert "2 runs: 1 finished, 1 failed" in report and "data.crop_size=48 is smaller than 64 px" in report
+
+
+def test_a_stop_at_any_moment_leaves_metrics_csv_whole(tmp_path, monkeypatch):
+    """kill -9 or a second Ctrl-C while metrics.csv is rewritten (a new key; a resume dropping the rows after its
+    checkpoint) leaves the old file whole; a resume stopped half way recovers every row."""
+    path = tmp_path / "csv" / "metrics.csv"
+    logger = CSVLogger(save_dir=tmp_path, name="csv", version="")
+    for step in range(3):
+        logger.log_metrics({"train/loss": 1.0 / (step + 1)}, step=step)
+    whole = path.read_text()
+
+    def stopped_here(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(csv.DictWriter, "writerows", stopped_here)
+    with pytest.raises(KeyboardInterrupt):
+        logger.log_metrics({"val/dice": 0.5}, step=3)  # a new column: the file is written again
+    monkeypatch.undo()
+    assert path.read_text() == whole
+
+    monkeypatch.setattr(CrashSafeWriter, "__init__", stopped_here)
+    resumed = CSVLogger(save_dir=tmp_path, name="csv", version="")
+    resumed.resume_at(2)
+    with pytest.raises(KeyboardInterrupt):
+        resumed.log_metrics({"train/loss": 0.3}, step=2)  # stopped as the resumed run starts its log
+    monkeypatch.undo()
+    again = CSVLogger(save_dir=tmp_path, name="csv", version="")
+    again.resume_at(2)
+    again.log_metrics({"train/loss": 0.3}, step=2)
+    with path.open() as file:
+        assert [(r["step"], r["train/loss"]) for r in csv.DictReader(file)] == [
+            ("0", "1.0"),
+            ("1", "0.5"),
+            ("2", "0.3"),
+        ]
