@@ -192,6 +192,14 @@ def test_an_unwritable_checkpoint_directory_fails_before_training_naming_it(tmp_
     assert not (run_dir / "csv").exists()  # nothing trained or logged
 
 
+def test_a_run_directory_that_cannot_be_made_is_named_before_anything_else(tmp_path, monkeypatch, capsys):
+    (tmp_path / "file").write_text("a file where the run directory's parent should be")
+    run_dir = tmp_path / "file" / "run"
+    code = run_app("train.py", *TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path, monkeypatch=monkeypatch)
+    err = capsys.readouterr().err
+    assert code == 1 and f"cannot write to {run_dir} (Not a directory)" in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize(
     "removal",
     [

@@ -27,6 +27,7 @@ from hydra.experimental.callback import Callback
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
+from unet_upsampling.checks import check_writable
 from unet_upsampling.errors import OutputError
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def acquire(run_dir: str | Path) -> None:
     path = (Path(run_dir) / LOCK_NAME).absolute()
     if path in _held or rank_zero_only.rank != 0:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_writable([path.parent])  # an unwritable run directory is named as such, not as a traceback here
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
