@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ from PIL import Image
 from unet_upsampling.builders import build_task
 from unet_upsampling.checks import check_run
 from unet_upsampling.errors import ConfigError, DataError
+from unet_upsampling.loggers import CrashSafeWriter, CSVLogger
 from unet_upsampling.report.build import write_report
 
 from conftest import ROOT, TINY, compose_config, read_metrics, run_app, write_pair
@@ -189,6 +192,14 @@ def test_an_unwritable_checkpoint_directory_fails_before_training_naming_it(tmp_
     assert not (run_dir / "csv").exists()  # nothing trained or logged
 
 
+def test_a_run_directory_that_cannot_be_made_is_named_before_anything_else(tmp_path, monkeypatch, capsys):
+    (tmp_path / "file").write_text("a file where the run directory's parent should be")
+    run_dir = tmp_path / "file" / "run"
+    code = run_app("train.py", *TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path, monkeypatch=monkeypatch)
+    err = capsys.readouterr().err
+    assert code == 1 and f"cannot write to {run_dir} (Not a directory)" in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize(
     "removal",
     [
@@ -266,6 +277,49 @@ def test_small_synthetic_images_work(tmp_path, monkeypatch):
         )
         == 0
     )
+
+
+@pytest.mark.parametrize(
+    "name, at, phase, step, code",
+    [
+        ("SIGTERM", "init", "the validation before training", 0, 143),
+        ("SIGTERM", "fit", "training", 3, 143),
+        ("SIGTERM", "figures", "the validation of the best checkpoint (and its figures)", 4, 143),
+        ("SIGTERM", "test", "the test of the best checkpoint", 4, 143),
+        ("SIGINT", "fit", "training", 3, 130),
+    ],
+)
+def test_a_signal_in_any_phase_stops_the_run_saying_where_and_how_to_go_on(
+    name, at, phase, step, code, tmp_path, monkeypatch, capsys
+):
+    """SIGTERM (a scheduler, docker stop) or SIGINT (Ctrl-C) in any phase: exit 128 + the signal, one line
+    naming the phase and step and how to resume, no metrics.json (a stopped run is not a finished one)."""
+    monkeypatch.syspath_prepend(str(ROOT / "tests"))
+    run = [*TINY, "trainer.max_steps=4", "validations=2", f"hydra.run.dir={tmp_path}"]
+    send = ["+callbacks.signal._target_=fault_injection.SendSignal", f"+callbacks.signal.signal={name}"]
+    assert (
+        run_app(
+            "train.py",
+            *run,
+            *send,
+            f"+callbacks.signal.at={at}",
+            "+callbacks.signal.step=2",
+            cwd=tmp_path,
+            monkeypatch=monkeypatch,
+        )
+        == code
+    )
+    err = capsys.readouterr().err
+    resume = f"resume with the same overrides plus ckpt_path=last hydra.run.dir={tmp_path}"
+    how = "no checkpoint was written yet: run the same command again" if at == "init" else resume
+    message = f"stopped by {name} during {phase} at step {step}"
+    assert re.search(rf"{re.escape(message)} \(epoch \d\); {re.escape(how)}\n", err)
+    assert "Traceback" not in err and message in (tmp_path / "train.log").read_text()
+    assert not (tmp_path / "metrics.json").exists()
+    if at == "test":  # the resume command finishes the run: fit has nothing left, then validation and test
+        assert run_app("train.py", *run, "ckpt_path=last", cwd=tmp_path, monkeypatch=monkeypatch) == 0
+        metrics = read_metrics(tmp_path)
+        assert metrics["global_step"] == 4 and "test/dice" in metrics and "init/dice" in metrics
 
 
 def test_non_finite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
@@ -424,3 +478,38 @@ def test_a_member_failing_at_run_time_logs_its_error_and_the_report_quotes_it(tm
     write_report(tmp_path)
     report = (tmp_path / "report.md").read_text()
     assert "2 runs: 1 finished, 1 failed" in report and "data.crop_size=48 is smaller than 64 px" in report
+
+
+def test_a_stop_at_any_moment_leaves_metrics_csv_whole(tmp_path, monkeypatch):
+    """kill -9 or a second Ctrl-C while metrics.csv is rewritten (a new key; a resume dropping the rows after its
+    checkpoint) leaves the old file whole; a resume stopped half way recovers every row."""
+    path = tmp_path / "csv" / "metrics.csv"
+    logger = CSVLogger(save_dir=tmp_path, name="csv", version="")
+    for step in range(3):
+        logger.log_metrics({"train/loss": 1.0 / (step + 1)}, step=step)
+    whole = path.read_text()
+
+    def stopped_here(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(csv.DictWriter, "writerows", stopped_here)
+    with pytest.raises(KeyboardInterrupt):
+        logger.log_metrics({"val/dice": 0.5}, step=3)  # a new column: the file is written again
+    monkeypatch.undo()
+    assert path.read_text() == whole
+
+    monkeypatch.setattr(CrashSafeWriter, "__init__", stopped_here)
+    resumed = CSVLogger(save_dir=tmp_path, name="csv", version="")
+    resumed.resume_at(2)
+    with pytest.raises(KeyboardInterrupt):
+        resumed.log_metrics({"train/loss": 0.3}, step=2)  # stopped as the resumed run starts its log
+    monkeypatch.undo()
+    again = CSVLogger(save_dir=tmp_path, name="csv", version="")
+    again.resume_at(2)
+    again.log_metrics({"train/loss": 0.3}, step=2)
+    with path.open() as file:
+        assert [(r["step"], r["train/loss"]) for r in csv.DictReader(file)] == [
+            ("0", "1.0"),
+            ("1", "0.5"),
+            ("2", "0.3"),
+        ]

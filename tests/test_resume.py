@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,7 +20,9 @@ from conftest import ROOT, TINY, read_metrics, run_app
 
 pytestmark = pytest.mark.slow  # every test here trains, stops and resumes whole runs
 
-ARGS = [*TINY, "data.source.train=16", "trainer.max_epochs=6", "seed=3", "validations=null"]
+BASE = [*TINY, "data.source.train=16", "seed=3"]
+# 4 steps an epoch and a validation, so a last.ckpt, every 2 steps: those of steps 2, 6 and 10 are mid-epoch.
+ARGS = [*BASE, "trainer.max_steps=12", "validations=6"]
 TIMES_AND_PATHS = {"train_time_s", "eval_time_s", "best_checkpoint"}
 
 
@@ -35,20 +38,44 @@ def start(run_dir: Path, *extra: str) -> subprocess.Popen:
     )
 
 
-def wait_for_checkpoint(run_dir: Path, epoch: int, process: subprocess.Popen) -> None:
-    """Until last.ckpt holds ``epoch`` (written through a temporary file and a rename: always whole)."""
+def wait_for_checkpoint(run_dir: Path, step: int, process: subprocess.Popen) -> int:
+    """Until last.ckpt holds ``step`` or a later one (written through a temporary file and a rename: always
+    whole); returns its step."""
     deadline = time.time() + 300
     last = run_dir / "checkpoints" / "last.ckpt"
     while time.time() < deadline and process.poll() is None:
-        if last.is_file() and torch.load(last, weights_only=True)["epoch"] >= epoch:
-            return
+        if last.is_file() and (saved := torch.load(last, weights_only=True)["global_step"]) >= step:
+            return saved
         time.sleep(0.05)
-    raise AssertionError(f"no last.ckpt of epoch {epoch} in {run_dir} (process exit: {process.poll()})")
+    raise AssertionError(f"no last.ckpt of step {step} in {run_dir} (process exit: {process.poll()})")
 
 
 def csv_rows(run_dir: Path) -> list[dict]:
     with (run_dir / "csv" / "metrics.csv").open() as f:
         return list(csv.DictReader(f))
+
+
+def assert_same_outputs(resumed: Path, whole: Path) -> None:
+    """metrics.json (but times and paths), every CSV row and artifacts.npz as the uninterrupted run's."""
+    metrics = [read_metrics(d) for d in (resumed, whole)]
+    assert [{k: v for k, v in m.items() if k not in TIMES_AND_PATHS} for m in metrics] == [
+        {k: v for k, v in metrics[1].items() if k not in TIMES_AND_PATHS}
+    ] * 2
+    assert any(k.startswith("init/") for k in metrics[0])  # the validation before training, kept by the checkpoint
+    assert csv_rows(resumed) == csv_rows(whole)  # logs included
+    arrays = [dict(np.load(d / "artifacts.npz")) for d in (resumed, whole)]
+    assert arrays[0].keys() == arrays[1].keys() >= {"init_flat", "final_flat"}
+    for key in arrays[0]:
+        np.testing.assert_array_equal(arrays[0][key], arrays[1][key])
+
+
+def assert_resumed_at(run_dir: Path, step: int) -> None:
+    """train.log says the run resumed from last.ckpt at ``step``, and training started there (not at step 0)."""
+    line = f"resuming from {run_dir / 'checkpoints' / 'last.ckpt'} at step {step}"
+    log = (run_dir / "train.log").read_text()
+    assert line in log
+    resumed = log[log.rindex(line) :]  # train.log gathers every run in the directory: the resumed run's part
+    assert f"training from step {step} (" in resumed and "training from step 0" not in resumed
 
 
 @pytest.fixture(scope="module")
@@ -62,43 +89,105 @@ def uninterrupted(tmp_path_factory) -> Path:
 def test_a_killed_run_resumes_and_writes_what_the_uninterrupted_run_writes(uninterrupted, tmp_path, monkeypatch):
     killed = tmp_path / "killed"
     process = start(killed)
-    wait_for_checkpoint(killed, 1, process)
-    time.sleep(0.2)  # somewhere in the following epochs
+    wait_for_checkpoint(killed, 2, process)
+    time.sleep(0.2)  # somewhere in the following steps
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (killed / "metrics.json").exists(), "the run finished before it was killed: kill it sooner"
+    saved = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
     assert (
         run_app("train.py", *ARGS, "ckpt_path=last", f"hydra.run.dir={killed}", cwd=tmp_path, monkeypatch=monkeypatch)
         == 0
     )
-    whole, resumed = read_metrics(uninterrupted), read_metrics(killed)
-    assert {k: v for k, v in resumed.items() if k not in TIMES_AND_PATHS} == {
-        k: v for k, v in whole.items() if k not in TIMES_AND_PATHS
-    }
-    assert any(k.startswith("init/") for k in resumed)  # the validation before training, kept by the checkpoint
-    assert csv_rows(killed) == csv_rows(uninterrupted)  # logs included
-    arrays = [dict(np.load(d / "artifacts.npz")) for d in (uninterrupted, killed)]
-    assert arrays[0].keys() == arrays[1].keys() >= {"init_flat", "final_flat"}
-    for key in arrays[0]:
-        np.testing.assert_array_equal(arrays[0][key], arrays[1][key])
+    assert_resumed_at(killed, saved)
+    assert_same_outputs(killed, uninterrupted)
+
+
+def test_ctrl_c_after_a_mid_epoch_checkpoint_then_resume_writes_what_the_uninterrupted_run_writes(
+    uninterrupted, tmp_path, monkeypatch, capsys
+):
+    """Ctrl-C one step after the step-6 checkpoint, half way through epoch 1: exit 130 and the resume command;
+    the resumed run takes batches 2 and 3 of that epoch, with their augmentations, not its first two again,
+    and keeps every CSV row of the stopped run before its checkpoint."""
+    monkeypatch.syspath_prepend(str(ROOT / "tests"))
+    stopped = tmp_path / "stopped"
+    ctrl_c = ["+callbacks.signal._target_=fault_injection.SendSignal", "+callbacks.signal.signal=SIGINT"]
+    ctrl_c += ["+callbacks.signal.at=fit", "+callbacks.signal.step=6"]
+    assert run_app("train.py", *ARGS, *ctrl_c, f"hydra.run.dir={stopped}", cwd=tmp_path, monkeypatch=monkeypatch) == 130
+    assert "stopped by SIGINT during training at step 7 (epoch 1); resume with" in capsys.readouterr().err
+    assert torch.load(stopped / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 6
+    assert (
+        run_app("train.py", *ARGS, "ckpt_path=last", f"hydra.run.dir={stopped}", cwd=tmp_path, monkeypatch=monkeypatch)
+        == 0
+    )
+    assert_resumed_at(stopped, 6)
+    assert "train data: epoch 1 continues at batch 2 of 4" in (stopped / "train.log").read_text()
+    assert_same_outputs(stopped, uninterrupted)
 
 
 def test_sigterm_exits_non_zero_keeps_last_checkpoint_and_says_how_to_resume(uninterrupted, tmp_path, monkeypatch):
     stopped = tmp_path / "stopped"
     process = start(stopped)
-    wait_for_checkpoint(stopped, 1, process)
+    wait_for_checkpoint(stopped, 4, process)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 143
-    assert "stopped by SIGTERM at step" in stderr and f"ckpt_path=last hydra.run.dir={stopped}" in stderr
+    assert "stopped by SIGTERM during training at step" in stderr
+    assert f"ckpt_path=last hydra.run.dir={stopped}" in stderr
     assert not (stopped / "metrics.json").exists()
-    assert torch.load(stopped / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] >= 1
+    saved = torch.load(stopped / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    assert saved >= 4
     assert "stopped by SIGTERM" in (stopped / "train.log").read_text()
     assert (
         run_app("train.py", *ARGS, "ckpt_path=last", f"hydra.run.dir={stopped}", cwd=tmp_path, monkeypatch=monkeypatch)
         == 0
     )
-    assert read_metrics(stopped)["val/dice"] == read_metrics(uninterrupted)["val/dice"]
+    assert_resumed_at(stopped, saved)
+    assert_same_outputs(stopped, uninterrupted)
+
+
+def test_a_second_run_in_the_same_directory_is_refused_and_the_first_finishes(tmp_path, monkeypatch, capsys):
+    """train.lock: a second run in a busy directory is refused before it writes there; after the first ends, a
+    resume there works; a lock left by a process that is gone is taken over with a warning."""
+    run_dir, go = tmp_path / "run", tmp_path / "go"
+    short = [*TINY, "trainer.max_steps=2", "validations=1", "test=false", f"hydra.run.dir={run_dir}"]
+    wait = ["+callbacks.wait._target_=fault_injection.WaitFor", f"+callbacks.wait.path={go}"]
+    first = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *short, *wait],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])},
+    )
+    deadline = time.time() + 300
+    while not Path(f"{go}.ready").exists() and first.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    overrides = (run_dir / ".hydra" / "overrides.yaml").read_text()
+    log = (run_dir / "train.log").read_text()
+
+    assert run_app("train.py", *short, "seed=5", cwd=tmp_path, monkeypatch=monkeypatch) == 1
+    err = capsys.readouterr().err
+    assert f"{run_dir} is in use by another run (pid {first.pid} on {socket.gethostname()}, started " in err
+    assert f"its lock is {run_dir / 'train.lock'}). Wait for that run to end" in err and "Traceback" not in err
+    assert (run_dir / ".hydra" / "overrides.yaml").read_text() == overrides  # the refused run wrote nothing there
+    assert (run_dir / "train.log").read_text() == log
+
+    go.touch()
+    _, stderr = first.communicate(timeout=300)
+    assert first.returncode == 0, stderr[-3000:]
+    assert read_metrics(run_dir)["global_step"] == 2 and not (run_dir / "train.lock").exists()
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], check=True, capture_output=True, text=True
+    )
+    record = {"pid": int(dead.stdout), "host": socket.gethostname(), "started": "2026-12-04T00:00:00"}
+    (run_dir / "train.lock").write_text(json.dumps(record))  # as a kill -9 leaves it
+    assert run_app("train.py", *short, "ckpt_path=last", cwd=tmp_path, monkeypatch=monkeypatch) == 0
+    taken_over = f"taking over the lock of a run that is no longer running (pid {record['pid']} on"
+    log = (run_dir / "train.log").read_text()
+    assert taken_over in log and f"resuming from {run_dir / 'checkpoints' / 'last.ckpt'} at step 2" in log
+    assert not (run_dir / "train.lock").exists()
 
 
 def test_a_requeued_slurm_job_resumes_from_its_own_checkpoint(uninterrupted, tmp_path, monkeypatch):
@@ -107,10 +196,9 @@ def test_a_requeued_slurm_job_resumes_from_its_own_checkpoint(uninterrupted, tmp
     assert (
         run_app(
             "train.py",
-            *ARGS[:-2],
-            "trainer.max_epochs=2",
-            "seed=3",
-            "validations=null",
+            *BASE,
+            "trainer.max_steps=6",
+            "validations=3",
             f"hydra.run.dir={run_dir}",
             cwd=tmp_path,
             monkeypatch=monkeypatch,
@@ -120,7 +208,7 @@ def test_a_requeued_slurm_job_resumes_from_its_own_checkpoint(uninterrupted, tmp
     (run_dir / "metrics.json").unlink()
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
     assert run_app("train.py", *ARGS, f"hydra.run.dir={run_dir}", cwd=tmp_path, monkeypatch=monkeypatch) == 0
-    assert f"resuming from {run_dir / 'checkpoints' / 'last.ckpt'}" in (run_dir / "train.log").read_text()
+    assert_resumed_at(run_dir, 6)
     metrics = read_metrics(run_dir)
     assert metrics["global_step"] == read_metrics(uninterrupted)["global_step"]
     assert metrics["init/dice"] == read_metrics(uninterrupted)["init/dice"]
@@ -130,15 +218,14 @@ def last_lr(checkpoint: Path) -> float:
     return torch.load(checkpoint, weights_only=True)["lr_schedulers"][0]["_last_lr"][0]
 
 
-def test_resuming_with_more_epochs_follows_the_new_schedule_to_zero(uninterrupted, tmp_path, monkeypatch):
+def test_resuming_with_more_steps_follows_the_new_schedule_to_zero(uninterrupted, tmp_path, monkeypatch):
     short = tmp_path / "short"
     assert (
         run_app(
             "train.py",
-            *ARGS[:-2],
-            "trainer.max_epochs=3",
-            "seed=3",
-            "validations=null",
+            *BASE,
+            "trainer.max_steps=6",
+            "validations=3",
             f"hydra.run.dir={short}",
             cwd=tmp_path,
             monkeypatch=monkeypatch,
@@ -158,8 +245,8 @@ def test_resuming_with_more_epochs_follows_the_new_schedule_to_zero(uninterrupte
         )
         == 0
     )
-    assert "cosine spans 12 steps, this run 24" in (longer / "train.log").read_text()
-    # The extended run ends where the run planned for 6 epochs from the start ends: at a learning rate of 0,
+    assert "cosine spans 6 steps, this run 12" in (longer / "train.log").read_text()
+    # The extended run ends where the run planned for 12 steps from the start ends: at a learning rate of 0,
     # not climbing back towards the base rate as the old 6-step cosine would.
     assert last_lr(longer / "checkpoints" / "last.ckpt") == pytest.approx(0, abs=1e-12)
     assert last_lr(uninterrupted / "checkpoints" / "last.ckpt") == pytest.approx(0, abs=1e-12)

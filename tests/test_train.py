@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 from PIL import Image
 
 from unet_upsampling.builders import rebuild_eval_transform
@@ -204,9 +204,10 @@ def test_folder_data_trains_and_validates_on_full_odd_sized_images(folder_binary
     assert "test/dice" not in metrics  # no test split in a flat folder
 
 
-@pytest.mark.parametrize("with_hydra_node", [True, False])
-def test_train_from_a_composed_config(with_hydra_node, tmp_path, monkeypatch):
-    """The Python API: train(cfg) on a config from Hydra's compose API, with or without the hydra node."""
+@pytest.mark.parametrize("hydra_node", ["kept", "none", "set_then_deleted"])
+def test_train_from_a_composed_config(hydra_node, tmp_path, monkeypatch):
+    """The Python API: train(cfg) on a config from Hydra's compose API, with or without the hydra node, or as
+    lightning-hydra-template's tests call it (the node given to HydraConfig, then deleted from the config)."""
     from hydra import compose, initialize_config_module
     from hydra.core.hydra_config import HydraConfig
 
@@ -222,10 +223,14 @@ def test_train_from_a_composed_config(with_hydra_node, tmp_path, monkeypatch):
                 "test=false",
                 f"hydra.run.dir={tmp_path / 'run'}",
             ],
-            return_hydra_config=with_hydra_node,
+            return_hydra_config=hydra_node != "none",
         )
+    if hydra_node == "set_then_deleted":
+        HydraConfig().set_config(cfg)
+        with open_dict(cfg):
+            del cfg["hydra"]
     metrics = train(cfg)
-    run_dir = tmp_path / "run" if with_hydra_node else next((tmp_path / "logs" / "train" / "runs").iterdir())
+    run_dir = tmp_path / "run" if hydra_node != "none" else next((tmp_path / "logs" / "train" / "runs").iterdir())
     assert read_metrics(run_dir) == json.loads(json.dumps(metrics, default=float)) | {
         k: None for k, v in metrics.items() if isinstance(v, float) and v != v
     }

@@ -24,13 +24,17 @@ def job_context(cfg: DictConfig) -> Iterator[DictConfig]:
 
     Under ``@hydra.main`` it is the config as given. From ``compose(..., return_hydra_config=True)``
     the ``hydra`` node serves ``${hydra:...}`` (the run directory is ``hydra.run.dir``) while the
-    context lasts. From a plain ``compose(...)`` the run directory is
-    ``<paths.log_dir>/<experiment_name>/runs/<time>`` and ``upsample_name`` the block's class name.
+    context lasts; so does the node a caller gave to ``HydraConfig().set_config(cfg)`` before deleting it
+    from the config (as lightning-hydra-template's tests do). From a plain ``compose(...)`` the run
+    directory is ``<paths.log_dir>/<experiment_name>/runs/<time>`` and ``upsample_name`` the block's
+    class name.
     """
     hydra_config = HydraConfig.instance()
     previous = hydra_config.cfg
     cfg = cfg.copy()
     with open_dict(cfg):
+        if "hydra" not in cfg and previous is not None and OmegaConf.is_missing(previous.hydra.runtime, "output_dir"):
+            cfg.hydra = previous.hydra  # set by the caller, not by a Hydra app: filled below as for compose()
         if "hydra" in cfg:
             hydra_config.set_config(cfg)  # first: hydra.run.dir may itself use ${hydra:...}
             if OmegaConf.is_missing(cfg.hydra.runtime, "output_dir"):
@@ -84,14 +88,19 @@ def class_shares(dataset, num_classes: int, limit: int = 200) -> tuple[np.ndarra
     return counts / max(counts.sum(), 1), len(picks)
 
 
-def describe_run(cfg: DictConfig, datamodule, task, resume: Path | None) -> None:
+def describe_run(cfg: DictConfig, datamodule, task, resume: Path | None, resume_step: int | None = None) -> None:
     """train.log: overrides, the data (split sizes, image sizes, class shares), the network."""
     if HydraConfig.initialized():
         hydra = HydraConfig.get()
         log.info("overrides: %s", " ".join(hydra.overrides.task) or "(none)")
-        if hydra.output_subdir is not None:
-            log.info("full config: %s", Path(hydra.runtime.output_dir) / hydra.output_subdir / "config.yaml")
-    log.info("run directory: %s%s", cfg.paths.output_dir, f" (resuming from {resume})" if resume else "")
+        saved = Path(cfg.paths.output_dir) / str(hydra.output_subdir) / "config.yaml"
+        if hydra.output_subdir is not None and saved.is_file():  # written by @hydra.main, not by compose()
+            log.info("full config: %s", saved)
+    log.info(
+        "run directory: %s%s",
+        cfg.paths.output_dir,
+        f" (resuming from {resume} at step {resume_step})" if resume else "",
+    )
     raw = datamodule.raw
     log.info("data: %s", ", ".join(f"{name} {len(ds)} images" for name, ds in raw.items()))
     for name, dataset in raw.items():

@@ -4,9 +4,9 @@ file; figures and a run's summary, files and tags to every logger."""
 from __future__ import annotations
 
 import csv
-import io
 import logging
 import math
+import os
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -36,8 +36,42 @@ class NoTips(logging.Filter):
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(NoTips())
 
 
+def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """The header and rows of a CSV file (none when it does not exist)."""
+    if not path.is_file():
+        return [], []
+    with path.open(newline="") as file:
+        reader = csv.DictReader(file)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def write_rows(path: Path, header: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
+    """Writes a temporary file beside ``path`` and renames it over ``path``: a process stopped at any moment
+    leaves the old file or the new one, never a truncated one."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    with temporary.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(header))
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(temporary, path)
+
+
+class CrashSafeWriter(ExperimentWriter):
+    """Lightning's metrics.csv writer, but every save rewrites the file through :func:`write_rows` (Lightning
+    appends, and rewrites the file in place when a new key appears: a kill during that rewrite lost the rows)."""
+
+    def save(self) -> None:
+        if not self.metrics:
+            return
+        path = Path(self.metrics_file_path)
+        _, rows = read_rows(path)
+        self.metrics_keys = sorted(set(self.metrics_keys).union(*self.metrics))
+        write_rows(path, self.metrics_keys, [*rows, *self.metrics])
+        self.metrics = []
+
+
 class CSVLogger(LightningCSVLogger):
-    """``<save_dir>/<name>/metrics.csv``, flushed at every logging call, that survives a resume.
+    """``<save_dir>/<name>/metrics.csv``, written crash-safe at every logging call, that survives a resume.
 
     Lightning starts metrics.csv afresh in a non-empty directory. After ``resume_at(step)`` (train.py
     calls it with the checkpoint's global step) the rows logged before the checkpoint are kept: those of
@@ -45,6 +79,8 @@ class CSVLogger(LightningCSVLogger):
     measured, so the checkpoint written after that validation follows it). The later ones, logged by
     the stopped run after its checkpoint, are dropped: the resumed run logs them again, so its file ends
     as the uninterrupted run's does.
+    The old file is renamed aside (``.metrics.csv.resuming``) while the writer starts, so no moment of a
+    resume leaves it lost.
     """
 
     def __init__(self, *args, flush_logs_every_n_steps: int = 1, **kwargs):
@@ -59,16 +95,17 @@ class CSVLogger(LightningCSVLogger):
     def experiment(self) -> ExperimentWriter:
         if self._experiment is None:
             path = Path(self.log_dir) / ExperimentWriter.NAME_METRICS_FILE
-            kept = path.read_text() if self._resume_step is not None and path.is_file() else None
-            writer = super().experiment  # deletes metrics.csv
-            if kept:
-                rows = list(csv.DictReader(io.StringIO(kept)))
-                header = list(rows[0]) if rows else next(csv.reader(io.StringIO(kept)))
-                with path.open("w", newline="") as file:
-                    out = csv.DictWriter(file, fieldnames=header)
-                    out.writeheader()
-                    out.writerows(r for r in rows if r["step"] and before_step(r, self._resume_step))
-                writer.metrics_keys = list(header)
+            aside = path.with_name(f".{path.name}.resuming")  # left by a resume stopped right here: the whole log
+            if self._resume_step is not None and path.is_file() and not aside.is_file():
+                os.replace(path, aside)
+            Path(self.root_dir).mkdir(parents=True, exist_ok=True)
+            self._experiment = CrashSafeWriter(log_dir=self.log_dir)  # would delete a metrics.csv it found
+            if self._resume_step is not None and aside.is_file():
+                header, rows = read_rows(aside)
+                kept = [r for r in rows if r["step"] and before_step(r, self._resume_step)]
+                write_rows(path, header, kept)
+                self._experiment.metrics_keys = header
+                aside.unlink()
         return self._experiment
 
 

@@ -12,12 +12,13 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassStatScores
 
-from unet_upsampling.errors import ConfigError
+from unet_upsampling.errors import CheckpointError, ConfigError
 from unet_upsampling.losses import LOSSES
 from unet_upsampling.measures import which_validation
 from unet_upsampling.metrics import BoundaryF1, periodic_energy_fraction, periods
 
 log = logging.getLogger(__name__)
+EPOCH_LOSS_KEY = "unet_upsampling_epoch_loss"
 
 
 def dice_and_iou(stats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,6 +89,9 @@ class SegmentationTask(L.LightningModule):
         self.fused_optimizer = fused_optimizer
         self.periods = periods(net.depth)
         self.checkpoint_step: int | None = None  # set by load_checkpoint: the step its weights were saved at
+        # The epoch mean of the training loss; its running sums travel in checkpoints (EPOCH_LOSS_KEY), so a run
+        # resumed mid-epoch logs the mean over the whole epoch, as the uninterrupted run does.
+        self.epoch_loss = MeanMetric()
         self.metrics = nn.ModuleDict(
             {
                 split: nn.ModuleDict(
@@ -111,8 +115,33 @@ class SegmentationTask(L.LightningModule):
         # epoch mean. A per-step progress-bar value would turn the loss into a float after every
         # batch: a host sync that stalls a GPU (benchmarks/ counts them).
         self.log("train/loss", loss)
-        self.log("train/loss_epoch", loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.epoch_loss.update(loss.detach())
+        self.log("train/loss_epoch", self.epoch_loss, on_step=False, on_epoch=True, prog_bar=True)
         return loss
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[EPOCH_LOSS_KEY] = {k: v.detach().cpu().clone() for k, v in self.epoch_loss.metric_state.items()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Weights restored by Lightning (``ckpt_path=``) keep their step: a validation does not restore the
+        trainer's, and its lines name the step of the weights (``measures.which_validation``). A resumed run's
+        epoch loss goes on from the checkpoint's running sums."""
+        self.checkpoint_step = checkpoint["global_step"]
+        state = checkpoint.get(EPOCH_LOSS_KEY)
+        if state is None:  # a checkpoint from before the key: the resumed epoch's mean covers its rest only
+            return
+        names = set(self.epoch_loss.metric_state)
+        if not (
+            isinstance(state, dict)
+            and set(state) == names
+            and all(torch.is_tensor(v) and v.numel() == 1 for v in state.values())
+        ):
+            raise CheckpointError(
+                f"the checkpoint's {EPOCH_LOSS_KEY!r} entry is not the scalars {sorted(names)}: it was not written "
+                f"by this project's train.py, or was altered"
+            )
+        for name, value in state.items():  # Lightning calls on_train_epoch_start, which clears them, at a new epoch
+            setattr(self.epoch_loss, name, value.to(self.epoch_loss.metric_state[name].dtype))
 
     def _evaluate(self, batch, split: str) -> torch.Tensor:
         image, mask = batch
@@ -182,7 +211,9 @@ class SegmentationTask(L.LightningModule):
         ]
 
     def on_train_epoch_start(self) -> None:
-        """The encoder stays frozen (no gradients, BatchNorm statistics fixed) for the first epochs."""
+        """A new epoch's loss mean starts from zero; the encoder stays frozen (no gradients, BatchNorm statistics
+        fixed) for the first epochs."""
+        self.epoch_loss.reset()  # not called when a resumed run goes on mid-epoch: the checkpoint's sums stay
         if not self.freeze_encoder_epochs:
             return
         frozen = self.current_epoch < self.freeze_encoder_epochs
@@ -192,11 +223,6 @@ class SegmentationTask(L.LightningModule):
 
     def total_steps(self) -> int:
         return max(1, int(self.trainer.estimated_stepping_batches))
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Weights restored by Lightning (``ckpt_path=``) keep their step: a validation does not restore the
-        trainer's, and its lines name the step of the weights (``measures.which_validation``)."""
-        self.checkpoint_step = checkpoint["global_step"]
 
     def on_train_start(self) -> None:
         """A resumed run given more (or fewer) steps than its checkpoint's schedule follows the new total.

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,6 @@ from typing import Any
 import hydra
 import lightning as L
 from hydra.utils import instantiate
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from unet_upsampling.builders import build_callbacks, build_datamodule, build_loggers, build_task, build_trainer
@@ -28,6 +26,8 @@ from unet_upsampling.errors import ConfigError, UserError
 from unet_upsampling.jobs import describe_run, job_context, resume_path
 from unet_upsampling.loggers import log_run, run_params
 from unet_upsampling.metrics import constant_in_constant_out
+from unet_upsampling.runlock import run_lock
+from unet_upsampling.stops import Stops, stop_on_signals
 from unet_upsampling.summary import print_summary, write_metrics
 
 log = logging.getLogger(__name__)
@@ -48,15 +48,16 @@ def validation_schedule(cfg: DictConfig, datamodule) -> dict[str, Any]:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """One run described by ``cfg``; returns what it writes to ``metrics.json``."""
-    with job_context(cfg) as job:
-        return run(job)
+    with job_context(cfg) as job, run_lock(job.paths.output_dir):
+        check_config(job)
+        run_dir = Path(job.paths.output_dir)
+        resume = resume_path(job.ckpt_path, run_dir)
+        resume_step = None if resume is None else read_checkpoint(resume)["global_step"]  # refuses a bad file first
+        with stop_on_signals(run_dir, resume_step or 0) as stops:
+            return run(job, run_dir, resume, resume_step, stops)
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
-    check_config(cfg)
-    run_dir = Path(cfg.paths.output_dir)
-    resume = resume_path(cfg.ckpt_path, run_dir)
-    resume_step = None if resume is None else read_checkpoint(resume)["global_step"]  # refuses a bad file first
+def run(cfg: DictConfig, run_dir: Path, resume: Path | None, resume_step: int | None, stops: Stops) -> dict[str, Any]:
     config = OmegaConf.to_container(cfg, resolve=True)
     check_writable(
         [run_dir, *(c["dirpath"] for c in (config.get("callbacks") or {}).values() if c and c.get("dirpath"))]
@@ -66,9 +67,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     datamodule = build_datamodule(cfg)
     task = build_task(config)
     check_run(datamodule, task.net)
-    describe_run(cfg, datamodule, task, resume)
+    describe_run(cfg, datamodule, task, resume, resume_step)
     record, timer = RunRecord(), EvaluationTimer()
-    callbacks = [*build_callbacks(cfg), StoreConfig(config), record, timer]
+    callbacks = [*build_callbacks(cfg), StoreConfig(config), record, timer, stops]
     loggers = build_loggers(cfg)
     for logger in loggers:
         if resume_step is not None and hasattr(logger, "resume_at"):
@@ -78,20 +79,21 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     )
 
     if resume is None:  # the artifacts of the untrained network (Odena et al. 2016), as init/...
+        stops.begin("the validation before training")
         initial = trainer.validate(task, datamodule=datamodule, verbose=False)[0]
         record.init_metrics = {key.replace("val/", "init/", 1): float(v) for key, v in initial.items()}
+    stops.begin("training")
     start = time.perf_counter()
-    try:
-        trainer.fit(task, datamodule=datamodule, ckpt_path=resume, weights_only=True)
-    except SIGTERMException:
-        stopped(cfg, run_dir, trainer)
+    trainer.fit(task, datamodule=datamodule, ckpt_path=resume, weights_only=True)
     fit_time = time.perf_counter() - start
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     metrics = dict(record.init_metrics)
+    stops.begin("the validation of the best checkpoint (and its figures)")
     metrics |= trainer.validate(task, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=True)[
         0
     ]
     if cfg.test and datamodule.has_test:
+        stops.begin("the test of the best checkpoint")
         metrics |= trainer.test(task, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=True)[
             0
         ]
@@ -105,6 +107,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "best_checkpoint": best or None,
         "upsample_flat_at_init": constant_in_constant_out(instantiate(cfg.upsample)),
     }
+    stops.begin("writing metrics.json")
     if trainer.is_global_zero:
         path = write_metrics(run_dir / "metrics.json", metrics)
         print_summary(
@@ -115,21 +118,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         )
         log_run(trainer.loggers, run_params(cfg), metrics, run_dir)  # after the summary, which train.log ends with
     end_job(launcher_env)
+    stops.check()  # a signal after metrics.json was written: the run is complete, yet reported as stopped
     return metrics
-
-
-def stopped(cfg: DictConfig, run_dir: Path, trainer: L.Trainer) -> None:
-    """After SIGTERM: say how to resume, then exit 143 (128 + SIGTERM), which schedulers count as a failure."""
-    last = run_dir / "checkpoints" / "last.ckpt"
-    how = (
-        f"resume with the same overrides plus ckpt_path=last hydra.run.dir={run_dir}"
-        if last.is_file()
-        else "no checkpoint was written yet (the first epoch had not ended): run it again"
-    )
-    message = f"stopped by SIGTERM at step {trainer.global_step} (epoch {trainer.current_epoch}); {how}"
-    log.error(message)
-    print(message, file=sys.stderr)
-    raise SystemExit(143)
 
 
 def optimized(metrics: dict[str, Any], name: str | None) -> float | None:

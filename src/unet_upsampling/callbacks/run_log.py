@@ -27,6 +27,10 @@ class RunLog(L.Callback):
     def on_validation_start(self, trainer, pl_module) -> None:
         self._measured.start(trainer)
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        """Where training starts: step 0, or where a resumed run's checkpoint left it."""
+        log.info("training from step %d (epoch %d)", trainer.global_step, trainer.current_epoch)
+
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking:
             return

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import albumentations as A
 import cv2
@@ -10,23 +13,35 @@ import lightning as L
 import numpy as np
 import torch
 from albumentations.pytorch import ToTensorV2
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from unet_upsampling.errors import ConfigError, DataError
+from unet_upsampling.errors import CheckpointError, ConfigError, DataError
+
+log = logging.getLogger(__name__)
+# Lightning looks for state_dict/load_state_dict on the train loader itself to tell whether a mid-epoch resume
+# can be exact, but would not restore a loader's state once the LR schedule has asked for the number of steps
+# (Lightning issue 20550); the datamodule restores the position instead (SegmentationDataModule.state_dict).
+warnings.filterwarnings(
+    "ignore", "You're resuming from a checkpoint that ended before the epoch ended", PossibleUserWarning
+)
 
 
 class EpochSampler(Sampler):
     """Yields (index, augmentation seed) pairs: a permutation and seeds drawn from (seed, epoch) alone.
 
     Each epoch's order and augmentations are then a function of the run's seed and the epoch
-    number, which Lightning passes to ``set_epoch``: a run resumed from an epoch-end checkpoint
-    continues exactly as the uninterrupted run would have.
+    number, which Lightning passes to ``set_epoch``. ``start`` skips that many pairs of epoch
+    ``epoch`` (once): a run resumed from a mid-epoch checkpoint takes the rest of the epoch, with the
+    same augmentations, as the uninterrupted run would have.
     """
 
-    def __init__(self, length: int, seed: int):
-        self.length, self.seed, self.epoch = length, seed, 0
+    def __init__(self, length: int, seed: int, epoch: int = 0, start: int = 0):
+        self.length, self.seed, self.epoch, self.start = length, seed, epoch, start
 
     def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.start = 0
         self.epoch = epoch
 
     def __len__(self) -> int:
@@ -35,7 +50,22 @@ class EpochSampler(Sampler):
     def __iter__(self):
         rng = np.random.default_rng([self.seed, self.epoch])
         order, seeds = rng.permutation(self.length).tolist(), rng.integers(0, 2**31, self.length).tolist()
-        return iter(zip(order, seeds, strict=True))
+        start, self.start = self.start, 0
+        return iter(list(zip(order, seeds, strict=True))[start:])
+
+
+class TrainLoader(DataLoader):
+    """A DataLoader that counts the batches of the current epoch it has handed out (``taken``), those its
+    EpochSampler skipped included: the position a checkpoint records (``SegmentationDataModule.state_dict``)."""
+
+    taken = 0
+
+    def __iter__(self):
+        start = self.sampler.start if isinstance(self.sampler, EpochSampler) else 0
+        self.taken = start // self.batch_size
+        for batch in super().__iter__():
+            self.taken += 1
+            yield batch
 
 
 def pipeline(
@@ -116,6 +146,8 @@ class SegmentationDataModule(L.LightningDataModule):
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.splits: dict[str, Dataset] | None = None
         self.raw: dict[str, Dataset] | None = None
+        self._train_loader: TrainLoader | None = None
+        self._resume_position = (0, 0)  # (epoch, batches taken) the next train loader starts at
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits is None:
@@ -150,24 +182,51 @@ class SegmentationDataModule(L.LightningDataModule):
             return self.pin_memory
         return self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, batch_size: int, sampler: Sampler | None = None, cls=DataLoader) -> DataLoader:
         self.setup()
-        sampler = EpochSampler(len(self.splits[split]), self.seed) if shuffle else None
-        return DataLoader(
+        return cls(
             self.splits[split],
             batch_size=batch_size,
             sampler=sampler,
-            drop_last=shuffle,
+            drop_last=sampler is not None,
             num_workers=self.num_workers,
             pin_memory=self._pin_memory(),
             persistent_workers=self.num_workers > 0,
         )
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.batch_size, shuffle=True)
+    def train_dataloader(self) -> TrainLoader:
+        """Shuffled batches; the first one after ``load_state_dict`` continues where the checkpoint's epoch was."""
+        self.setup()
+        length = len(self.splits["train"])
+        epoch, taken = self._resume_position
+        if taken >= length // self.batch_size:  # the checkpoint's epoch had ended: the next one starts afresh
+            epoch, taken = epoch + 1, 0
+        self._resume_position = (0, 0)
+        if taken:
+            log.info("train data: epoch %d continues at batch %d of %d", epoch, taken, length // self.batch_size)
+        sampler = EpochSampler(length, self.seed, epoch=epoch, start=taken * self.batch_size)
+        self._train_loader = self._loader("train", self.batch_size, sampler, TrainLoader)
+        return self._train_loader
+
+    def state_dict(self) -> dict[str, int]:
+        """Where training is in its data: the epoch of the train loader and the batches of it taken so far."""
+        loader = self._train_loader
+        if loader is None or not isinstance(loader.sampler, EpochSampler):
+            return {}
+        return {"train_epoch": loader.sampler.epoch, "train_batches_taken": loader.taken}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """From a checkpoint (data, refused unless plain counts): where the next train loader starts."""
+        position = tuple(state_dict.get(key) for key in ("train_epoch", "train_batches_taken"))
+        if not all(type(value) is int and value >= 0 for value in position):
+            raise CheckpointError(
+                f"the checkpoint's data position ({type(self).__name__} entry) {state_dict!r} is not two counts "
+                f"(train_epoch, train_batches_taken): it was not written by this project's train.py, or was altered"
+            )
+        self._resume_position = position
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self.eval_batch_size, shuffle=False)
+        return self._loader("val", self.eval_batch_size)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.eval_batch_size, shuffle=False)
+        return self._loader("test", self.eval_batch_size)
