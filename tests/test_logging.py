@@ -288,3 +288,11 @@ def test_a_resumed_csv_keeps_the_validation_of_the_checkpoint_step_and_drops_lat
         {"step": "5", "train/loss": "0.7", "val/dice": ""},
     ]
     assert [before_step(row, 4) for row in rows] == [True, True, False, False]
+
+
+def test_a_run_without_loggers_trains_without_the_learning_rate_curve(tmp_path, monkeypatch):
+    """Lightning's LearningRateMonitor refuses a Trainer without loggers; ~logger leaves the curve out."""
+    run_dir = tmp_path / "run"
+    overrides = [*TINY, "trainer.max_steps=2", "trainer.max_epochs=-1", "validations=1", "~logger"]
+    assert run_app("train.py", *overrides, f"hydra.run.dir={run_dir}", cwd=tmp_path, monkeypatch=monkeypatch) == 0
+    assert read_metrics(run_dir)["global_step"] == 2 and not (run_dir / "csv").exists()
