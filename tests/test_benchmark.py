@@ -13,7 +13,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from unet_upsampling.builders import build_task
+from unet_upsampling.builders import build_task, build_trainer
 from unet_upsampling.errors import ConfigError
 
 from conftest import ROOT, compose_config
@@ -368,9 +368,7 @@ def test_no_host_sync_per_training_step(tmp_path, one_thread):
     )
     timer = timing.StepTimer(str(tmp_path / "timing.json"))
     callbacks = [instantiate(c) for name, c in cfg.callbacks.items() if name != "prediction_figure"]
-    trainer = instantiate(
-        cfg.trainer, max_epochs=1, callbacks=[*callbacks, timer], logger=False, enable_model_summary=False
-    )
+    trainer = build_trainer(cfg, [*callbacks, timer], [], max_epochs=1, enable_model_summary=False)
     trainer.fit(build_task(OmegaConf.to_container(cfg, resolve=True)), datamodule=instantiate(cfg.data))
     syncs = json.loads((tmp_path / "timing.json").read_text())["syncs_per_step"]
     assert len(syncs) == 8
