@@ -5,12 +5,14 @@
 Training FLOPs per image are counted for a forward and backward pass of each mode's network at the
 crop size; evaluation FLOPs for a forward pass at ``--val-size``, for every validation of the run
 (``validations`` during training, one before it, one of the best checkpoint after it). Data loading,
-the artifact probe and start-up are left out. The sweep's modes and seeds come from its config.
+the artifact probe and start-up are left out. The sweep's modes, seeds and every other swept key (the
+study's learning rates) come from its config, or from the command line where it names them.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -34,8 +36,11 @@ def flops(net: torch.nn.Module, size: tuple[int, int], backward: bool) -> float:
     return float(counter.get_total_flops())
 
 
-def sweep_values(cfg, key: str) -> list[str]:
-    value = str(OmegaConf.select(cfg, f"hydra.sweeper.params.{key}", default="") or "")
+def sweep_values(cfg, key: str, overrides: list[str]) -> list[str]:
+    """The values a multirun takes for ``key``: the command line's (which replace the config's), else the config's."""
+    given = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == key]
+    params = OmegaConf.select(cfg, "hydra.sweeper.params", default=None) or {}
+    value = given[-1] if given else str(params.get(key) or "")  # keys may hold dots: task.optimizer.lr
     if value == "glob(*)" and key == "upsample":
         return sorted(p.stem for p in (CONFIGS / "upsample").glob("*.yaml"))
     chosen = cfg.hydra.runtime.choices.upsample if key == "upsample" else OmegaConf.select(cfg, key)
@@ -51,7 +56,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parser.parse_args(argv)
     with initialize_config_module("unet_upsampling.configs", version_base="1.3"):
         base = compose("train", overrides=args.overrides, return_hydra_config=True)
-    modes, seeds = sweep_values(base, "upsample"), sweep_values(base, "seed")
+    modes = sweep_values(base, "upsample", args.overrides)
+    swept = {"seed", *(OmegaConf.select(base, "hydra.sweeper.params", default=None) or {})} - {"upsample"}
+    values = {key: sweep_values(base, key, args.overrides) for key in sorted(swept)}
+    repeats = math.prod(len(v) for v in values.values())
     per_run = {}
     for mode in modes:
         with initialize_config_module("unet_upsampling.configs", version_base="1.3"):
@@ -68,13 +76,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             f"{mode}: {per_run[mode] / 1e15:.1f} PFLOP per run ({train / 1e15:.1f} training, "
             f"{evaluate / 1e15:.1f} evaluation)"
         )
-    total = sum(per_run.values()) * len(seeds)
+    total = sum(per_run.values()) * repeats
     hours = total / (args.tflops * 1e12) / 3600
+    grid = "".join(f" x {len(v)} {key}" for key, v in values.items())
     print(
-        f"{len(modes)} modes x {len(seeds)} seeds = {len(modes) * len(seeds)} runs: {total / 1e18:.2f} EFLOP, "
+        f"{len(modes)} modes{grid} = {len(modes) * repeats} runs: {total / 1e18:.2f} EFLOP, "
         f"{hours:.1f} GPU hours at {args.tflops:g} TFLOP/s sustained"
     )
-    return {"flop": total, "gpu_hours": hours}
+    return {"flop": total, "gpu_hours": hours, "runs": len(modes) * repeats, "per_run": per_run}
 
 
 if __name__ == "__main__":
