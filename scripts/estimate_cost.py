@@ -11,12 +11,14 @@ their own row is measured. On paper: training FLOPs per image for a forward and 
 mode's network at the crop size; evaluation FLOPs for a forward pass at ``--val-size``, for every
 validation of the run (``validations`` during training, one before it, one of the best checkpoint after
 it); data loading, the artifact probe and start-up are left out. The sweep's modes and seeds come from
-its config.
+its config, or from the command line where it names them; every other swept key (the
+study's learning rates) multiplies the runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -58,8 +60,11 @@ def flops(net: torch.nn.Module, size: tuple[int, int], backward: bool) -> float:
     return float(counter.get_total_flops())
 
 
-def sweep_values(cfg, key: str) -> list[str]:
-    value = str(OmegaConf.select(cfg, f"hydra.sweeper.params.{key}", default="") or "")
+def sweep_values(cfg, key: str, overrides: list[str]) -> list[str]:
+    """The values a multirun takes for ``key``: the command line's (which replace the config's), else the config's."""
+    given = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == key]
+    params = OmegaConf.select(cfg, "hydra.sweeper.params", default=None) or {}
+    value = given[-1] if given else str(params.get(key) or "")  # keys may hold dots: task.optimizer.lr
     if value == "glob(*)" and key == "upsample":
         return sorted(p.stem for p in (CONFIGS / "upsample").glob("*.yaml"))
     chosen = cfg.hydra.runtime.choices.upsample if key == "upsample" else OmegaConf.select(cfg, key)
@@ -77,7 +82,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     print(measured_table())
     with initialize_config_module("unet_upsampling.configs", version_base="1.3"):
         base = compose("train", overrides=args.overrides, return_hydra_config=True)
-    modes, seeds = sweep_values(base, "upsample"), sweep_values(base, "seed")
+    modes = sweep_values(base, "upsample", args.overrides)
+    swept = {"seed", *(OmegaConf.select(base, "hydra.sweeper.params", default=None) or {})} - {"upsample"}
+    values = {key: sweep_values(base, key, args.overrides) for key in sorted(swept)}
+    repeats = math.prod(len(v) for v in values.values())
     per_run, gpu_s = {}, {}
     rate = gpu_seconds_per_step(MEASURED[args.measured])
     for mode in modes:
@@ -95,15 +103,23 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             f"{mode}: {steps} steps, {gpu_s[mode]:.0f} GPU s per run ({args.measured}); on paper "
             f"{per_run[mode] / 1e15:.1f} PFLOP per run ({train / 1e15:.1f} training, {evaluate / 1e15:.1f} evaluation)"
         )
-    total = sum(per_run.values()) * len(seeds)
+    total = sum(per_run.values()) * repeats
     hours = total / (args.tflops * 1e12) / 3600
-    measured_hours = sum(gpu_s.values()) * len(seeds) / 3600
+    measured_hours = sum(gpu_s.values()) * repeats / 3600
+    grid = "".join(f" x {len(v)} {key}" for key, v in values.items())
     print(
-        f"{len(modes)} modes x {len(seeds)} seeds = {len(modes) * len(seeds)} runs: {measured_hours:.2f} GPU hours "
-        f"packed as {args.measured}; on paper {total / 1e18:.2f} EFLOP, {hours:.1f} GPU hours at {args.tflops:g} "
-        f"TFLOP/s sustained"
+        f"{len(modes)} modes{grid} = {len(modes) * repeats} runs: {measured_hours:.2f} GPU hours packed as "
+        f"{args.measured}; on paper {total / 1e18:.2f} EFLOP, {hours:.1f} GPU hours at {args.tflops:g} TFLOP/s "
+        f"sustained"
     )
-    return {"flop": total, "gpu_hours": hours, "gpu_seconds_per_run": gpu_s, "measured_gpu_hours": measured_hours}
+    return {
+        "flop": total,
+        "gpu_hours": hours,
+        "runs": len(modes) * repeats,
+        "per_run": per_run,
+        "gpu_seconds_per_run": gpu_s,
+        "measured_gpu_hours": measured_hours,
+    }
 
 
 def gpu_seconds_per_step(row: dict) -> float:

@@ -6,18 +6,25 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hydra.utils import instantiate
 
+from unet_upsampling.callbacks import ArtifactProbe
 from unet_upsampling.metrics import (
     BoundaryF1,
+    constant_in_constant_out,
     flat_field_response,
     kernel_imbalance,
+    nyquist_flips,
     periodic_energy_fraction,
     phase_gain_imbalance,
     radial_power_spectrum,
+    remove_nyquist,
+    shift_disagreement,
 )
 from unet_upsampling.metrics.boundary import class_boundaries
-from unet_upsampling.models.upsample import bilinear_kernel
+from unet_upsampling.models.upsample import TransposedConv, bilinear_kernel
+from unet_upsampling.task import SegmentationTask
 
 from conftest import UPSAMPLE_MODES, compose_config
 
@@ -258,3 +265,181 @@ def test_boundary_f1_of_a_wrong_prediction_stays_below_one_with_ignored_pixels()
     metric = BoundaryF1(tolerance=0, ignore_index=IGNORE)
     metric.update(torch.roll(square, 4, dims=-1), target)
     assert 0 < metric.compute() < 0.7
+
+
+# What a user sees: label flips from the Nyquist band, probabilities, shifts, flat fields at several grey levels.
+
+
+def smooth_logits(size: int = 64) -> torch.Tensor:
+    """Two-class logits (1, 2, size, size) from waves of 2 and 3 cycles: no period-2 component, no exact tie."""
+    i, j = grid(size, size)
+    f = torch.cos(2 * math.pi * 3 * i / size) + 0.7 * torch.sin(2 * math.pi * 2 * j / size) + 0.05
+    return torch.stack([f, -f])[None].double()
+
+
+def test_removing_the_nyquist_band_removes_a_checkerboard_and_nothing_else():
+    smooth = smooth_logits()
+    i, j = grid(64, 64)
+    checkerboard = (-1.0) ** (i + j) + 0.5 * (-1.0) ** i * torch.cos(2 * math.pi * 5 * j / 64)  # both on the band
+    torch.testing.assert_close(remove_nyquist(smooth), smooth)
+    torch.testing.assert_close(remove_nyquist(smooth + checkerboard), smooth)
+    with pytest.raises(ValueError, match="odd side"):
+        remove_nyquist(torch.randn(5, 8))
+
+
+def test_nyquist_flips_are_zero_for_smooth_logits_and_count_a_checkerboard_near_the_class_boundary():
+    smooth = smooth_logits()
+    assert not nyquist_flips(smooth).any() and not nyquist_flips(100 * smooth).any()  # large logits, still none
+    i, j = grid(64, 64)
+    a = 0.2
+    pattern = a * (-1.0) ** (i + j)
+    f = smooth[0, 0]
+    flips = nyquist_flips(smooth + torch.stack([pattern, -pattern])[None])
+    # a label flips where the checkerboard beats the margin |f| with the opposite sign: about half of |f| < a
+    expected = (f.abs() < a) & (torch.sign(pattern) != torch.sign(f))
+    assert expected.sum() > 100 and torch.equal(flips[0], expected)
+
+
+def test_nyquist_flips_crop_odd_sides():
+    assert nyquist_flips(torch.randn(2, 3, 33, 47)).shape == (2, 32, 46)
+
+
+def blurred_disk(size: int = 64, width: float = 3.0) -> torch.Tensor:
+    i, j = grid(size, size)
+    return torch.tanh((15 - ((i - 31.7) ** 2 + (j - 30.2) ** 2).sqrt()) / width)[None, None].float()
+
+
+def pool_then(upsample):
+    """A two-class 'network': 2x2 average pooling, ``upsample(y, size)`` back to the input's size, a bias of 0.3."""
+
+    def predict(x):
+        u = upsample(F.avg_pool2d(x, 2), x.shape[-2:]) + 0.3
+        return torch.cat([u, -u], 1)
+
+    return predict
+
+
+@torch.no_grad()
+def test_shift_disagreement_of_a_k3_deconvolution_and_none_for_bilinear_upsampling():
+    """The k=3, s=2 kernel gives its output phases gains 4, 2, 2, 1: the class boundary (where gain * y = -0.3)
+    moves with the phase, so a 1 px shift moves it against the content; a 2 px shift keeps the phases."""
+    deconv = TransposedConv(1, 1, kernel_size=3, padding=1)
+    deconv.conv.weight.fill_(1 / 2.25)
+    deconv.conv.bias.zero_()
+    bilinear = pool_then(lambda y, size: F.interpolate(y, size=size, mode="bilinear", align_corners=False))
+    image = blurred_disk()
+    for shift in (1, 3):
+        assert shift_disagreement(pool_then(deconv), image, shift, margin=4).sum() > 50
+        assert shift_disagreement(bilinear, image, shift, margin=4).sum() == 0
+    assert shift_disagreement(pool_then(deconv), image, 2, margin=4).sum() == 0
+    assert shift_disagreement(bilinear, image, 1, margin=4).shape == (1, 63 - 8, 63 - 8)
+    with pytest.raises(ValueError, match="leaves nothing"):
+        shift_disagreement(bilinear, image, 1, margin=32)
+
+
+def test_a_translation_equivariant_network_has_no_shift_disagreement():
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(1, 3, 5, padding=2)  # stride 1: equivariant away from the borders
+    image = torch.randn(2, 1, 40, 40)
+    with torch.no_grad():
+        assert not shift_disagreement(conv, image, 1, margin=2).any()
+        assert shift_disagreement(conv, image, 1).any()  # the borders see padding: the margin matters
+
+
+def test_flat_field_at_several_grey_levels_and_per_channel_values():
+    torch.manual_seed(0)
+    responses = {}
+    for mode in ("nearest_conv", "deconv_k3"):
+        net = instantiate(compose_config("train", [f"upsample={mode}", "model.depth=2", "model.base_channels=8"]).model)
+        responses[mode] = [flat_field_response(net, 1, net.receptive_field(), v) for v in (-1.0, 0.0, 1.0)]
+    assert all(r.std(dim=(-2, -1)).max() <= 1e-6 * r.abs().max() for r in responses["nearest_conv"])
+    stds = [float(r.std(dim=(-2, -1)).mean()) for r in responses["deconv_k3"]]
+    assert min(stds) > 1e-5 and len({round(s, 7) for s in stds}) == 3  # the pattern depends on the grey level
+    rgb = instantiate(
+        compose_config(
+            "train", ["upsample=deconv_k3", "model.depth=2", "model.base_channels=4", "data.in_channels=3"]
+        ).model
+    )
+    per_channel = flat_field_response(rgb, 3, rgb.receptive_field(), [0.5, 0.5, 0.5])
+    torch.testing.assert_close(per_channel, flat_field_response(rgb, 3, rgb.receptive_field(), 0.5))
+    assert not torch.equal(per_channel, flat_field_response(rgb, 3, rgb.receptive_field(), [0.5, -1.0, 0.5]))
+
+
+def test_the_probe_turns_grey_levels_into_normalised_inputs():
+    probe = ArtifactProbe("unused", grey_levels=[0.25, 0.5, 0.75], normalize={"mean": 0.5, "std": 0.25})
+    assert probe.grey_inputs == {25: -1.0, 50: 0.0, 75: 1.0}
+    rgb = ArtifactProbe("unused", grey_levels=[0.5], normalize={"mean": [0.5, 0.4, 0.5], "std": [0.25, 0.2, 0.5]})
+    assert rgb.grey_inputs[50] == pytest.approx([0.0, 0.5, 0.0])
+
+
+class FixedLogits(torch.nn.Module):
+    """A 'network' that answers every image with the same logits."""
+
+    depth = 1
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, x):
+        return self.logits.expand(x.shape[0], -1, -1, -1)
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
+def test_validation_logs_flips_and_the_periodic_energy_of_the_probabilities():
+    i, j = grid(64, 64)
+    pattern = 0.2 * (-1.0) ** (i + j)
+    logits = (smooth_logits() + torch.stack([pattern, -pattern])[None]).float()
+    task = SegmentationTask(FixedLogits(logits), num_classes=2)
+    task._evaluate((torch.zeros(2, 1, 64, 64), torch.zeros(2, 64, 64, dtype=torch.long)), "val")
+    metrics = task.metrics["val"]
+    assert metrics["nyquist_flips_pm"].compute() == pytest.approx(1000 * float(nyquist_flips(logits).double().mean()))
+    assert metrics["nyquist_flips_pm"].compute() > 20
+    prob_pef = float(periodic_energy_fraction(logits.softmax(1), 2).mean())
+    assert metrics["prob_pef2"].compute() == pytest.approx(prob_pef) and 0 < prob_pef < 1
+    smooth = SegmentationTask(FixedLogits(smooth_logits().float()), num_classes=2)
+    smooth._evaluate((torch.zeros(1, 1, 64, 64), torch.zeros(1, 64, 64, dtype=torch.long)), "val")
+    assert smooth.metrics["val"]["nyquist_flips_pm"].compute() == 0
+    assert smooth.metrics["val"]["prob_pef2"].compute() < 1e-3
+
+
+# Which modes map a constant to a constant when freshly built (the theory's expectation at initialisation).
+FLAT_AT_INIT = {
+    "bilinear_additive": True,
+    "bilinear_conv": True,
+    "deconv": False,
+    "deconv_bilinear": True,
+    "deconv_bilinear_trainable": True,
+    "deconv_k3": False,
+    "deconv_k4": False,
+    "deconv_matched": False,
+    "nearest_conv": True,
+    "nearest_resize": True,
+    "pixelshuffle": True,
+    "pixelshuffle_blur": True,
+}
+
+
+@pytest.mark.parametrize("mode", UPSAMPLE_MODES)
+def test_constant_in_constant_out_matches_the_theory_for_every_mode(mode):
+    assert mode in FLAT_AT_INIT, f"{mode}: state whether its block maps a constant to a constant at init"
+    factory = instantiate(compose_config("train", [f"upsample={mode}"]).upsample)
+    state = torch.random.get_rng_state()
+    assert constant_in_constant_out(factory) is FLAT_AT_INIT[mode]
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's random stream is left alone
+
+
+def test_constant_in_constant_out_ignores_the_borders_and_sees_a_small_pattern():
+    class Padded(torch.nn.Module):
+        """Nearest upsampling whose zero padding darkens the border: the interior is constant."""
+
+        def forward(self, x, size):
+            return F.pad(F.interpolate(x, size=size)[..., 1:-1, 1:-1], (1, 1, 1, 1))
+
+    class Ripple(Padded):
+        def forward(self, x, size):
+            y = super().forward(x, size)
+            return y + 1e-3 * (torch.arange(size[-1]) % 2)
+
+    assert constant_in_constant_out(lambda i, o: Padded()) is True
+    assert constant_in_constant_out(lambda i, o: Ripple()) is False

@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 from hydra.utils import instantiate
 
-from conftest import SHARED_DATA, compose_config
+from unet_upsampling.data.folder import folder_splits
+from unet_upsampling.errors import DataError
 
+from conftest import SHARED_DATA, compose_config, write_pair
+
+# preset: images in (train, val, test); the test images are named in the preset's YAML
+SPLIT_SIZES = {"isbi2012": (19, 6, 5), "dsb2018_nuclei": (65, 20, 15), "vnc_em": (12, 4, 4)}
 PRESETS = {
     # preset: (folder under DATA_DIR, classes, names)
     "isbi2012": ("isbi2012-membrane", 2, ["cell", "membrane"]),
@@ -62,3 +67,53 @@ def test_dsb2018_grey_content_is_the_same_in_every_channel():
     for path in sorted(folder.iterdir())[:5]:
         rgb = np.asarray(Image.open(path).convert("RGB")).astype(int)
         assert np.abs(rgb - rgb[..., :1]).max() <= 1, path
+
+
+def stems(dataset) -> list[str]:
+    return [image.stem for image, _ in dataset.pairs]
+
+
+def test_named_test_images_are_held_out_whole_and_the_split_is_fixed(tmp_path):
+    for i in range(10):
+        write_pair(tmp_path, f"img_{i}", (24, 24), rgb=False, mask_values=(0, 1), seed=i)
+    before = folder_splits(str(tmp_path), num_classes=2, val_fraction=0.3)
+    splits = folder_splits(str(tmp_path), num_classes=2, val_fraction=0.3, test_images=["img_3", "img_7"])
+    names = {name: stems(ds) for name, ds in splits.items()}
+    assert names["test"] == ["img_3", "img_7"]
+    every = [stem for split in names.values() for stem in split]
+    assert sorted(every) == sorted(f"img_{i}" for i in range(10))  # disjoint, nothing lost
+    assert (len(names["train"]), len(names["val"])) == (5, 3)  # val: round(0.3 * 10) of the others
+    # the validation images that were not named stay where they were; the same call gives the same split
+    assert set(stems(before["val"])) - {"img_3", "img_7"} <= set(names["val"])
+    again = folder_splits(str(tmp_path), num_classes=2, val_fraction=0.3, test_images=["img_3", "img_7"])
+    assert {name: stems(ds) for name, ds in again.items()} == names
+    assert "test" not in before
+
+
+def test_unknown_test_images_and_test_images_beside_split_folders_are_refused(tmp_path):
+    for i in range(4):
+        write_pair(tmp_path / "flat", f"img_{i}", (24, 24), rgb=False, mask_values=(0, 1), seed=i)
+        write_pair(tmp_path / "split" / ("train" if i < 2 else "val"), f"img_{i}", (24, 24), False, (0, 1), i)
+    with pytest.raises(DataError, match=r"test_images names \['img_9'\], which are not among .* 'img_0' for img_0.png"):
+        folder_splits(str(tmp_path / "flat"), num_classes=2, test_images=["img_1", "img_9"])
+    with pytest.raises(DataError, match=r"needs at least 2; lower data\.source\.val_fraction or name fewer"):
+        folder_splits(str(tmp_path / "flat"), num_classes=2, test_images=["img_0", "img_1", "img_2"])
+    with pytest.raises(DataError, match=r"put the test images in .*test instead"):
+        folder_splits(str(tmp_path / "split"), num_classes=2, test_images=["img_0"])
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_preset_holds_out_its_named_test_images(preset, monkeypatch):
+    folder = PRESETS[preset][0]
+    if not (SHARED_DATA / folder).is_dir():
+        pytest.skip(f"{SHARED_DATA / folder} is absent")
+    monkeypatch.setenv("DATA_DIR", str(SHARED_DATA))
+    data = compose_config("train", [f"data={preset}"]).data
+    splits = instantiate(data.source)()
+    names = {name: set(stems(ds)) for name, ds in splits.items()}
+    assert tuple(len(names[n]) for n in ("train", "val", "test")) == SPLIT_SIZES[preset]
+    assert names["test"] == set(data.source.test_images)
+    assert not (names["train"] & names["val"] or names["train"] & names["test"] or names["val"] & names["test"])
+    # the validation images are those of the split before the test images were named
+    without = instantiate(data.source, test_images=[])()
+    assert names["val"] == set(stems(without["val"]))

@@ -80,6 +80,23 @@ def test_report_without_the_figure_that_shows_the_data(tiny_sweep):
     assert "predictions.png" not in (tiny_sweep / "public" / "report.md").read_text()
 
 
+def test_runs_log_what_a_user_sees_at_init_after_training_and_on_the_test_split(tiny_sweep):
+    for run in ("0", "1"):
+        metrics = read_metrics(tiny_sweep / run)
+        for stage in ("init", "val", "test"):
+            assert {f"{stage}/nyquist_flips_pm", f"{stage}/prob_pef2", f"{stage}/shift1_disagree_pm"} <= metrics.keys()
+            assert {f"{stage}/shift2_disagree_pm", f"{stage}/prob_pef4"} <= metrics.keys()
+        for grey in (25, 50, 75):
+            assert {
+                f"val/flat_std_grey{grey}",
+                f"val/flat_pef_grey{grey}",
+                f"init/flat_std_grey{grey}",
+            } <= metrics.keys()
+        assert 0 <= metrics["val/shift1_disagree_pm"] <= 1000 and 0 <= metrics["val/nyquist_flips_pm"] <= 1000
+    assert read_metrics(tiny_sweep / "1")["init/flat_std_grey25"] == 0  # nearest_conv: flat at every grey level
+    assert read_metrics(tiny_sweep / "0")["init/flat_std_grey25"] > 0  # deconv_k3
+
+
 def test_runs_log_artifacts_at_init_and_after_training(tiny_sweep):
     write_report(tiny_sweep, tiny_sweep / "again")
     rows = {r["mode"]: r for r in csv.DictReader((tiny_sweep / "again" / "results.csv").open())}
@@ -109,6 +126,7 @@ def test_the_study_sweeps_every_mode_and_a_new_mode_joins_by_its_yaml_alone(tmp_
             "-m",
             "experiment=upsample_study",
             "seed=0",
+            "task.optimizer.lr=0.003",  # one rate: the grid is tested below
             *TINY,
             "trainer.fast_dev_run=true",
             "test=false",
@@ -151,8 +169,8 @@ def test_the_gpu_study_has_a_budget_per_shipped_dataset_and_ten_seeds():
 
 
 def test_the_gpu_study_steps_can_differ_per_mode():
-    """study_budget.<data>.steps_by_mode.<mode> overrides the dataset's steps for that mode alone."""
-    per_mode = ["experiment=upsample_study_gpu", "+study_budget.isbi2012.steps_by_mode.pixelshuffle=4000"]
+    """study_budget.<data>.mode_steps.<mode> overrides the dataset's steps for that mode alone."""
+    per_mode = ["experiment=upsample_study_gpu", "+study_budget.isbi2012.mode_steps.pixelshuffle=4000"]
     assert compose_config("train", [*per_mode, "upsample=pixelshuffle"]).trainer.max_steps == 4000
     assert compose_config("train", [*per_mode, "upsample=deconv"]).trainer.max_steps == 2000
     assert compose_config("train", [*per_mode, "trainer.max_steps=7"]).trainer.max_steps == 7  # the command line wins
@@ -189,6 +207,62 @@ def test_the_cpus_are_split_between_the_runs_side_by_side(monkeypatch):
             assert torch.get_num_threads() == expected and os.environ["OMP_NUM_THREADS"] == str(expected)
     finally:
         torch.set_num_threads(threads)
+
+
+def composed_sweep(*overrides: str):
+    """The sweeper's parameters of the composed config (what train.py -m expands), command line aside."""
+    with initialize_config_module("unet_upsampling.configs", version_base="1.3"):
+        return compose("train", overrides=list(overrides), return_hydra_config=True).hydra.sweeper.params
+
+
+def test_the_study_sweeps_every_mode_three_learning_rates_and_three_seeds():
+    sweep = composed_sweep("experiment=upsample_study", "data=isbi2012")
+    assert sweep.upsample == "glob(*)" and sweep.seed == "0,1,2"
+    assert [float(v) for v in sweep["task.optimizer.lr"].split(",")] == [0.001, 0.003, 0.01]
+
+
+def test_the_lr_grid_expands_into_runs(tmp_path, monkeypatch):
+    assert (
+        run_app(
+            "train.py",
+            "-m",
+            "experiment=upsample_study",
+            "upsample=deconv",
+            "seed=0",
+            *TINY,
+            "trainer.fast_dev_run=true",
+            "test=false",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+            cwd=tmp_path,
+            monkeypatch=monkeypatch,
+        )
+        == 0
+    )
+    runs = [d for d in (tmp_path / "sweep").iterdir() if (d / "metrics.json").is_file()]
+    rates = sorted(OmegaConf.load(d / ".hydra" / "config.yaml").task.optimizer.lr for d in runs)
+    assert rates == [0.001, 0.003, 0.01]
+
+
+def test_a_mode_trains_its_own_steps_where_the_budget_names_them():
+    mode_steps = "+study_budget.isbi2012.mode_steps.deconv_k3=1600"
+    steps = {  # resolved at once: ${hydra:...} answers for the config composed last
+        mode: compose_config(
+            "train", ["experiment=upsample_study", "data=isbi2012", f"upsample={mode}", mode_steps]
+        ).trainer.max_steps
+        for mode in ("deconv_k3", "deconv")
+    }
+    assert steps == {"deconv_k3": 1600, "deconv": 400}
+    assert compose_config("train", ["experiment=upsample_study", "data=vnc_em"]).trainer.max_steps == 800
+
+
+def test_the_gpu_study_config_composes_oxford_pet_at_gpu_sizes_and_sweeps_five_seeds():
+    cfg = compose_config("train", ["experiment=upsample_study_gpu"])
+    assert cfg.data.source._target_.endswith("oxford_pet_splits") and cfg.data.source.download is True
+    assert cfg.data.ignore_index == 255 and cfg.data.class_names == ["background", "pet"]
+    assert cfg.trainer.accelerator == "gpu" and cfg.trainer.precision == "bf16-mixed"
+    assert (cfg.trainer.max_steps, cfg.data.crop_size, cfg.model.base_channels) == (12000, 256, 32)
+    sweep = composed_sweep("experiment=upsample_study_gpu")
+    assert sweep.upsample == "glob(*)" and sweep.seed == "0,1,2,3,4"
 
 
 def test_the_gpu_study_config_runs_on_a_cpu_on_a_tiny_pet_tree(tmp_path, monkeypatch):
@@ -236,7 +310,25 @@ def test_cost_estimate_counts_every_mode_and_seed_and_scales_with_steps(capsys):
     twice = estimate([*tiny, "trainer.max_steps=20", "--val-images", "3", "--tflops", "1"])
     study = estimate([*tiny, "experiment=upsample_study", "trainer.max_steps=10", "--val-images", "3", "--tflops", "1"])
     assert 0 < one["flop"] < twice["flop"] < 2 * one["flop"]  # training doubles, evaluation stays
-    assert study["flop"] > 3 * len(UPSAMPLE_MODES) * one["flop"] * 0.5  # every mode, three seeds
+    # every mode x 3 learning rates x 3 seeds: exact, so that a missing third of the seeds (or rates) fails
+    assert study["runs"] == len(UPSAMPLE_MODES) * 3 * 3 and study["per_run"].keys() == set(UPSAMPLE_MODES)
+    assert study["flop"] == pytest.approx(9 * sum(study["per_run"].values()))
+    assert study["per_run"]["deconv"] == pytest.approx(one["flop"])  # the same run, counted alone
+    narrowed = estimate(
+        [
+            *tiny,
+            "experiment=upsample_study",
+            "trainer.max_steps=10",
+            "upsample=deconv",
+            "task.optimizer.lr=0.003",
+            "seed=1",
+            "--val-images",
+            "3",
+            "--tflops",
+            "1",
+        ]
+    )
+    assert narrowed["runs"] == 1 and narrowed["flop"] == pytest.approx(study["per_run"]["deconv"])  # the command line's
     assert study["gpu_hours"] == pytest.approx(study["flop"] / 1e12 / 3600)
     per_step = 50.0 / 8 / 1000  # the default measured sweep: 8 runs side by side, 1000 steps each, 50 s
     assert one["gpu_seconds_per_run"] == {"deconv": pytest.approx(10 * per_step)}

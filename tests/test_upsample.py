@@ -10,10 +10,13 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 
 from unet_upsampling.builders import build_task
+from unet_upsampling.errors import ConfigError
 from unet_upsampling.models import UNet
 from unet_upsampling.models.upsample import (
+    BilinearAdditive,
     BilinearConv,
     BilinearTransposedConv,
+    MatchedTransposedConv,
     NearestConv,
     PixelShuffle,
     TransposedConv,
@@ -38,6 +41,10 @@ def test_every_mode_is_listed():
         "nearest_conv",
         "bilinear_conv",
         "pixelshuffle",
+        "pixelshuffle_blur",
+        "nearest_resize",
+        "deconv_matched",
+        "bilinear_additive",
     } <= set(UPSAMPLE_MODES)
 
 
@@ -185,3 +192,59 @@ def test_unet_rejects_input_smaller_than_its_depth():
     net = UNet(functools.partial(TransposedConv), depth=4, base_channels=4)
     with pytest.raises(ValueError, match="2\\*\\*depth = 16"):
         net(torch.randn(1, 1, 12, 40))
+
+
+def test_nearest_conv_runs_the_fused_transposed_convolution_at_16_36_of_the_multiply_adds():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    block, x = NearestConv(4, 5), torch.randn(2, 4, 7, 9)
+    with FlopCounterMode(display=False) as fused:
+        block(x, (14, 18))
+    with FlopCounterMode(display=False) as resized:
+        block(x, (15, 18))  # an odd skip: resize, then the 3x3 conv
+    assert "NearestConv.conv" not in fused.get_flop_counts()  # the conv module never ran: its weights were fused
+    # FLOPs = 2 x multiply-adds; one multiply-add per input pixel, channel pair and tap of the 4x4 kernel
+    conv_flops = fused.get_flop_counts()["Global"][torch.ops.aten.convolution]
+    assert conv_flops == 2 * (2 * 4 * 5 * 7 * 9) * 16
+    assert conv_flops / (2 * (2 * 4 * 5 * 14 * 18) * 9) == pytest.approx(16 / 36)  # resize + 3x3 conv at 14 x 18
+    assert resized.get_flop_counts()["NearestConv.conv"][torch.ops.aten.convolution] == 2 * (2 * 4 * 5 * 15 * 18) * 9
+
+
+@pytest.mark.parametrize("i", [5, 8])
+def test_new_blocks_meet_any_skip_size(i):
+    x = torch.randn(1, 8, i, i + 1)
+    for block in (BilinearAdditive(8, 4), MatchedTransposedConv(8, 4), PixelShuffle(8, 4, blur=True)):
+        for size in [(2 * i, 2 * i + 2), (2 * i + 1, 2 * i + 3)]:
+            assert block(x, size).shape == (1, 4, *size), type(block).__name__
+
+
+def test_bilinear_additive_sums_pairs_of_channels_after_a_bilinear_resize_by_hand():
+    # One row [a, b] resized to 2 x 4 (align_corners=False): a, 3a/4 + b/4, a/4 + 3b/4, b on both rows.
+    x = torch.tensor([[[[0.0, 4.0]], [[1.0, 1.0]], [[2.0, 6.0]], [[8.0, 0.0]]]])
+    expected = torch.tensor([[1.0, 2.0, 4.0, 5.0], [10.0, 9.0, 7.0, 6.0]])[:, None].expand(2, 2, 4)
+    block = BilinearAdditive(4, 2)
+    torch.testing.assert_close(block(x, (2, 4)), expected[None])
+    assert block.out_channels == 2 and not list(block.parameters())
+    with pytest.raises(ConfigError, match="do not split into 3 groups"):
+        BilinearAdditive(8, 3)
+
+
+def test_deconv_matched_has_the_resize_modes_weights_and_computes_one_transposed_conv():
+    for c in (4, 32):
+        block, resize = MatchedTransposedConv(2 * c, c), NearestConv(2 * c, c)
+        assert sum(p.numel() for p in block.parameters()) == sum(p.numel() for p in resize.parameters())
+        assert block.project.weight.numel() + block.upsample.conv.weight.numel() == 9 * 2 * c * c
+    # the pair is linear: one k=2, s=2 transposed conv with weight P^T D and the deconv's bias
+    block, x = MatchedTransposedConv(6, 3), torch.randn(2, 6, 5, 7)
+    weight = torch.einsum("mi,mokl->iokl", block.project.weight[:, :, 0, 0], block.upsample.conv.weight)
+    expected = F.conv_transpose2d(x, weight, block.upsample.conv.bias, stride=2)
+    torch.testing.assert_close(block(x, (10, 14)), expected, atol=1e-5, rtol=0)
+
+
+def test_the_parameter_counts_of_the_confound_arms():
+    counts = {m: sum(p.numel() for p in tiny_unet(m).parameters()) for m in UPSAMPLE_MODES}
+    assert counts["deconv_matched"] == counts["nearest_conv"] == counts["bilinear_conv"]
+    blocks = {m: sum(p.numel() for p in tiny_unet(m).decoder.upsample.parameters()) for m in UPSAMPLE_MODES}
+    assert blocks["bilinear_additive"] == blocks["nearest_resize"] == 0
+    assert blocks["pixelshuffle_blur"] == blocks["pixelshuffle"]
+    assert compose_config("train", ["upsample=pixelshuffle_blur"]).upsample.blur is True

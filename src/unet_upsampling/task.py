@@ -15,7 +15,7 @@ from torchmetrics.classification import MulticlassStatScores
 from unet_upsampling.errors import CheckpointError, ConfigError
 from unet_upsampling.losses import LOSSES
 from unet_upsampling.measures import which_validation
-from unet_upsampling.metrics import BoundaryF1, periodic_energy_fraction, periods
+from unet_upsampling.metrics import BoundaryF1, nyquist_flips, periodic_energy_fraction, periods
 
 log = logging.getLogger(__name__)
 EPOCH_LOSS_KEY = "unet_upsampling_epoch_loss"
@@ -46,7 +46,10 @@ class SegmentationTask(L.LightningModule):
     Dice is the per-class F1 over all pixels of a split (2|P n T| / (|P| + |T|)), IoU the per-class
     Jaccard index; ``val/dice`` and ``val/iou`` are their means over the classes present in the
     split's targets or predictions. ``val/boundary_f1`` scores class edges within 2 px;
-    ``val/pef{P}`` is the mean periodic energy fraction of the logit maps for P = 2 .. 2^depth.
+    ``val/pef{P}`` is the mean periodic energy fraction of the logit maps for P = 2 .. 2^depth,
+    ``val/prob_pef{P}`` that of the class probabilities (softmax), and ``val/nyquist_flips_pm`` the
+    per mille of pixels whose label changes when the Nyquist band of the logits is removed (both cost
+    an FFT or a softmax per batch, so they run at every validation and test).
     ``optimizer(params)`` and ``scheduler(optimizer, T_max)`` are Hydra partials; the schedule
     steps every batch over the whole run (``on_train_start`` stretches it when a resumed run is
     given more steps). Only parameters with ``requires_grad`` are optimised. A network with an
@@ -99,6 +102,8 @@ class SegmentationTask(L.LightningModule):
                         "stats": MulticlassStatScores(num_classes, average="none", ignore_index=ignore_index),
                         "boundary_f1": BoundaryF1(tolerance=2, ignore_index=ignore_index),
                         **{f"pef{p}": MeanMetric() for p in self.periods},
+                        **{f"prob_pef{p}": MeanMetric() for p in self.periods},
+                        "nyquist_flips_pm": MeanMetric(),
                     }
                 )
                 for split in ("val", "test")
@@ -151,8 +156,12 @@ class SegmentationTask(L.LightningModule):
         metrics, preds = self.metrics[split], logits.argmax(1)
         metrics["stats"].update(preds, mask)
         metrics["boundary_f1"].update(preds, mask)
+        probabilities = logits.detach().float().softmax(1)
         for p in self.periods:
             metrics[f"pef{p}"].update(periodic_energy_fraction(logits.detach(), p).mean(), weight=image.shape[0])
+            metrics[f"prob_pef{p}"].update(periodic_energy_fraction(probabilities, p).mean(), weight=image.shape[0])
+        flips = nyquist_flips(logits.detach())
+        metrics["nyquist_flips_pm"].update(1000 * flips.double().mean(), weight=flips.numel())
         return logits
 
     def _log_metrics(self, split: str) -> None:

@@ -1,7 +1,9 @@
-"""The flat-field probe, the kernel imbalance and the logit spectra, at validations of their own cadence."""
+"""The flat-field probe, the shift disagreement, the kernel imbalance and the logit spectra, at validations of their
+own cadence."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +19,21 @@ from unet_upsampling.metrics import (
     kernel_imbalance,
     periodic_energy_fraction,
     radial_power_spectrum,
+    shift_disagreement,
 )
 
 
 class ArtifactProbe(L.Callback):
     """Logs ``val/flat_pef{P}``, ``val/flat_std`` (the response to a constant input ``value`` in normalised
     units), ``val/noise_pef{P}`` (the constant plus noise of std ``noise_std``) and ``val/kernel_imbalance``
-    (transposed convolutions only), averaged over the logit maps.
+    (transposed convolutions only), averaged over the logit maps; ``val/flat_std_grey{G}`` and
+    ``val/flat_pef_grey{G}`` for each grey level g in ``grey_levels`` (a fraction of the pixel range,
+    normalised with ``normalize`` as the data are; G = 100 g), the PEF at period 2^depth, which counts
+    every period the UNet can imprint; and ``val/shift{S}_disagree_pm`` for each shift s in ``shifts``:
+    the per mille of validation pixels whose label changes when the image is shifted by s px
+    (``shift_disagreement``, ``shift_margin`` px of the overlap's border left out; one more forward pass
+    per image and shift, which is why it runs here and not at every validation). The shift disagreement
+    is measured at every test too (``test/shift{S}_disagree_pm``).
 
     It runs at every ``trainer.validate`` (the one before training and the one of the best checkpoint
     at the end, whose values reach metrics.json) and at every ``every_n_validations``-th validation
@@ -40,11 +50,20 @@ class ArtifactProbe(L.Callback):
         noise_std: float = 0.1,
         spectrum_batches: int = 4,
         every_n_validations: int = 0,
+        grey_levels: Sequence[float] = (),
+        normalize: Mapping[str, float | Sequence[float]] | None = None,
+        shifts: Sequence[int] = (),
+        shift_margin: int = 16,
     ):
         self.dir, self.value, self.noise_std, self.spectrum_batches = Path(dir), value, noise_std, spectrum_batches
         self.every_n_validations = every_n_validations
+        normalize = normalize or {"mean": 0.5, "std": 0.25}
+        mean, std = (torch.as_tensor(normalize[k], dtype=torch.float32) for k in ("mean", "std"))
+        self.grey_inputs = {round(100 * g): ((g - mean) / std).tolist() for g in grey_levels}
+        self.shifts, self.shift_margin = list(shifts), shift_margin
         self.arrays: dict[str, np.ndarray] = {}
         self.spectra: list[torch.Tensor] = []
+        self.shift_counts: dict[int, tuple[torch.Tensor, int]] = {}  # shift -> (disagreeing, compared) pixels
         self.fit_validations = 0
         self.active = False
 
@@ -58,15 +77,45 @@ class ArtifactProbe(L.Callback):
         else:
             self.fit_validations += 1
             self.active = self.every_n_validations > 0 and self.fit_validations % self.every_n_validations == 0
+        self.shift_counts = {}
+
+    def on_test_epoch_start(self, trainer, pl_module) -> None:
+        self.shift_counts = {}
+
+    def count_shift_disagreement(self, pl_module, batch) -> None:
+        """Adds the batch's disagreeing and compared pixels for every shift (on the device: no host sync).
+
+        The margin shrinks, for images too small to keep it, to what leaves one row and column."""
+        image = batch[0]
+        for shift in self.shifts:
+            margin = min(self.shift_margin, (min(image.shape[-2:]) - shift - 1) // 2)
+            disagreeing = shift_disagreement(pl_module.net, image, shift, margin)
+            count, compared = self.shift_counts.get(shift, (0, 0))
+            self.shift_counts[shift] = count + disagreeing.sum(), compared + disagreeing.numel()
+
+    def log_shift_disagreement(self, pl_module, split: str) -> None:
+        """Per mille of the compared pixels, pooled over the split (each process's share on several)."""
+        for shift, (count, compared) in self.shift_counts.items():
+            pl_module.log(f"{split}/shift{shift}_disagree_pm", 1000 * count / compared, sync_dist=True)
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if self.active and batch_idx < self.spectrum_batches and outputs is not None:
+        if not self.active:
+            return
+        if batch_idx < self.spectrum_batches and outputs is not None:
             self.spectra.append(radial_power_spectrum(outputs.detach().float().cpu()).mean(dim=(0, 1)))
+        self.count_shift_disagreement(pl_module, batch)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self.count_shift_disagreement(pl_module, batch)
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        self.log_shift_disagreement(pl_module, "test")
 
     @torch.no_grad()
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if not self.active:
             return
+        self.log_shift_disagreement(pl_module, "val")
         net = pl_module.net
         flat = flat_field_response(net, net.in_channels, net.receptive_field(), self.value)
         noisy = flat_field_response(net, net.in_channels, net.receptive_field(), self.value, self.noise_std)
@@ -74,6 +123,10 @@ class ArtifactProbe(L.Callback):
             pl_module.log(f"val/flat_pef{p}", periodic_energy_fraction(flat, p).mean())
             pl_module.log(f"val/noise_pef{p}", periodic_energy_fraction(noisy, p).mean())
         pl_module.log("val/flat_std", flat.std(dim=(-2, -1)).mean())
+        for grey, value in self.grey_inputs.items():
+            response = flat_field_response(net, net.in_channels, net.receptive_field(), value)
+            pl_module.log(f"val/flat_std_grey{grey}", response.std(dim=(-2, -1)).mean())
+            pl_module.log(f"val/flat_pef_grey{grey}", periodic_energy_fraction(response, pl_module.periods[-1]).mean())
         imbalance = kernel_imbalance(net)
         if imbalance is not None:
             pl_module.log("val/kernel_imbalance", imbalance)

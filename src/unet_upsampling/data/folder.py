@@ -250,6 +250,33 @@ class FolderSegmentation(Dataset):
         return pair
 
 
+def flat_splits(
+    root: Path,
+    pairs: Sequence[tuple[Pair, tuple[int, int]]],
+    val_fraction: float,
+    split_seed: int,
+    test_images: Sequence[str],
+) -> dict[str, list[tuple[Pair, tuple[int, int]]]]:
+    """train / val [/ test] lists of the checked pairs of one flat folder (see ``folder_splits``)."""
+    stems = [image.stem for (image, _), _ in pairs]
+    unknown = sorted(set(map(str, test_images)) - set(stems))
+    if unknown:
+        raise DataError(
+            f"data.source.test_images names {unknown}, which are not among the usable images of {root} (by file "
+            f"stem, e.g. {stems[0]!r} for {pairs[0][0][0].name}): fix the names or remove them from the list"
+        )
+    test = {stems.index(str(stem)) for stem in test_images}
+    order = [i for i in np.random.default_rng(split_seed).permutation(len(pairs)) if i not in test]
+    n_val = max(1, round(val_fraction * len(pairs)))
+    if len(order) - n_val < 1:
+        raise DataError(
+            f"{root} has {len(pairs)} usable image(s), {len(test)} of them for testing: a train/val split of the "
+            f"others needs at least 2; lower data.source.val_fraction or name fewer data.source.test_images"
+        )
+    splits = {"train": sorted(order[n_val:]), "val": sorted(order[:n_val]), "test": sorted(test)}
+    return {name: [pairs[i] for i in indices] for name, indices in splits.items() if indices}
+
+
 def folder_splits(
     root: str,
     num_classes: int,
@@ -258,15 +285,20 @@ def folder_splits(
     ignore_index: int = -100,
     val_fraction: float = 0.2,
     split_seed: int = 0,
+    test_images: Sequence[str] = (),
     image_dir: str = "images",
     mask_dir: str = "masks",
     on_bad_sample: str = "error",
     convert_channels: bool = False,
     cache: bool = False,
 ) -> dict[str, Dataset]:
-    """``root/{train,val[,test]}/{images,masks}`` when present, else a seeded split of ``root/{images,masks}``.
+    """``root/{train,val[,test]}/{images,masks}`` when present, else a split of ``root/{images,masks}``.
 
-    Every pair is checked first (see ``usable_pairs``); ``cache`` keeps decoded pairs in memory.
+    In the flat layout the images named (by file stem) in ``test_images`` are the test split, whole,
+    and validation takes round(val_fraction * all pairs) of the others in a permutation seeded by
+    ``split_seed`` (the order does not depend on ``test_images``, so naming test images leaves the
+    validation images that are not named where they were); the rest train. Every pair is checked
+    first (see ``usable_pairs``); ``cache`` keeps decoded pairs in memory.
     """
     root_path = Path(root).expanduser()
     if not root_path.is_dir():
@@ -280,12 +312,12 @@ def folder_splits(
         names = [n for n in ("train", "val", "test") if (root_path / n).is_dir()]
         if "val" not in names:
             raise DataError(f"{root_path} has train/ but no val/: add val/ or use flat images/ and masks/")
+        if test_images:
+            raise DataError(
+                f"data.source.test_images names test images, but {root_path} has train/ and val/ folders: put the "
+                f"test images in {root_path / 'test'} instead, or set data.source.test_images=[]"
+            )
         splits = {n: usable(root_path / n) for n in names}
     else:
-        pairs = usable(root_path)
-        order = np.random.default_rng(split_seed).permutation(len(pairs))
-        n_val = max(1, round(val_fraction * len(pairs)))
-        if len(pairs) - n_val < 1:
-            raise DataError(f"{root_path} has {len(pairs)} usable image(s): a train/val split needs at least 2")
-        splits = {"train": [pairs[i] for i in sorted(order[n_val:])], "val": [pairs[i] for i in sorted(order[:n_val])]}
+        splits = flat_splits(root_path, usable(root_path), val_fraction, split_seed, test_images)
     return {name: FolderSegmentation(pairs, in_channels, mapping, cache) for name, pairs in splits.items()}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -40,14 +40,14 @@ def flat_field_response(
     net: nn.Module,
     in_channels: int,
     margin: int,
-    value: float = 0.0,
+    value: float | Sequence[float] = 0.0,
     noise_std: float = 0.0,
     interior: int = 64,
     seed: int = 0,
 ) -> torch.Tensor:
     """Logit maps (C, interior, interior) of ``net`` in eval mode fed a constant image.
 
-    The input is ``value`` (plus Gaussian noise of ``noise_std``) on a square of side
+    The input is ``value`` (one value, or one per channel; plus Gaussian noise of ``noise_std``) on a square of side
     interior + 2 * margin; only the centre is returned, which no border reaches when ``margin``
     exceeds the network's receptive-field radius (``net.receptive_field()``). A
     translation-equivariant decoder answers a constant with a constant, so any pattern here is an
@@ -56,7 +56,9 @@ def flat_field_response(
     size = interior + 2 * margin
     device = next(net.parameters()).device
     generator = torch.Generator().manual_seed(seed)
-    x = value + noise_std * torch.randn(1, in_channels, size, size, generator=generator)
+    x = torch.as_tensor(value, dtype=torch.float32).reshape(-1, 1, 1) + noise_std * torch.randn(
+        1, in_channels, size, size, generator=generator
+    )
     was_training = net.training
     net.eval()
     try:
@@ -134,3 +136,62 @@ def radial_power_spectrum(y: torch.Tensor, bins: int = 32) -> torch.Tensor:
     sums.index_add_(-1, ring, power.flatten(-2))
     counts = torch.bincount(ring, minlength=bins).clamp_min(1)
     return torch.log10(sums / counts / (h * w) + 1e-12).float()
+
+
+def even_crop(y: torch.Tensor) -> torch.Tensor:
+    """``y[..., H, W]`` without its last row and column where H or W is odd: even sides have a Nyquist bin."""
+    return y[..., : y.shape[-2] // 2 * 2, : y.shape[-1] // 2 * 2]
+
+
+def remove_nyquist(y: torch.Tensor) -> torch.Tensor:
+    """Maps ``y[..., H, W]`` (even sides) with the Nyquist row (k_y = H/2) and column (k_x = W/2) of their DFT set to 0.
+
+    These bins hold what alternates sign from pixel to pixel along an axis: the period-2 patterns a
+    stride-2 upsampling can imprint, e.g. a (-1)^(i+j) checkerboard, are removed whole, and a map
+    without a period-2 component loses nothing. A map that is not periodic over the image leaks into
+    these bins too, by the alternating sums of its rows and columns over H (or W): for a step of
+    height a, at most a / H per column. Computed in float64.
+    """
+    h, w = y.shape[-2:]
+    if h % 2 or w % 2:
+        raise ValueError(f"map {(h, w)} has an odd side: crop it to even sides first (even_crop)")
+    spectrum = torch.fft.fft2(y.double())
+    spectrum[..., h // 2, :] = 0
+    spectrum[..., :, w // 2] = 0
+    return torch.fft.ifft2(spectrum).real
+
+
+def nyquist_flips(logits: torch.Tensor) -> torch.Tensor:
+    """(N, H', W') bool: the pixels whose argmax label changes when the Nyquist band of the logits is removed.
+
+    ``logits`` are (N, C, H, W), cropped to even sides (``even_crop``), every class map filtered by
+    ``remove_nyquist``. Its mean, per mille, is the share of the labels a user sees that the period-2
+    part of the logits decides: 0 when the logits have no period-2 component, however large the logits.
+    """
+    logits = even_crop(logits).double()
+    return remove_nyquist(logits).argmax(1) != logits.argmax(1)
+
+
+def shift_disagreement(
+    predict: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, shift: int, margin: int = 0
+) -> torch.Tensor:
+    """(N, H', W') bool: the pixels whose label changes when the input is shifted by ``shift`` px along both axes.
+
+    The shifted input is ``images[..., shift:, shift:]`` (N, C, H, W; the content moves up and left),
+    reflect-padded at the bottom and right back to H x W, so that both inputs take the same path
+    through the network (an odd side would change how a block meets its skip). Labels are compared on
+    the overlap, input pixels (shift .. H - 1, shift .. W - 1), less ``margin`` px along its border,
+    where padding rather than the shift moves the prediction. A translation-equivariant network gives
+    0; a UNet is equivariant only to shifts by multiples of 2^depth, and an upsampling block whose
+    output phases get unequal gains adds to the disagreement at the other shifts. Its mean, per
+    mille, is the shift disagreement.
+    """
+    h, w = images.shape[-2] - shift, images.shape[-1] - shift
+    if shift < 1 or min(h, w) <= max(2 * margin, shift - 1):
+        raise ValueError(
+            f"shift {shift} with a margin of {margin} px leaves nothing to compare of a "
+            f"{tuple(images.shape[-2:])} image"
+        )
+    shifted = F.pad(images[..., shift:, shift:], (0, shift, 0, shift), mode="reflect")
+    labels, shifted_labels = predict(images).argmax(1)[..., shift:, shift:], predict(shifted).argmax(1)[..., :h, :w]
+    return (labels != shifted_labels)[..., margin : h - margin, margin : w - margin]

@@ -153,6 +153,41 @@ class TransposedConv(nn.Module):
         return transposed_conv_to(self.conv, x, output_size)
 
 
+class MatchedTransposedConv(nn.Module):
+    """A 1x1 convolution to ``width`` channels, then ``TransposedConv`` (k=2, s=2): ``deconv`` with as many parameters
+    as the resize modes.
+
+    width = round(m^2 in out / (in + k^2 out)) makes in * width + k^2 * width * out, the weights of
+    the pair, equal m^2 in out, those of the resize modes' m x m convolution (exactly when in = 2 out,
+    as at every level of both networks: width = 3 out); the 1x1 convolution has no bias, so the biases
+    match too. The pair is linear, so it computes what one k=2, s=2 transposed convolution with weight
+    P^T D computes (the same function class, no overlap of taps; a bias before the transposed
+    convolution would add a learnable period-2 pattern): only the parameter count and the
+    initialisation differ from ``deconv``. The 1x1 convolution runs at the input's resolution, where it
+    costs s^2 times less than at the output's.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 2,
+        stride: int = 2,
+        padding: int = 0,
+        matched_kernel_size: int = 3,
+    ):
+        super().__init__()
+        width = round(
+            matched_kernel_size**2 * in_channels * out_channels / (in_channels + kernel_size**2 * out_channels)
+        )
+        self.project = nn.Conv2d(in_channels, max(1, width), 1, bias=False)
+        self.upsample = TransposedConv(max(1, width), out_channels, kernel_size, stride, padding)
+        self.out_channels = out_channels
+
+    def forward(self, x: torch.Tensor, output_size: Size | None = None) -> torch.Tensor:
+        return self.upsample(self.project(x), output_size)
+
+
 class BilinearTransposedConv(nn.Module):
     """A convolution to ``out_channels``, then a transposed convolution with the bilinear kernel, per channel.
 
@@ -259,6 +294,27 @@ class BilinearConv(ResizeConv):
         conv: bool = True,
     ):
         super().__init__(in_channels, out_channels, "bilinear", scale_factor, kernel_size, align_corners, conv)
+
+
+class BilinearAdditive(ResizeConv):
+    """Bilinear resize, then each group of in / out consecutive channels summed: no parameters (Wojna et al. 2019).
+
+    Output channel c is sum_{g < G} x[c G + g] with G = in_channels / out_channels (2 at every level of
+    both networks); a constant map stays constant, so the block cannot imprint a pattern of its own.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, scale_factor: int = 2, align_corners: bool = False):
+        if in_channels % out_channels:
+            raise ConfigError(
+                f"upsample=bilinear_additive sums groups of in/out channels, but {in_channels} input channels do not "
+                f"split into {out_channels} groups: use a network whose decoder halves the width at every level "
+                f"(model.decoder_channels), or another upsample mode"
+            )
+        super().__init__(in_channels, out_channels, "bilinear", scale_factor, align_corners=align_corners, conv=False)
+        self.out_channels, self.groups = out_channels, in_channels // out_channels
+
+    def forward(self, x: torch.Tensor, output_size: Size | None = None) -> torch.Tensor:
+        return super().forward(x, output_size).unflatten(1, (self.out_channels, self.groups)).sum(2)
 
 
 class PixelShuffle(nn.Module):
