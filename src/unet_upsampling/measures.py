@@ -46,6 +46,11 @@ MEASURES: tuple[Measure, ...] = (
     Measure("pef2", "logit PEF2", SCREENS),
     Measure("flat_std", "flat-field std", SCREENS),
     Measure("kernel_imbalance", "kernel imbalance", frozenset({SUMMARY, HPARAMS, REPORT})),
+    # What a user sees of the pattern (docs/modes.md): labels that change when the Nyquist band of the logits is
+    # removed, the pattern in the class probabilities, labels that change when the image moves by 1 px.
+    Measure("nyquist_flips_pm", "Nyquist label flips (per mille)", frozenset({LOG, SUMMARY, HPARAMS, REPORT})),
+    Measure("prob_pef2", "probability PEF2", frozenset({LOG, SUMMARY, HPARAMS, REPORT})),
+    Measure("shift1_disagree_pm", "1 px shift disagreement (per mille)", frozenset({LOG, SUMMARY, HPARAMS, REPORT})),
     Measure("loss", "loss", frozenset({LOG, SUMMARY})),
     Measure("params", "parameters", frozenset({REPORT}), fmt=",d", per_split=False),
     Measure("train_time_s", "training time (s)", frozenset({HPARAMS, REPORT}), fmt=".0f", per_split=False),

@@ -32,8 +32,22 @@ from unet_upsampling.report.runs import Run, by_mode, collect_runs, deduplicate,
 from unet_upsampling.report.stats import finite, mean_interval, median_range, paired_difference
 from unet_upsampling.report.tables import fmt, fmt_interval, per_seed, row_cells, table
 
-COLUMNS = ("val/dice", "val/boundary_f1", "val/pef2", "val/flat_std", "params", "train_time_s")
-SPREAD = ("val/pef2", "val/flat_std")  # artifact measures: median [min, max] over seeds
+COLUMNS = (
+    "val/dice",
+    "val/boundary_f1",
+    "val/pef2",
+    "val/flat_std",
+    "val/nyquist_flips_pm",
+    "val/shift1_disagree_pm",
+    "params",
+    "train_time_s",
+)
+SPREAD = (
+    "val/pef2",
+    "val/flat_std",
+    "val/nyquist_flips_pm",
+    "val/shift1_disagree_pm",
+)  # artifact measures: median [min, max] over seeds
 
 
 @dataclass

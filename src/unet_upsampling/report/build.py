@@ -41,6 +41,12 @@ ARTIFACTS = (
     "val/noise_pef2",
     "init/kernel_imbalance",
     "val/kernel_imbalance",
+    "val/nyquist_flips_pm",
+    "val/prob_pef2",
+    "val/shift1_disagree_pm",
+    "val/shift2_disagree_pm",
+    "val/flat_std_grey25",
+    "val/flat_std_grey75",
 )
 COST = ("params", "trainable_params", "train_time_s")
 
