@@ -106,6 +106,23 @@ def run_entry(
     return result
 
 
+def tiny_run(tmp_path_factory) -> Path:
+    """A fresh directory holding a finished one-epoch run of the TINY config (no test split scored)."""
+    run_dir = tmp_path_factory.mktemp("trained")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        code = run_app(
+            "train.py",
+            *TINY,
+            "trainer.max_epochs=1",
+            "test=false",
+            f"hydra.run.dir={run_dir}",
+            cwd=run_dir,
+            monkeypatch=monkeypatch,
+        )
+    assert code == 0
+    return run_dir
+
+
 def read_metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 

@@ -20,7 +20,7 @@ from unet_upsampling.errors import ConfigError, DataError
 from unet_upsampling.loggers import CrashSafeWriter, CSVLogger
 from unet_upsampling.report.build import write_report
 
-from conftest import ROOT, TINY, compose_config, read_metrics, run_app, write_pair
+from conftest import ROOT, TINY, compose_config, read_metrics, run_app, tiny_run, write_pair
 
 
 def setup_folder(root: Path, *overrides: str):
@@ -371,21 +371,7 @@ def test_same_seed_twice_gives_the_same_metrics(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    run_dir = tmp_path_factory.mktemp("trained")
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        assert (
-            run_app(
-                "train.py",
-                *TINY,
-                "trainer.max_epochs=1",
-                "test=false",
-                f"hydra.run.dir={run_dir}",
-                cwd=run_dir,
-                monkeypatch=monkeypatch,
-            )
-            == 0
-        )
-    return run_dir / "checkpoints" / "last.ckpt"
+    return tiny_run(tmp_path_factory) / "checkpoints" / "last.ckpt"
 
 
 def predict(checkpoint, tmp_path, monkeypatch, *args) -> int:

@@ -16,24 +16,12 @@ from unet_upsampling.models.unet import UNet
 from unet_upsampling.models.upsample import NearestConv
 from unet_upsampling.predict import check_tiling, overlay, sliding_window, tile_starts
 
-from conftest import TINY, run_app
+from conftest import run_app, tiny_run
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    run_dir = tmp_path_factory.mktemp("trained")
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        code = run_app(
-            "train.py",
-            *TINY,
-            "trainer.max_epochs=1",
-            "test=false",
-            f"hydra.run.dir={run_dir}",
-            cwd=run_dir,
-            monkeypatch=monkeypatch,
-        )
-    assert code == 0
-    return run_dir / "checkpoints" / "last.ckpt"
+    return tiny_run(tmp_path_factory) / "checkpoints" / "last.ckpt"
 
 
 def predict(checkpoint: Path, tmp_path: Path, monkeypatch, *args: str) -> int:

@@ -24,7 +24,7 @@ from unet_upsampling.checkpoint import (
 )
 from unet_upsampling.errors import CheckpointError
 
-from conftest import ROOT, TINY, run_app
+from conftest import ROOT, TINY, run_app, tiny_run
 
 
 class Payload:
@@ -40,21 +40,7 @@ class Payload:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> pathlib.Path:
     """A finished one-epoch run directory."""
-    run_dir = tmp_path_factory.mktemp("trained")
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        assert (
-            run_app(
-                "train.py",
-                *TINY,
-                "trainer.max_epochs=1",
-                "test=false",
-                f"hydra.run.dir={run_dir}",
-                cwd=run_dir,
-                monkeypatch=monkeypatch,
-            )
-            == 0
-        )
-    return run_dir
+    return tiny_run(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
