@@ -114,7 +114,7 @@ def test_the_payloads_are_real_when_nothing_guards_them(target, tmp_path):
         ("task", "os.system"),
         ("upsample", "os.system"),
         ("model", "unet_upsampling.train.os.system"),  # our prefix, someone else's function
-        ("task", "unet_upsampling.jobs.Path"),  # our module, someone else's class
+        ("task", "unet_upsampling.resume.Path"),  # our module, someone else's class
         ("upsample", "not_a_module.anywhere"),
     ],
 )

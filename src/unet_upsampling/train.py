@@ -19,13 +19,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from unet_upsampling.builders import build_callbacks, build_datamodule, build_loggers, build_task, build_trainer
 from unet_upsampling.callbacks import EvaluationTimer, RunRecord
+from unet_upsampling.callbacks.run_log import describe_run
 from unet_upsampling.checkpoint import CheckpointTrust, StoreConfig, read_checkpoint
 from unet_upsampling.checks import check_config, check_run, check_writable
 from unet_upsampling.distributed import adopt_rank_zero_job, end_job, share_job
 from unet_upsampling.errors import ConfigError, UserError
-from unet_upsampling.jobs import describe_run, job_context, resume_path
+from unet_upsampling.jobs import job_context
 from unet_upsampling.loggers import log_run, run_params
 from unet_upsampling.metrics import constant_in_constant_out
+from unet_upsampling.resume import resume_path
 from unet_upsampling.runlock import run_lock
 from unet_upsampling.stops import Stops, stop_on_signals
 from unet_upsampling.summary import print_summary, write_metrics
