@@ -14,10 +14,16 @@ from typing import Any
 
 import hydra
 import lightning as L
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from unet_upsampling.builders import build_callbacks, build_datamodule, build_loggers, build_task, build_trainer
+from unet_upsampling.builders import (
+    build_callbacks,
+    build_datamodule,
+    build_loggers,
+    build_task,
+    build_trainer,
+    build_upsample,
+)
 from unet_upsampling.callbacks import EvaluationTimer, RunRecord
 from unet_upsampling.callbacks.run_log import describe_run
 from unet_upsampling.checkpoint import CheckpointTrust, StoreConfig, read_checkpoint
@@ -107,7 +113,7 @@ def run(cfg: DictConfig, run_dir: Path, resume: Path | None, resume_step: int | 
         "epoch": trainer.current_epoch,
         "global_step": trainer.global_step,
         "best_checkpoint": best or None,
-        "upsample_flat_at_init": constant_in_constant_out(instantiate(cfg.upsample)),
+        "upsample_flat_at_init": constant_in_constant_out(build_upsample(cfg)),
     }
     stops.begin("writing metrics.json")
     if trainer.is_global_zero:
