@@ -4,6 +4,7 @@ checkpoint written during fitting."""
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import lightning as L
@@ -93,11 +94,15 @@ class RunLog(L.Callback):
         log.info("%s at step %d: %s", validation.label, validation.step, shown)
 
     def _checkpoints(self, trainer) -> None:
+        """Logs each ModelCheckpoint's file once per write, at the step it was written (the current one: no
+        optimiser step runs between a save and this hook). A write is a new path, or a new file at the same path
+        (inode, modification time): Lightning keeps the step a callback last saved at only in a private attribute."""
         for callback in trainer.checkpoint_callbacks:
             if not isinstance(callback, ModelCheckpoint):
                 continue
-            state = (callback.best_model_path, callback.last_model_path, callback._last_global_step_saved)
-            if state == self.seen.get(id(callback)) or not any(state[:2]):
+            paths = (callback.best_model_path, callback.last_model_path)
+            state = (*paths, *map(written, paths))
+            if state == self.seen.get(id(callback)) or not any(paths):
                 continue
             self.seen[id(callback)] = state
             if callback.monitor and callback.best_model_path:
@@ -106,10 +111,20 @@ class RunLog(L.Callback):
                 log.info("checkpoint: %s (best %s%s)", callback.best_model_path, callback.monitor, best)
             else:
                 path = callback.last_model_path or callback.best_model_path
-                log.info("checkpoint: %s (step %d)", path, callback._last_global_step_saved)
+                log.info("checkpoint: %s (step %d)", path, trainer.global_step)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self._checkpoints(trainer)
 
     def on_fit_end(self, trainer, pl_module) -> None:
         self._checkpoints(trainer)
+
+
+def written(path: str) -> tuple[int, int] | None:
+    """Which file is at ``path`` (inode, modification time in ns), None when none: checkpoints are written to a
+    temporary file renamed over the old one, so each write is a new file."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
