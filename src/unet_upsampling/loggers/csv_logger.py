@@ -12,6 +12,7 @@ from typing import Any
 from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
+from lightning.pytorch.utilities import rank_zero_only
 
 
 def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -34,23 +35,11 @@ def write_rows(path: Path, header: Sequence[str], rows: Sequence[Mapping[str, An
     os.replace(temporary, path)
 
 
-class CrashSafeWriter(ExperimentWriter):
-    """Lightning's metrics.csv writer, but every save rewrites the file through :func:`write_rows` (Lightning
-    appends, and rewrites the file in place when a new key appears: a kill during that rewrite lost the rows)."""
-
-    def save(self) -> None:
-        if not self.metrics:
-            return
-        path = Path(self.metrics_file_path)
-        _, rows = read_rows(path)
-        self.metrics_keys = sorted(set(self.metrics_keys).union(*self.metrics))
-        write_rows(path, self.metrics_keys, [*rows, *self.metrics])
-        self.metrics = []
-
-
 class CSVLogger(LightningCSVLogger):
     """``<save_dir>/<name>/metrics.csv``, written crash-safe at every logging call, that survives a resume.
 
+    Lightning's writer appends to metrics.csv, and rewrites it in place when a new key appears: a kill
+    during that rewrite lost the rows. Here every save rewrites the file through :func:`write_rows`.
     Lightning starts metrics.csv afresh in a non-empty directory. After ``resume_at(step)`` (train.py
     calls it with the checkpoint's global step) the rows logged before the checkpoint are kept: those of
     earlier steps and the validation of that step (a row is placed at the step of the weights it
@@ -59,6 +48,9 @@ class CSVLogger(LightningCSVLogger):
     as the uninterrupted run's does.
     The old file is renamed aside (``.metrics.csv.resuming``) while the writer starts, so no moment of a
     resume leaves it lost.
+
+    Lightning has no public API for the writer's pending rows and header: this reads and sets its
+    ``metrics``, ``metrics_keys`` and ``metrics_file_path`` attributes (public names, not documented).
     """
 
     def __init__(self, *args, flush_logs_every_n_steps: int = 1, **kwargs):
@@ -71,20 +63,33 @@ class CSVLogger(LightningCSVLogger):
     @property
     @rank_zero_experiment
     def experiment(self) -> ExperimentWriter:
-        if self._experiment is None:
-            path = Path(self.log_dir) / ExperimentWriter.NAME_METRICS_FILE
-            aside = path.with_name(f".{path.name}.resuming")  # left by a resume stopped right here: the whole log
-            if self._resume_step is not None and path.is_file() and not aside.is_file():
-                os.replace(path, aside)
-            Path(self.root_dir).mkdir(parents=True, exist_ok=True)
-            self._experiment = CrashSafeWriter(log_dir=self.log_dir)  # would delete a metrics.csv it found
-            if self._resume_step is not None and aside.is_file():
-                header, rows = read_rows(aside)
-                kept = [r for r in rows if r["step"] and before_step(r, self._resume_step)]
-                write_rows(path, header, kept)
-                self._experiment.metrics_keys = header
-                aside.unlink()
-        return self._experiment
+        """Lightning's writer; a resumed run's first call keeps the rows logged before its checkpoint."""
+        if self._resume_step is None:
+            return super().experiment
+        path = Path(self.log_dir) / ExperimentWriter.NAME_METRICS_FILE
+        aside = path.with_name(f".{path.name}.resuming")  # left by a resume stopped right here: the whole log
+        if path.is_file() and not aside.is_file():
+            os.replace(path, aside)
+        writer = super().experiment  # would delete a metrics.csv it found
+        if aside.is_file():
+            header, rows = read_rows(aside)
+            kept = [r for r in rows if r["step"] and before_step(r, self._resume_step)]
+            write_rows(path, header, kept)
+            writer.metrics_keys = header
+            aside.unlink()
+        self._resume_step = None
+        return writer
+
+    @rank_zero_only
+    def save(self) -> None:
+        writer = self.experiment
+        if not writer.metrics:
+            return
+        path = Path(writer.metrics_file_path)
+        _, rows = read_rows(path)
+        writer.metrics_keys = sorted(set(writer.metrics_keys).union(*writer.metrics))
+        write_rows(path, writer.metrics_keys, [*rows, *writer.metrics])
+        writer.metrics = []
 
 
 def before_step(row: Mapping[str, str], step: int) -> bool:
