@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from unet_upsampling.builders import rebuild_datamodule
 from unet_upsampling.checkpoint import CONFIG_KEY, load_checkpoint, read_checkpoint
 from unet_upsampling.errors import CheckpointError
+from unet_upsampling.trust import rebuild_datamodule
 
 from conftest import read_metrics, run_app, write_pair
 

@@ -12,12 +12,13 @@ import pytest
 import torch
 from hydra.errors import MissingConfigException
 from hydra.utils import instantiate
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from PIL import Image
 
 from unet_upsampling.builders import build_task
 from unet_upsampling.checks import check_run
 from unet_upsampling.errors import ConfigError, DataError
-from unet_upsampling.loggers import CrashSafeWriter, CSVLogger
+from unet_upsampling.loggers import CSVLogger
 from unet_upsampling.report.build import write_report
 
 from conftest import ROOT, TINY, compose_config, read_metrics, run_app, tiny_run, write_pair
@@ -484,7 +485,7 @@ def test_a_stop_at_any_moment_leaves_metrics_csv_whole(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert path.read_text() == whole
 
-    monkeypatch.setattr(CrashSafeWriter, "__init__", stopped_here)
+    monkeypatch.setattr(ExperimentWriter, "__init__", stopped_here)
     resumed = CSVLogger(save_dir=tmp_path, name="csv", version="")
     resumed.resume_at(2)
     with pytest.raises(KeyboardInterrupt):

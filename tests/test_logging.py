@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import logging
+import os
 import re
 import subprocess
 import sys
@@ -296,3 +298,34 @@ def test_a_run_without_loggers_trains_without_the_learning_rate_curve(tmp_path, 
     overrides = [*TINY, "trainer.max_steps=2", "trainer.max_epochs=-1", "validations=1", "~logger"]
     assert run_app("train.py", *overrides, f"hydra.run.dir={run_dir}", cwd=tmp_path, monkeypatch=monkeypatch) == 0
     assert read_metrics(run_dir)["global_step"] == 2 and not (run_dir / "csv").exists()
+
+
+def test_run_log_names_each_checkpoint_write_once_at_its_step(tmp_path, caplog):
+    """last.ckpt keeps its path across writes: each write (a new file renamed over it) is logged once, with the step
+    it was written at, and an unchanged file is not logged again."""
+    from types import SimpleNamespace
+
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from unet_upsampling.callbacks import RunLog
+
+    last = tmp_path / "last.ckpt"
+    callback = ModelCheckpoint(dirpath=tmp_path, filename="last", monitor=None)
+    trainer = SimpleNamespace(checkpoint_callbacks=[callback], global_step=0)
+    run_log = RunLog()
+
+    def log_at(step: int) -> list[str]:
+        trainer.global_step = step
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="unet_upsampling.callbacks.run_log"):
+            run_log.on_train_batch_start(trainer, None, None, 0)
+        return [r.getMessage() for r in caplog.records]
+
+    assert log_at(1) == []  # nothing written yet
+    last.write_bytes(b"3")
+    callback.best_model_path = str(last)
+    assert log_at(3) == [f"checkpoint: {last} (step 3)"]
+    assert log_at(4) == []
+    (tmp_path / "tmp").write_bytes(b"6")
+    os.replace(tmp_path / "tmp", last)
+    assert log_at(6) == [f"checkpoint: {last} (step 6)"]

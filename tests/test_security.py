@@ -100,7 +100,7 @@ def test_the_payloads_are_real_when_nothing_guards_them(target, tmp_path):
         ("task", "os.system"),
         ("upsample", "os.system"),
         ("model", "unet_upsampling.train.os.system"),  # our prefix, someone else's function
-        ("task", "unet_upsampling.jobs.Path"),  # our module, someone else's class
+        ("task", "unet_upsampling.resume.Path"),  # our module, someone else's class
         ("upsample", "not_a_module.anywhere"),
     ],
 )
@@ -121,7 +121,7 @@ def test_a_stored_config_naming_foreign_targets_is_refused(where, target, checkp
 
 
 def test_a_foreign_target_deep_in_the_eval_pipeline_is_refused(checkpoint, tmp_path):
-    from unet_upsampling.builders import rebuild_eval_transform
+    from unet_upsampling.trust import rebuild_eval_transform
 
     def edit(config):
         config["data"]["eval_transform"].append({"_target_": "subprocess.call", "args": ["true"]})
@@ -205,7 +205,7 @@ def test_a_rebuilt_encoder_unet_never_downloads(tmp_path, monkeypatch):
     """``pretrained`` is dropped from a stored model, and cannot come back as a positional argument."""
     import torchvision
 
-    from unet_upsampling.builders import rebuild_task
+    from unet_upsampling.trust import rebuild_task
 
     def download(*args, **kwargs):
         raise AssertionError("a rebuilt model tried to download weights")
@@ -223,7 +223,7 @@ def test_every_shipped_network_upsample_mode_and_task_is_admitted():
     """The allowlist follows the project: what train.py stores for each network, mode and task can be rebuilt."""
     from hydra import compose, initialize_config_module
 
-    from unet_upsampling.builders import STORED_CLASSES
+    from unet_upsampling.trust import STORED_CLASSES
 
     configs = ROOT / "src" / "unet_upsampling" / "configs"
     with initialize_config_module("unet_upsampling.configs", version_base="1.3"):
@@ -233,7 +233,7 @@ def test_every_shipped_network_upsample_mode_and_task_is_admitted():
 
 
 def test_an_eval_transform_that_reads_files_is_refused(checkpoint, tmp_path):
-    from unet_upsampling.builders import rebuild_eval_transform
+    from unet_upsampling.trust import rebuild_eval_transform
 
     def edit(config):
         config["data"]["eval_transform"] = [

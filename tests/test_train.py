@@ -11,9 +11,9 @@ import torch
 from omegaconf import OmegaConf, open_dict
 from PIL import Image
 
-from unet_upsampling.builders import rebuild_eval_transform
 from unet_upsampling.checkpoint import CONFIG_KEY, load_checkpoint
 from unet_upsampling.train import train
+from unet_upsampling.trust import rebuild_eval_transform
 
 from conftest import SHARED_DATA, TINY, UPSAMPLE_MODES, compose_config, read_metrics, run_app
 

@@ -69,8 +69,8 @@ def predict_fn(net: nn.Module, transform, images: list, device: str) -> Callable
 
 
 def bench_inference(args, base_overrides: list[str]) -> dict[str, Any]:
-    from unet_upsampling.builders import rebuild_eval_transform
     from unet_upsampling.data.synthetic import render
+    from unet_upsampling.trust import rebuild_eval_transform
 
     cfg = compose([*base_overrides, f"upsample={args.modes[0]}"])
     transform = rebuild_eval_transform({"data": resolved(cfg, "data")}, source="the benchmark's config")

@@ -2,7 +2,7 @@
 
 Loading trusts nothing in the file: it is read with ``torch.load(weights_only=True)`` (tensors and
 plain data only, no pickled objects), its config may name only a network, an upsample block and the
-task (``builders.check_stored_task``), and no path or URL in its callback and loop states reaches the
+task (``trust.check_stored_task``), and no path or URL in its callback and loop states reaches the
 filesystem or the network (``confine_states``). ``CheckpointTrust`` is that boundary for Lightning
 (resume, validate the best checkpoint), and writes checkpoints atomically beside their destination.
 """
@@ -22,8 +22,8 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from unet_upsampling.builders import check_stored_task, rebuild_task
 from unet_upsampling.errors import CheckpointError, ConfigError
+from unet_upsampling.trust import check_stored_task, rebuild_task
 
 log = logging.getLogger(__name__)
 

@@ -13,12 +13,13 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from unet_upsampling.builders import build_callbacks, build_datamodule, build_trainer, rebuild_datamodule
+from unet_upsampling.builders import build_callbacks, build_datamodule, build_trainer
 from unet_upsampling.checkpoint import load_checkpoint
 from unet_upsampling.checks import check_run
 from unet_upsampling.errors import ConfigError, DataError
 from unet_upsampling.jobs import job_context
 from unet_upsampling.summary import print_summary, write_metrics
+from unet_upsampling.trust import rebuild_datamodule
 
 log = logging.getLogger(__name__)
 

@@ -25,10 +25,10 @@ from PIL import Image
 from rich.progress import track
 from torch import nn
 
-from unet_upsampling.builders import rebuild_eval_transform
 from unet_upsampling.checkpoint import load_checkpoint
 from unet_upsampling.data.folder import IMAGE_SUFFIXES, inspect_image, listed, read_image
 from unet_upsampling.errors import ConfigError, DataError, OutputError
+from unet_upsampling.trust import rebuild_eval_transform
 
 log = logging.getLogger(__name__)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 from collections.abc import Callable
 
 import lightning as L
@@ -249,8 +250,9 @@ class SegmentationTask(L.LightningModule):
                     scheduler.T_max,
                     total,
                 )
-                scheduler.T_max = total
-                rates = scheduler._get_closed_form_lr()
+                state = scheduler.state_dict()  # public state; the closed form above, not torch's private one
+                start, floor = state["last_epoch"], state["eta_min"]
+                rates = [floor + (lr - floor) * (1 + math.cos(math.pi * start / total)) / 2 for lr in state["base_lrs"]]
                 for group, rate in zip(scheduler.optimizer.param_groups, rates, strict=True):
                     group["lr"] = rate
-                scheduler._last_lr = list(rates)
+                scheduler.load_state_dict(state | {"T_max": total, "_last_lr": rates})  # get_last_lr() agrees

@@ -9,26 +9,36 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning as L
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from unet_upsampling.builders import build_callbacks, build_datamodule, build_loggers, build_task, build_trainer
+from unet_upsampling.builders import (
+    build_callbacks,
+    build_datamodule,
+    build_loggers,
+    build_task,
+    build_trainer,
+    build_upsample,
+)
 from unet_upsampling.callbacks import EvaluationTimer, RunRecord
+from unet_upsampling.callbacks.run_log import describe_run
 from unet_upsampling.checkpoint import CheckpointTrust, StoreConfig, read_checkpoint
 from unet_upsampling.checks import check_config, check_run, check_writable
 from unet_upsampling.distributed import adopt_rank_zero_job, end_job, share_job
 from unet_upsampling.errors import ConfigError, UserError
-from unet_upsampling.jobs import describe_run, job_context, resume_path
+from unet_upsampling.jobs import job_context
 from unet_upsampling.loggers import log_run, run_params
 from unet_upsampling.metrics import constant_in_constant_out
+from unet_upsampling.resume import resume_path
 from unet_upsampling.runlock import run_lock
 from unet_upsampling.stops import Stops, stop_on_signals
 from unet_upsampling.summary import print_summary, write_metrics
+from unet_upsampling.task import SegmentationTask
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +67,37 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             return run(job, run_dir, resume, resume_step, stops)
 
 
+@dataclass
+class Run:
+    """What the steps of a run share: its config, directory, data, task, Trainer and bookkeeping callbacks."""
+
+    cfg: DictConfig
+    dir: Path
+    datamodule: Any
+    task: SegmentationTask
+    trainer: L.Trainer
+    record: RunRecord
+    timer: EvaluationTimer
+    stops: Stops
+    launcher_env: Any
+
+
 def run(cfg: DictConfig, run_dir: Path, resume: Path | None, resume_step: int | None, stops: Stops) -> dict[str, Any]:
+    """Build, validate at init (a fresh run), fit, evaluate the best checkpoint, write the results; each step names
+    its phase to ``stops``."""
+    job = build_run(cfg, run_dir, resume, resume_step, stops)
+    if resume is None:
+        validate_at_init(job)
+    fit_time = fit(job, resume)
+    metrics = evaluate_best(job, fit_time)
+    write_results(job, metrics)
+    end_job(job.launcher_env)
+    stops.check()  # a signal after metrics.json was written: the run is complete, yet reported as stopped
+    return metrics
+
+
+def build_run(cfg: DictConfig, run_dir: Path, resume: Path | None, resume_step: int | None, stops: Stops) -> Run:
+    """Checks and builds what the run needs; the resolved config is the one its checkpoints store."""
     config = OmegaConf.to_container(cfg, resolve=True)
     check_writable(
         [run_dir, *(c["dirpath"] for c in (config.get("callbacks") or {}).values() if c and c.get("dirpath"))]
@@ -77,49 +117,68 @@ def run(cfg: DictConfig, run_dir: Path, resume: Path | None, resume_step: int | 
     trainer = build_trainer(  # the checkpoint trust boundary: checkpoint.py
         cfg, callbacks, loggers, plugins=[CheckpointTrust.of(callbacks)], **validation_schedule(cfg, datamodule)
     )
+    return Run(cfg, run_dir, datamodule, task, trainer, record, timer, stops, launcher_env)
 
-    if resume is None:  # the artifacts of the untrained network (Odena et al. 2016), as init/...
-        stops.begin("the validation before training")
-        initial = trainer.validate(task, datamodule=datamodule, verbose=False)[0]
-        record.init_metrics = {key.replace("val/", "init/", 1): float(v) for key, v in initial.items()}
-    stops.begin("training")
+
+def validate_at_init(job: Run) -> None:
+    """The artifacts of the untrained network (Odena et al. 2016), as init/..."""
+    job.stops.begin("the validation before training")
+    initial = job.trainer.validate(job.task, datamodule=job.datamodule, verbose=False)[0]
+    job.record.init_metrics = {key.replace("val/", "init/", 1): float(v) for key, v in initial.items()}
+
+
+def fit(job: Run, resume: Path | None) -> float:
+    """Trains (from ``resume`` when given); returns the seconds it took."""
+    job.stops.begin("training")
     start = time.perf_counter()
-    trainer.fit(task, datamodule=datamodule, ckpt_path=resume, weights_only=True)
-    fit_time = time.perf_counter() - start
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    metrics = dict(record.init_metrics)
-    stops.begin("the validation of the best checkpoint (and its figures)")
+    job.trainer.fit(job.task, datamodule=job.datamodule, ckpt_path=resume, weights_only=True)
+    return time.perf_counter() - start
+
+
+def best_checkpoint(job: Run) -> str:
+    """The best checkpoint's path; empty when checkpointing is off."""
+    return job.trainer.checkpoint_callback.best_model_path if job.trainer.checkpoint_callback else ""
+
+
+def evaluate_best(job: Run, fit_time: float) -> dict[str, Any]:
+    """The metrics of metrics.json: at init, the best checkpoint's validation (and test), the run's facts."""
+    trainer, task, datamodule, best = job.trainer, job.task, job.datamodule, best_checkpoint(job)
+    metrics = dict(job.record.init_metrics)
+    job.stops.begin("the validation of the best checkpoint (and its figures)")
     metrics |= trainer.validate(task, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=True)[
         0
     ]
-    if cfg.test and datamodule.has_test:
-        stops.begin("the test of the best checkpoint")
+    if job.cfg.test and datamodule.has_test:
+        job.stops.begin("the test of the best checkpoint")
         metrics |= trainer.test(task, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=True)[
             0
         ]
-    metrics |= {
+    return metrics | {
         "params": sum(p.numel() for p in task.net.parameters()),
         "trainable_params": sum(p.numel() for p in task.net.parameters() if p.requires_grad),
         "train_time_s": fit_time,
-        "eval_time_s": timer.seconds,
+        "eval_time_s": job.timer.seconds,
         "epoch": trainer.current_epoch,
         "global_step": trainer.global_step,
         "best_checkpoint": best or None,
-        "upsample_flat_at_init": constant_in_constant_out(instantiate(cfg.upsample)),
+        "upsample_flat_at_init": constant_in_constant_out(build_upsample(job.cfg)),
     }
-    stops.begin("writing metrics.json")
-    if trainer.is_global_zero:
-        path = write_metrics(run_dir / "metrics.json", metrics)
-        print_summary(
-            f"{cfg.experiment_name}: upsample={cfg.upsample_name}, seed={cfg.seed}",
-            metrics,
-            {"best checkpoint": best or "none (checkpointing off)", "metrics": path, "run directory": run_dir},
-            datamodule.class_names,
-        )
-        log_run(trainer.loggers, run_params(cfg), metrics, run_dir)  # after the summary, which train.log ends with
-    end_job(launcher_env)
-    stops.check()  # a signal after metrics.json was written: the run is complete, yet reported as stopped
-    return metrics
+
+
+def write_results(job: Run, metrics: dict[str, Any]) -> None:
+    """metrics.json, the console summary, and the run's settings and final metrics to its loggers (rank 0)."""
+    job.stops.begin("writing metrics.json")
+    if not job.trainer.is_global_zero:
+        return
+    cfg, best = job.cfg, best_checkpoint(job)
+    path = write_metrics(job.dir / "metrics.json", metrics)
+    print_summary(
+        f"{cfg.experiment_name}: upsample={cfg.upsample_name}, seed={cfg.seed}",
+        metrics,
+        {"best checkpoint": best or "none (checkpointing off)", "metrics": path, "run directory": job.dir},
+        job.datamodule.class_names,
+    )
+    log_run(job.trainer.loggers, run_params(cfg), metrics, job.dir)  # after the summary, which train.log ends with
 
 
 def optimized(metrics: dict[str, Any], name: str | None) -> float | None:

@@ -1,0 +1,99 @@
+"""Lightning's CSV logger made crash-safe (every save through a temporary file and a rename) and made to keep a
+resumed run's rows."""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
+from lightning.pytorch.utilities import rank_zero_only
+
+
+def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """The header and rows of a CSV file (none when it does not exist)."""
+    if not path.is_file():
+        return [], []
+    with path.open(newline="") as file:
+        reader = csv.DictReader(file)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def write_rows(path: Path, header: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
+    """Writes a temporary file beside ``path`` and renames it over ``path``: a process stopped at any moment
+    leaves the old file or the new one, never a truncated one."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    with temporary.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(header))
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(temporary, path)
+
+
+class CSVLogger(LightningCSVLogger):
+    """``<save_dir>/<name>/metrics.csv``, written crash-safe at every logging call, that survives a resume.
+
+    Lightning's writer appends to metrics.csv, and rewrites it in place when a new key appears: a kill
+    during that rewrite lost the rows. Here every save rewrites the file through :func:`write_rows`.
+    Lightning starts metrics.csv afresh in a non-empty directory. After ``resume_at(step)`` (train.py
+    calls it with the checkpoint's global step) the rows logged before the checkpoint are kept: those of
+    earlier steps and the validation of that step (a row is placed at the step of the weights it
+    measured, so the checkpoint written after that validation follows it). The later ones, logged by
+    the stopped run after its checkpoint, are dropped: the resumed run logs them again, so its file ends
+    as the uninterrupted run's does.
+    The old file is renamed aside (``.metrics.csv.resuming``) while the writer starts, so no moment of a
+    resume leaves it lost.
+
+    Lightning has no public API for the writer's pending rows and header: this reads and sets its
+    ``metrics``, ``metrics_keys`` and ``metrics_file_path`` attributes (public names, not documented).
+    """
+
+    def __init__(self, *args, flush_logs_every_n_steps: int = 1, **kwargs):
+        super().__init__(*args, flush_logs_every_n_steps=flush_logs_every_n_steps, **kwargs)
+        self._resume_step: int | None = None
+
+    def resume_at(self, step: int) -> None:
+        self._resume_step = step
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        """Lightning's writer; a resumed run's first call keeps the rows logged before its checkpoint."""
+        if self._resume_step is None:
+            return super().experiment
+        path = Path(self.log_dir) / ExperimentWriter.NAME_METRICS_FILE
+        aside = path.with_name(f".{path.name}.resuming")  # left by a resume stopped right here: the whole log
+        if path.is_file() and not aside.is_file():
+            os.replace(path, aside)
+        writer = super().experiment  # would delete a metrics.csv it found
+        if aside.is_file():
+            header, rows = read_rows(aside)
+            kept = [r for r in rows if r["step"] and before_step(r, self._resume_step)]
+            write_rows(path, header, kept)
+            writer.metrics_keys = header
+            aside.unlink()
+        self._resume_step = None
+        return writer
+
+    @rank_zero_only
+    def save(self) -> None:
+        writer = self.experiment
+        if not writer.metrics:
+            return
+        path = Path(writer.metrics_file_path)
+        _, rows = read_rows(path)
+        writer.metrics_keys = sorted(set(writer.metrics_keys).union(*writer.metrics))
+        write_rows(path, writer.metrics_keys, [*rows, *writer.metrics])
+        writer.metrics = []
+
+
+def before_step(row: Mapping[str, str], step: int) -> bool:
+    """Whether a metrics.csv row was logged before a checkpoint at ``step``: an earlier step, or its validation."""
+    return int(row["step"]) < step or (
+        int(row["step"]) == step and any(row.get(k) for k in row if k.startswith("val/"))
+    )
