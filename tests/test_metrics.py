@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -367,9 +368,11 @@ def test_flat_field_at_several_grey_levels_and_per_channel_values():
 
 def test_the_probe_turns_grey_levels_into_normalised_inputs():
     probe = ArtifactProbe("unused", grey_levels=[0.25, 0.5, 0.75], normalize={"mean": 0.5, "std": 0.25})
-    assert probe.grey_inputs == {25: -1.0, 50: 0.0, 75: 1.0}
+    assert probe.grey_inputs() == {25: -1.0, 50: 0.0, 75: 1.0}
     rgb = ArtifactProbe("unused", grey_levels=[0.5], normalize={"mean": [0.5, 0.4, 0.5], "std": [0.25, 0.2, 0.5]})
-    assert rgb.grey_inputs[50] == pytest.approx([0.0, 0.5, 0.0])
+    assert rgb.grey_inputs()[50] == pytest.approx([0.0, 0.5, 0.0])
+    data = SimpleNamespace(normalize={"mean": 0.2, "std": 0.1})  # without its own: the data's normalisation
+    assert ArtifactProbe("unused", grey_levels=[0.5]).grey_inputs(data) == {50: pytest.approx(3.0)}
 
 
 class FixedLogits(torch.nn.Module):

@@ -28,8 +28,8 @@ class ArtifactProbe(L.Callback):
     units), ``val/noise_pef{P}`` (the constant plus noise of std ``noise_std``) and ``val/kernel_imbalance``
     (transposed convolutions only), averaged over the logit maps; ``val/flat_std_grey{G}`` and
     ``val/flat_pef_grey{G}`` for each grey level g in ``grey_levels`` (a fraction of the pixel range,
-    normalised with ``normalize`` as the data are; G = 100 g), the PEF at period 2^depth, which counts
-    every period the UNet can imprint; and ``val/shift{S}_disagree_pm`` for each shift s in ``shifts``:
+    normalised as the data are: ``normalize``, else the DataModule's own; G = 100 g), the PEF at
+    period 2^depth, which counts every period the UNet can imprint; and ``val/shift{S}_disagree_pm`` for each shift s in ``shifts``:
     the per mille of validation pixels whose label changes when the image is shifted by s px
     (``shift_disagreement``, ``shift_margin`` px of the overlap's border left out; one more forward pass
     per image and shift, which is why it runs here and not at every validation). The shift disagreement
@@ -57,15 +57,19 @@ class ArtifactProbe(L.Callback):
     ):
         self.dir, self.value, self.noise_std, self.spectrum_batches = Path(dir), value, noise_std, spectrum_batches
         self.every_n_validations = every_n_validations
-        normalize = normalize or {"mean": 0.5, "std": 0.25}
-        mean, std = (torch.as_tensor(normalize[k], dtype=torch.float32) for k in ("mean", "std"))
-        self.grey_inputs = {round(100 * g): ((g - mean) / std).tolist() for g in grey_levels}
+        self.grey_levels, self.normalize = list(grey_levels), normalize
         self.shifts, self.shift_margin = list(shifts), shift_margin
         self.arrays: dict[str, np.ndarray] = {}
         self.spectra: list[torch.Tensor] = []
         self.shift_counts: dict[int, tuple[torch.Tensor, int]] = {}  # shift -> (disagreeing, compared) pixels
         self.fit_validations = 0
         self.active = False
+
+    def grey_inputs(self, datamodule: Any = None) -> dict[int, float | list[float]]:
+        """Each grey level (key: 100 g) in the network's input units, normalised as the data are."""
+        normalize = self.normalize or getattr(datamodule, "normalize", None) or {"mean": 0.5, "std": 0.25}
+        mean, std = (torch.as_tensor(normalize[k], dtype=torch.float32) for k in ("mean", "std"))
+        return {round(100 * g): ((g - mean) / std).tolist() for g in self.grey_levels}
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         self.spectra = []
@@ -123,7 +127,7 @@ class ArtifactProbe(L.Callback):
             pl_module.log(f"val/flat_pef{p}", periodic_energy_fraction(flat, p).mean())
             pl_module.log(f"val/noise_pef{p}", periodic_energy_fraction(noisy, p).mean())
         pl_module.log("val/flat_std", flat.std(dim=(-2, -1)).mean())
-        for grey, value in self.grey_inputs.items():
+        for grey, value in self.grey_inputs(trainer.datamodule).items():
             response = flat_field_response(net, net.in_channels, net.receptive_field(), value)
             pl_module.log(f"val/flat_std_grey{grey}", response.std(dim=(-2, -1)).mean())
             pl_module.log(f"val/flat_pef_grey{grey}", periodic_energy_fraction(response, pl_module.periods[-1]).mean())
