@@ -119,12 +119,13 @@ HYDRA_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_"}
 
 
 def check_stored_task(config: Mapping[str, Any], source: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The stored config's model and task, checked (``check_stored``) and made fit for inference: no optimiser or
-    schedule, and no ``pretrained`` (the weights come from the checkpoint; a rebuilt model never downloads)."""
+    """The stored config's model and task, checked (``check_stored``) and made fit for inference: no optimiser,
+    schedule or loss (its ``_target_`` is never imported; old checkpoints stored a name), and no ``pretrained`` (the
+    weights come from the checkpoint; a rebuilt model never downloads)."""
     if not isinstance(config, Mapping) or not isinstance(config.get("model"), Mapping):
         raise CheckpointError(f"{source}: its config has no model entry")
     model = {k: v for k, v in config["model"].items() if k != "pretrained"}
-    task = {k: v for k, v in (config.get("task") or {}).items() if k not in ("optimizer", "scheduler")}
+    task = {k: v for k, v in (config.get("task") or {}).items() if k not in ("optimizer", "scheduler", "loss")}
     check_stored(model, "model", source, STORED_CLASSES)
     check_stored(task, "task", source, STORED_CLASSES)
     return model, task
