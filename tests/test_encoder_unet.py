@@ -69,6 +69,24 @@ def test_an_encoder_the_decoder_cannot_follow_is_refused():
         build_task(compose_config("train", [*ENCODER, "model.encoder=resnet_18"]))
 
 
+def test_an_encoder_unet_checkpoint_from_before_timm_loads():
+    """Its keys (torchvision's ResNet cut into stages encoder.0 .. encoder.4) are renamed: the same network."""
+    torch.manual_seed(0)
+    theirs = torchvision.models.resnet18().eval()
+    stages = {"conv1.": "0.0.", "bn1.": "0.1.", "layer1.": "1.1.", "layer2.": "2.", "layer3.": "3.", "layer4.": "4."}
+    model = EncoderUNet(functools.partial(NearestConv), "resnet18", in_channels=3).eval()
+    old = {k: v for k, v in model.state_dict().items() if not k.startswith("encoder.")}
+    for key, value in theirs.state_dict().items():
+        stage = next((s for s in stages if key.startswith(s)), None)
+        if stage is not None:
+            old["encoder." + stages[stage] + key.removeprefix(stage)] = value
+    model.load_state_dict(old)  # strict: every key found
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = torch.nn.Sequential(*list(theirs.children())[:-2])(x)  # up to layer4
+        torch.testing.assert_close(model.encoder(x)[-1], expected)
+
+
 @pytest.fixture
 def saved_imagenet_weights(monkeypatch):
     """timm's pretrained weights, answered with a state_dict this test made (timm's ``pretrained_cfg_overlay``

@@ -89,6 +89,8 @@ class EncoderUNet(nn.Module):
         self.register_buffer("input_shift", shift.view(1, -1, 1, 1))
         self.decoder = UNetDecoder(upsample, channels[-1], channels[-2::-1], decoder_channels)
         self.head = nn.Conv2d(decoder_channels[-1], num_classes, head_kernel_size, padding=head_kernel_size // 2)
+        if encoder in ("resnet18", "resnet34", "resnet50"):
+            self.register_load_state_dict_pre_hook(torchvision_resnet_keys)
         self.channels_last = channels_last
         if channels_last:
             self.to(memory_format=torch.channels_last)
@@ -120,6 +122,27 @@ class EncoderUNet(nn.Module):
         trailing = [((h + pad_h) // 2**i, (w + pad_w) // 2**i) for i in range(below - 1, -1, -1)]
         out = self.head(self.decoder(features[-1], features[-2::-1], trailing))
         return out[..., :h, :w]
+
+
+# Checkpoints written before timm cut torchvision's ResNet into five stages (conv1 + bn1 + relu, maxpool + layer1,
+# layer2, layer3, layer4); timm's ResNet has the same modules under torchvision's names.
+TORCHVISION_RESNET = {
+    "encoder.0.0.": "encoder.conv1.",
+    "encoder.0.1.": "encoder.bn1.",
+    "encoder.1.1.": "encoder.layer1.",
+    "encoder.2.": "encoder.layer2.",
+    "encoder.3.": "encoder.layer3.",
+    "encoder.4.": "encoder.layer4.",
+}
+
+
+def torchvision_resnet_keys(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
+    """A state_dict pre-hook: an encoder UNet checkpoint from before timm (resnet18/34/50) loads, its keys renamed."""
+    for key in [k for k in state_dict if k.startswith(prefix + "encoder.")]:
+        rest = key.removeprefix(prefix)
+        old = next((old for old in TORCHVISION_RESNET if rest.startswith(old)), None)
+        if old is not None:
+            state_dict[prefix + TORCHVISION_RESNET[old] + rest.removeprefix(old)] = state_dict.pop(key)
 
 
 def renormalisation(expected: Mapping, in_channels: int, data: Mapping) -> tuple[torch.Tensor, torch.Tensor]:
