@@ -98,14 +98,14 @@ STORED = {
 @pytest.mark.parametrize(
     "stored",
     [
-        "ce",  # checkpoints from before the loss group stored its name
         {"_target_": "os.system", "command": "touch {marker}"},
         {"_target_": "planted_loss.Loss"},
         {"_target_": "unet_upsampling.losses.SumLoss", "losses": [{"_target_": "planted_loss.Loss"}]},
+        "planted_loss",
     ],
 )
-def test_a_stored_loss_is_never_imported_or_called(stored, tmp_path, monkeypatch):
-    """Inference needs no loss: a checkpoint's task.loss is dropped before anything is imported."""
+def test_a_stored_loss_other_than_the_shipped_ones_is_never_imported_or_called(stored, tmp_path, monkeypatch):
+    """Inference needs no loss: a checkpoint's task.loss naming anything else is dropped before any import."""
     marker = tmp_path / "pwned"
     (tmp_path / "planted_loss.py").write_text(f"import pathlib\npathlib.Path({str(marker)!r}).touch()\nLoss = dict\n")
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -113,6 +113,18 @@ def test_a_stored_loss_is_never_imported_or_called(stored, tmp_path, monkeypatch
         stored = {**stored, "command": stored["command"].format(marker=marker)}
     task = rebuild_task({**STORED, "task": {**STORED["task"], "loss": stored}}, "x.ckpt")
     assert task.loss_fn is None and not marker.exists() and "planted_loss" not in sys.modules
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_a_checkpoints_shipped_loss_is_rebuilt_as_trained_and_old_names_still_load(name):
+    """eval.py measures the loss train.py measured: the stored (resolved) config, or an old checkpoint's name."""
+    cfg = compose_config("train", [f"task/loss={name}", f"data.ignore_index={IGNORE}"])
+    stored = OmegaConf.to_container(cfg.task.loss, resolve=True)
+    logits, mask = batch()
+    expected = instantiate(cfg.task.loss)(logits, mask)
+    for loss in (stored, name):
+        task = rebuild_task({**STORED, "task": {**STORED["task"], "ignore_index": IGNORE, "loss": loss}}, "x.ckpt")
+        torch.testing.assert_close(task.loss_fn(logits, mask), expected)
 
 
 def test_the_optuna_search_chooses_among_shipped_losses():
