@@ -8,6 +8,7 @@ import functools
 import lightning as L
 import numpy as np
 import pytest
+import segmentation_models_pytorch as smp
 import timm
 import torch
 import torchvision
@@ -279,7 +280,6 @@ def test_a_3x3_head_keeps_odd_sizes_and_an_even_one_is_refused():
 
 def test_resize_only_blocks_and_a_3x3_head_give_segmentation_models_pytorchs_unet():
     """upsample.conv=false with model.head_kernel_size=3 is smp's Unet decoder: the same layers, so the same count."""
-    smp = pytest.importorskip("segmentation_models_pytorch", reason="the comparison needs the bench extra (in dev)")
     like_smp = ["upsample=nearest_conv", "upsample.conv=false", "model.head_kernel_size=3"]
     ours = instantiate(compose_config("train", ["model=encoder_unet", "model.encoder=resnet18", *like_smp]).model)
     peer = smp.Unet("resnet18", encoder_weights=None, in_channels=1, classes=2)
