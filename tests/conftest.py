@@ -150,3 +150,22 @@ def folder_binary_255(tmp_path: Path) -> Path:
     for i, size in enumerate([(61, 77), (53, 49), (70, 65), (49, 81), (57, 57), (64, 51)]):
         write_pair(tmp_path / "binary", f"img_{i}", size, rgb=False, mask_values=(0, 255), seed=i)
     return tmp_path / "binary"
+
+
+def offline_timm(monkeypatch) -> list[str]:
+    """From here on, timm.create_model fails the test if asked for pretrained weights, and so does any socket
+    connection: a rebuilt model never downloads. Returns the names of the models created."""
+    import socket
+
+    import timm
+
+    created, create = [], timm.create_model
+
+    def create_model(name, pretrained=False, **kwargs):
+        assert not pretrained and "pretrained_cfg_overlay" not in kwargs, f"{name}: asked timm for weights"
+        created.append(name)
+        return create(name, pretrained=pretrained, **kwargs)
+
+    monkeypatch.setattr(timm, "create_model", create_model)
+    monkeypatch.setattr(socket.socket, "connect", lambda *a: pytest.fail("a rebuilt model opened a connection"))
+    return created

@@ -255,7 +255,6 @@ def test_benchmark_repeats_report_the_spread(tmp_path, one_thread):
 @pytest.mark.slow
 def test_smp_is_the_peer_of_the_encoder_unet(tmp_path, one_thread):
     """--pairing smp: our encoder UNet against segmentation_models_pytorch's Unet with the same encoder."""
-    pytest.importorskip("segmentation_models_pytorch", reason="the smp pairing needs the bench extra (in dev)")
     out = tmp_path / "smp.json"
     cli.main(
         [
@@ -299,7 +298,6 @@ def test_smp_is_the_peer_of_the_encoder_unet(tmp_path, one_thread):
 
 @pytest.mark.slow
 def test_smp_unet_trains_through_train_py_for_the_quality_comparison(tmp_path, monkeypatch):
-    pytest.importorskip("segmentation_models_pytorch", reason="the smp peer needs the bench extra (in dev)")
     from conftest import TINY, read_metrics, run_app
 
     assert (

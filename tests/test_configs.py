@@ -66,12 +66,6 @@ def test_trainer_overrides_reach_lightning():
     assert instantiate(compose_config("train", ["trainer.max_steps=300"]).trainer, logger=False).max_steps == 300
 
 
-def test_loss_option_and_unknown_loss():
-    assert build_task(compose_config("train", ["task.loss=dice"])).loss_fn.__name__ == "soft_dice_loss"
-    with pytest.raises(Exception, match=r"choose task\.loss=ce, dice, ce_dice"):
-        build_task(compose_config("train", ["task.loss=focal"]))
-
-
 @pytest.mark.parametrize("data", options("data"))
 def test_the_study_takes_its_budget_from_the_chosen_dataset(data):
     """study_budget.<data> sets steps, crops, batch and validations; a dataset without an entry gets `default`."""
@@ -91,8 +85,8 @@ def test_help_lists_only_the_groups_a_user_picks_from(tmp_path, monkeypatch, cap
     assert run_app("train.py", "--help", cwd=tmp_path, monkeypatch=monkeypatch) == 0
     groups = capsys.readouterr().out.split("== Configuration groups ==")[1].split("== Config ==")[0]
     listed = {line.split(":")[0] for line in groups.splitlines() if ": " in line}
-    assert {"data", "model", "upsample", "trainer"} <= listed
-    assert not {name for name in listed if "/" in name}, groups  # data/base and data/transforms were listed
+    assert {"data", "model", "upsample", "trainer", "task/loss"} <= listed
+    assert {name for name in listed if "/" in name} == {"task/loss"}, groups  # data/base, data/transforms were listed
 
 
 @pytest.mark.parametrize(

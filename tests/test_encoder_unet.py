@@ -1,4 +1,5 @@
-"""The UNet with a torchvision encoder: every mode at odd sizes, pretrained weights, encoder training, the probe."""
+"""The UNet with a timm encoder: every mode at odd sizes, encoder families, pretrained weights, encoder training, the
+probe."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import functools
 import lightning as L
 import numpy as np
 import pytest
+import segmentation_models_pytorch as smp
+import timm
 import torch
 import torchvision
 from hydra.utils import instantiate
@@ -18,10 +21,9 @@ from unet_upsampling.checkpoint import load_checkpoint
 from unet_upsampling.errors import ConfigError
 from unet_upsampling.metrics import flat_field_response
 from unet_upsampling.models import EncoderUNet
-from unet_upsampling.models.encoder_unet import first_conv
 from unet_upsampling.models.upsample import NearestConv
 
-from conftest import TINY, UPSAMPLE_MODES, compose_config, read_metrics, run_app
+from conftest import TINY, UPSAMPLE_MODES, compose_config, offline_timm, read_metrics, run_app
 
 ENCODER = ["model=encoder_unet", "model.encoder=resnet18", "model.decoder_channels=[32,16,16,8,8]"]
 DATA = [*TINY[4:], "data.crop_size=48"]
@@ -40,31 +42,72 @@ def test_every_mode_gives_the_input_size_at_odd_sizes(mode):
         assert out.shape == (2, 2, *size) and torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("encoder", ["resnet34", "resnet50", "convnext_tiny"])
-def test_every_encoder_family(encoder):
-    model = net("deconv_k3", f"model.encoder={encoder}").eval()
+@pytest.mark.parametrize("encoder", ["resnet34", "resnet50", "convnext_atto", "regnetx_002", "efficientnet_b0"])
+def test_every_encoder_family_gives_the_input_size_and_trains(encoder):
+    """First features at stride 2 (ResNet, RegNet, EfficientNet) or 4 (ConvNeXt): the decoder reaches full size."""
+    model = net("deconv_k3", f"model.encoder={encoder}")
+    out = model(torch.randn(2, 1, 45, 70))
+    assert out.shape == (2, 2, 45, 70)
+    out.square().mean().backward()
+    for part in (model.encoder, model.decoder, model.head):
+        assert all(p.grad is not None for p in part.parameters())
+        assert sum(p.grad.abs().sum() for p in part.parameters()) > 0
+
+
+def test_resnets_keep_their_torchvision_parameter_counts():
+    """timm's ResNets are torchvision's (other module names: act1 for relu, no fc in the features)."""
+    for name in ("resnet18", "resnet34", "resnet50"):
+        ours = net("nearest_conv", f"model.encoder={name}").encoder
+        theirs = getattr(torchvision.models, name)()
+        count = sum(p.numel() for n, p in theirs.named_parameters() if not n.startswith("fc"))
+        assert sum(p.numel() for p in ours.parameters()) == count - theirs.conv1.weight[:, 1:].numel()
+
+
+def test_an_encoder_the_decoder_cannot_follow_is_refused():
+    with pytest.raises(ConfigError, match=r"strides \[2, 4, 8, 16, 32\], and model.decoder_channels has 4 widths"):
+        build_task(compose_config("train", [*ENCODER, "model.decoder_channels=[32,16,16,8]"]))
+    with pytest.raises(ConfigError, match=r"model.encoder='resnet_18' is not a timm model"):
+        build_task(compose_config("train", [*ENCODER, "model.encoder=resnet_18"]))
+
+
+def test_an_encoder_unet_checkpoint_from_before_timm_loads():
+    """Its keys (torchvision's ResNet cut into stages encoder.0 .. encoder.4) are renamed: the same network."""
+    torch.manual_seed(0)
+    theirs = torchvision.models.resnet18().eval()
+    stages = {"conv1.": "0.0.", "bn1.": "0.1.", "layer1.": "1.1.", "layer2.": "2.", "layer3.": "3.", "layer4.": "4."}
+    model = EncoderUNet(functools.partial(NearestConv), "resnet18", in_channels=3).eval()
+    old = {k: v for k, v in model.state_dict().items() if not k.startswith("encoder.")}
+    for key, value in theirs.state_dict().items():
+        stage = next((s for s in stages if key.startswith(s)), None)
+        if stage is not None:
+            old["encoder." + stages[stage] + key.removeprefix(stage)] = value
+    model.load_state_dict(old)  # strict: every key found
+    x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        assert model(torch.randn(1, 1, 45, 70)).shape == (1, 2, 45, 70)
+        expected = torch.nn.Sequential(*list(theirs.children())[:-2])(x)  # up to layer4
+        torch.testing.assert_close(model.encoder(x)[-1], expected)
 
 
 @pytest.fixture
-def saved_imagenet_weights(tmp_path, monkeypatch):
-    """torchvision's weights API, answered with a state_dict this test saved (no download here)."""
+def saved_imagenet_weights(monkeypatch):
+    """timm's pretrained weights, answered with a state_dict this test made (timm's ``pretrained_cfg_overlay``
+    state_dict source: no download here)."""
     torch.manual_seed(1)
-    state = torchvision.models.resnet18().state_dict()
-    torch.save(state, tmp_path / "resnet18.pth")
-    monkeypatch.setattr(
-        torchvision.models.WeightsEnum,
-        "get_state_dict",
-        lambda self, *a, **k: torch.load(tmp_path / "resnet18.pth", weights_only=True),
-    )
+    state = timm.create_model("resnet18").state_dict()
+    create = timm.create_model
+
+    def create_model(name, pretrained=False, **kwargs):
+        overlay = {"pretrained_cfg_overlay": {"state_dict": state}} if pretrained else {}
+        return create(name, pretrained=pretrained, **kwargs, **overlay)
+
+    monkeypatch.setattr(timm, "create_model", create_model)
     return state
 
 
-def test_pretrained_weights_load_through_the_weights_api(saved_imagenet_weights):
+def test_pretrained_weights_load_through_timm(saved_imagenet_weights):
     model = EncoderUNet(functools.partial(NearestConv), "resnet18", in_channels=3, pretrained=True)
-    assert torch.equal(first_conv(model.encoder).weight, saved_imagenet_weights["conv1.weight"])
-    assert torch.equal(model.encoder[4][1].conv2.weight, saved_imagenet_weights["layer4.1.conv2.weight"])
+    assert torch.equal(model.encoder.conv1.weight, saved_imagenet_weights["conv1.weight"])
+    assert torch.equal(model.encoder.layer4[1].conv2.weight, saved_imagenet_weights["layer4.1.conv2.weight"])
     # the input is re-normalised from the data pipeline's (0.5, 0.25) to ImageNet's mean and std
     mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
     x = torch.rand(1, 3, 1, 1)
@@ -79,7 +122,7 @@ def test_pretrained_weights_load_through_the_weights_api(saved_imagenet_weights)
 def test_a_grey_network_is_the_rgb_network_on_a_repeated_grey_image(saved_imagenet_weights):
     grey = EncoderUNet(functools.partial(NearestConv), "resnet18", in_channels=1, pretrained=True).eval()
     rgb = EncoderUNet(functools.partial(NearestConv), "resnet18", in_channels=3, pretrained=True).eval()
-    torch.testing.assert_close(first_conv(grey.encoder).weight, saved_imagenet_weights["conv1.weight"].sum(1, True))
+    torch.testing.assert_close(grey.encoder.conv1.weight, saved_imagenet_weights["conv1.weight"].sum(1, True))
     rgb.decoder.load_state_dict(grey.decoder.state_dict())  # the same decoder (adapting the conv drew random numbers)
     rgb.head.load_state_dict(grey.head.state_dict())
     # with the same (grey: the RGB means') normalisation on every channel, the outputs agree
@@ -107,9 +150,9 @@ def test_a_checkpoint_rebuilds_without_downloading(tmp_path, monkeypatch, saved_
         )
         == 0
     )
-    monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", lambda *a, **k: pytest.fail("downloaded"))
+    created = offline_timm(monkeypatch)
     task, config = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
-    assert isinstance(task.net, EncoderUNet) and config["model"]["pretrained"] is True
+    assert isinstance(task.net, EncoderUNet) and config["model"]["pretrained"] is True and created == ["resnet18"]
     (tmp_path / "in").mkdir()
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (50, 77), np.uint8)).save(tmp_path / "in" / "a.png")
     assert (
@@ -159,7 +202,7 @@ def test_a_frozen_encoder_does_not_train_until_its_epochs_are_over():
     cfg = compose_config("train", [*ENCODER, *DATA, "task.freeze_encoder_epochs=1"])
     task, snapshots = build_task(OmegaConf.to_container(cfg, resolve=True)), Snapshots()
     before = [p.detach().clone() for p in task.net.encoder.parameters()]
-    bn = task.net.encoder[0][1]
+    bn = task.net.encoder.bn1
     stats = bn.running_mean.clone()
     trainer = L.Trainer(
         max_epochs=2,
@@ -237,10 +280,21 @@ def test_a_3x3_head_keeps_odd_sizes_and_an_even_one_is_refused():
 
 def test_resize_only_blocks_and_a_3x3_head_give_segmentation_models_pytorchs_unet():
     """upsample.conv=false with model.head_kernel_size=3 is smp's Unet decoder: the same layers, so the same count."""
-    smp = pytest.importorskip("segmentation_models_pytorch", reason="the comparison needs the bench extra (in dev)")
     like_smp = ["upsample=nearest_conv", "upsample.conv=false", "model.head_kernel_size=3"]
     ours = instantiate(compose_config("train", ["model=encoder_unet", "model.encoder=resnet18", *like_smp]).model)
     peer = smp.Unet("resnet18", encoder_weights=None, in_channels=1, classes=2)
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in peer.parameters())
     with torch.no_grad():
         assert ours.eval()(torch.randn(1, 1, 33, 47)).shape == (1, 2, 33, 47)
+
+
+def test_a_network_with_global_context_has_no_reach_to_measure():
+    """Every output depending on every input (attention, a global mean) fills every canvas: no reach, not a loop."""
+    from unet_upsampling.models.encoder_unet import _reach
+
+    class GlobalMean(torch.nn.Module):
+        def forward(self, x):
+            return x + x.mean((2, 3), keepdim=True)
+
+    local = torch.nn.Conv2d(1, 1, 5, padding=2)
+    assert _reach(GlobalMean(), 1, 64) is None and _reach(local, 1, 64) == 2

@@ -24,7 +24,7 @@ from unet_upsampling.checkpoint import (
 )
 from unet_upsampling.errors import CheckpointError
 
-from conftest import ROOT, TINY, run_app, tiny_run
+from conftest import ROOT, TINY, offline_timm, run_app, tiny_run
 
 
 class Payload:
@@ -201,20 +201,16 @@ def test_positional_arguments_in_a_stored_config_are_refused_naming_the_key(wher
         load_checkpoint(evil)
 
 
-def test_a_rebuilt_encoder_unet_never_downloads(tmp_path, monkeypatch):
+def test_a_rebuilt_encoder_unet_never_downloads(monkeypatch):
     """``pretrained`` is dropped from a stored model, and cannot come back as a positional argument."""
-    import torchvision
-
     from unet_upsampling.trust import rebuild_task
 
-    def download(*args, **kwargs):
-        raise AssertionError("a rebuilt model tried to download weights")
-
-    monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", download)
+    created = offline_timm(monkeypatch)
     upsample = {"_target_": "unet_upsampling.models.upsample.TransposedConv", "_partial_": True}
     model = {"_target_": "unet_upsampling.models.EncoderUNet", "encoder": "resnet18", "num_classes": 2}
     task = {"_target_": "unet_upsampling.task.SegmentationTask", "num_classes": 2}
     assert rebuild_task({"model": {**model, "upsample": upsample, "pretrained": True}, "task": task}, "x.ckpt")
+    assert created == ["resnet18"]
     with pytest.raises(CheckpointError, match=r"x.ckpt: model._args_ is refused"):
         rebuild_task({"model": {**model, "upsample": upsample, "_args_": [upsample, "resnet18", 3, 2, True]}}, "x.ckpt")
 
@@ -589,9 +585,7 @@ def test_resuming_from_a_checkpoint_whose_stored_config_names_a_foreign_class_is
 def test_eval_and_predict_refuse_a_tampered_stored_config_and_reach_nothing(
     entry, edit, refusal, other_filesystems, checkpoint, tmp_path, monkeypatch, capsys
 ):
-    import torchvision
-
-    monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", lambda *a, **k: pytest.fail("downloaded"))
+    offline_timm(monkeypatch)
     evil = tampered(checkpoint, tmp_path, edit)
     (tmp_path / "in").mkdir()
     args = {"eval.py": [], "predict.py": [f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}"]}[entry]

@@ -48,7 +48,7 @@ def plain_loop(args, overrides: list[str], epochs: int) -> dict[str, Any]:
             image, mask = image.to(args.device, non_blocking=True), mask.to(args.device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(args.device, dtype=torch.bfloat16, enabled=bf16):
-                loss = task.loss_fn(net(image).float(), mask, task.ignore_index)
+                loss = task.loss_fn(net(image).float(), mask)
             loss.backward()
             optimizer.step()
             if scheduler is not None:

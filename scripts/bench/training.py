@@ -239,7 +239,7 @@ def add_peer(setup: Setup, args, cfg: DictConfig, mode: str, task) -> None:
 
 
 def loss_of(task) -> Callable:
-    return lambda logits, mask: task.loss_fn(logits.float(), mask, task.ignore_index)
+    return lambda logits, mask: task.loss_fn(logits.float(), mask)
 
 
 def prepare(args, base_overrides: list[str], pairing: Pairing) -> Setup:

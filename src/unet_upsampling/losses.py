@@ -1,31 +1,69 @@
-"""Segmentation losses on logits (N, C, H, W) and targets (N, H, W) with an ignore index."""
+"""Segmentation losses on logits (N, C, H, W) and targets (N, H, W): Hydra ``_target_``s (configs/task/loss/).
+
+The losses themselves are torch's and segmentation_models_pytorch's; this module adds their sum, and says which
+loss a checkpoint's stored config may rebuild.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
+from importlib.resources import files
+from typing import Any
+
 import torch
-import torch.nn.functional as F
+from omegaconf import OmegaConf
+from torch import nn
 
 
-def soft_dice_loss(
-    logits: torch.Tensor, target: torch.Tensor, ignore_index: int = -100, eps: float = 1.0
-) -> torch.Tensor:
-    """1 - mean over classes of (2 sum p t + eps) / (sum p + sum t + eps), ignored pixels excluded."""
-    valid = (target != ignore_index).unsqueeze(1)
-    probs = logits.softmax(1) * valid
-    onehot = F.one_hot(target.where(valid.squeeze(1), 0), logits.shape[1]).movedim(-1, 1) * valid
-    dims = (0, 2, 3)
-    intersection = (probs * onehot).sum(dims)
-    total = probs.sum(dims) + onehot.sum(dims)
-    return 1 - ((2 * intersection + eps) / (total + eps)).mean()
+class SumLoss(nn.Module):
+    """The sum of ``losses`` (each called as ``loss(logits, target)``): Dice + cross-entropy, for one."""
+
+    def __init__(self, losses: Sequence[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]):
+        super().__init__()
+        self.losses = list(losses)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return sum(loss(logits, target) for loss in self.losses)
 
 
-def cross_entropy(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
-    return F.cross_entropy(logits, target, ignore_index=ignore_index)
+def shipped_losses() -> dict[str, Any]:
+    """The loss configs the project ships (configs/task/loss/NAME.yaml), by name, unresolved."""
+    folder = files("unet_upsampling.configs") / "task" / "loss"
+    return {
+        entry.name.removesuffix(".yaml"): OmegaConf.load(entry)
+        for entry in folder.iterdir()
+        if entry.name.endswith(".yaml")
+    }
 
 
-def ce_dice_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
-    """Cross-entropy plus soft Dice."""
-    return cross_entropy(logits, target, ignore_index) + soft_dice_loss(logits, target, ignore_index)
+def targets(node: Any) -> set[str]:
+    """Every ``_target_`` value in a config (dicts and lists at any depth)."""
+    if isinstance(node, Mapping):
+        own = {node["_target_"]} if "_target_" in node else set()
+        return own.union(*(targets(value) for value in node.values()))
+    if isinstance(node, list | tuple):
+        return set().union(*(targets(value) for value in node))
+    return set()
 
 
-LOSSES = {"ce": cross_entropy, "dice": soft_dice_loss, "ce_dice": ce_dice_loss}
+def shipped_targets() -> set[str]:
+    """The loss classes of the shipped configs, spelt as they spell them (what a checkpoint stores)."""
+    return set().union(*(targets(OmegaConf.to_container(cfg)) for cfg in shipped_losses().values()))
+
+
+def stored_loss(loss: Any, ignore_index: Any) -> dict[str, Any] | None:
+    """The loss to rebuild from a checkpoint's ``task.loss``, so that eval.py measures the training loss.
+
+    A config naming only the shipped loss classes is kept (checked further as stored configs are); an old
+    checkpoint's name (``"ce"``, ``"dice"``, ``"ce_dice"``) becomes its config file with the stored ignore index;
+    anything else gives None: no loss (inference needs none), its classes never imported.
+    """
+    if isinstance(loss, str):
+        shipped = shipped_losses()
+        if loss not in shipped or not isinstance(ignore_index, int):
+            return None
+        root = OmegaConf.create({"task": {"ignore_index": ignore_index, "loss": shipped[loss]}})
+        return OmegaConf.to_container(root.task.loss, resolve=True)
+    if isinstance(loss, Mapping) and "_target_" in loss and targets(loss) <= shipped_targets():
+        return dict(loss)
+    return None

@@ -14,7 +14,6 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassStatScores
 
 from unet_upsampling.errors import CheckpointError, ConfigError
-from unet_upsampling.losses import LOSSES
 from unet_upsampling.measures import which_validation
 from unet_upsampling.metrics import BoundaryF1, nyquist_flips, periodic_energy_fraction, periods
 
@@ -58,7 +57,8 @@ class SegmentationTask(L.LightningModule):
     own; the schedule scales both groups) and keep it frozen, BatchNorm statistics included, for the
     first ``freeze_encoder_epochs`` epochs. ``fused_optimizer`` passes ``fused=True`` to the optimiser (one
     kernel for the whole update instead of a few per parameter tensor); null: where the parameters are on CUDA
-    and the optimiser takes the argument.
+    and the optimiser takes the argument. ``loss(logits, target)`` is a Hydra-built callable (configs/task/loss/);
+    without one (a task rebuilt from a checkpoint, for inference) validation and test log no loss.
     """
 
     def __init__(
@@ -67,15 +67,18 @@ class SegmentationTask(L.LightningModule):
         num_classes: int,
         optimizer: Callable | None = None,
         scheduler: Callable | None = None,
-        loss: str = "ce_dice",
+        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         ignore_index: int = -100,
         encoder_lr_scale: float = 1.0,
         freeze_encoder_epochs: int = 0,
         fused_optimizer: bool | None = None,
     ):
         super().__init__()
-        if loss not in LOSSES:
-            raise ConfigError(f"unknown loss {loss!r}: choose task.loss={', '.join(LOSSES)}")
+        if isinstance(loss, str):
+            raise ConfigError(
+                f"task.loss={loss!r}: the loss is a config group now: task/loss={loss} (ce, dice, ce_dice, focal, "
+                f"lovasz: configs/task/loss/), or a class as task.loss._target_=..."
+            )
         if (encoder_lr_scale != 1.0 or freeze_encoder_epochs) and not hasattr(net, "encoder_name"):
             raise ConfigError(
                 f"task.encoder_lr_scale={encoder_lr_scale} and task.freeze_encoder_epochs={freeze_encoder_epochs} "
@@ -88,7 +91,10 @@ class SegmentationTask(L.LightningModule):
                 f"torch.optim.AdamW, Adam or SGD, or set task.fused_optimizer=null"
             )
         self.encoder_lr_scale, self.freeze_encoder_epochs = encoder_lr_scale, freeze_encoder_epochs
-        self.net, self.num_classes, self.loss_fn, self.ignore_index = net, num_classes, LOSSES[loss], ignore_index
+        self.net, self.num_classes, self.ignore_index = net, num_classes, ignore_index
+        # Kept out of the module tree: the loss is no part of the network's weights, checkpoint or summary (a task
+        # rebuilt from a checkpoint has none, and its weights still load).
+        object.__setattr__(self, "loss_fn", loss)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.fused_optimizer = fused_optimizer
         self.periods = periods(net.depth)
@@ -116,7 +122,7 @@ class SegmentationTask(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         image, mask = batch
-        loss = self.loss_fn(self(image), mask, self.ignore_index)
+        loss = self.loss_fn(self(image), mask)
         # The step loss goes to the logger every trainer.log_every_n_steps; the progress bar shows the
         # epoch mean. A per-step progress-bar value would turn the loss into a float after every
         # batch: a host sync that stalls a GPU (benchmarks/ counts them).
@@ -152,8 +158,8 @@ class SegmentationTask(L.LightningModule):
     def _evaluate(self, batch, split: str) -> torch.Tensor:
         image, mask = batch
         logits = self(image)
-        loss = self.loss_fn(logits, mask, self.ignore_index)
-        self.log(f"{split}/loss", loss, batch_size=image.shape[0], sync_dist=True)
+        if self.loss_fn is not None:  # a task rebuilt from a checkpoint has none (builders.check_stored_task)
+            self.log(f"{split}/loss", self.loss_fn(logits, mask), batch_size=image.shape[0], sync_dist=True)
         metrics, preds = self.metrics[split], logits.argmax(1)
         metrics["stats"].update(preds, mask)
         metrics["boundary_f1"].update(preds, mask)

@@ -21,6 +21,7 @@ from unet_upsampling import models
 from unet_upsampling.builders import build_datamodule, build_eval_transform, build_task
 from unet_upsampling.data.datamodule import SegmentationDataModule
 from unet_upsampling.errors import CheckpointError
+from unet_upsampling.losses import shipped_targets, stored_loss
 from unet_upsampling.models import upsample
 from unet_upsampling.task import SegmentationTask
 
@@ -67,6 +68,8 @@ STORED_CLASSES: dict[str, set[str]] = {
     "model": {spelling for name in models.__all__ for spelling in _spellings(getattr(models, name))},
     "model.upsample": {name for cls in _upsample_blocks() for name in _spellings(cls)},
     "task": _spellings(SegmentationTask),
+    "task.loss": shipped_targets(),
+    "task.loss.losses[]": shipped_targets(),
 }
 # Hydra keys that change only how an admitted class is called (as a partial, with dicts instead of DictConfigs,
 # nested nodes left unbuilt), never which code runs. Every other ``_name_`` key is refused: ``_args_`` passes
@@ -76,11 +79,14 @@ HYDRA_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_"}
 
 def check_stored_task(config: Mapping[str, Any], source: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The stored config's model and task, checked (``check_stored``) and made fit for inference: no optimiser or
-    schedule, and no ``pretrained`` (the weights come from the checkpoint; a rebuilt model never downloads)."""
+    schedule, a loss only if it is a shipped one (``losses.stored_loss``), and no ``pretrained`` (the weights come
+    from the checkpoint; a rebuilt model never downloads)."""
     if not isinstance(config, Mapping) or not isinstance(config.get("model"), Mapping):
         raise CheckpointError(f"{source}: its config has no model entry")
     model = {k: v for k, v in config["model"].items() if k != "pretrained"}
-    task = {k: v for k, v in (config.get("task") or {}).items() if k not in ("optimizer", "scheduler")}
+    task = {k: v for k, v in (config.get("task") or {}).items() if k not in ("optimizer", "scheduler", "loss")}
+    loss = stored_loss((config.get("task") or {}).get("loss"), task.get("ignore_index", -100))
+    task.update({"loss": loss} if loss is not None else {})
     check_stored(model, "model", source, STORED_CLASSES)
     check_stored(task, "task", source, STORED_CLASSES)
     return model, task

@@ -29,8 +29,8 @@ class ArtifactProbe(L.Callback):
     (transposed convolutions only), averaged over the logit maps; ``val/flat_std_grey{G}`` and
     ``val/flat_pef_grey{G}`` for each grey level g in ``grey_levels`` (a fraction of the pixel range,
     normalised as the data are: ``normalize``, else the DataModule's own; G = 100 g), the PEF at
-    period 2^depth, which counts every period the UNet can imprint; and ``val/shift{S}_disagree_pm`` for each shift s in ``shifts``:
-    the per mille of validation pixels whose label changes when the image is shifted by s px
+    period 2^depth, which counts every period the UNet can imprint; and ``val/shift{S}_disagree_pm`` for
+    each shift s in ``shifts``: the per mille of validation pixels whose label changes when the image is shifted by s px
     (``shift_disagreement``, ``shift_margin`` px of the overlap's border left out; one more forward pass
     per image and shift, which is why it runs here and not at every validation). The shift disagreement
     is measured at every test too (``test/shift{S}_disagree_pm``).

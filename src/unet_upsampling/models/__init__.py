@@ -1,4 +1,4 @@
-"""Networks: the classic UNet, the UNet with a torchvision encoder, and their decoder upsampling blocks."""
+"""Networks: the classic UNet, the UNet with a timm encoder, and their decoder upsampling blocks."""
 
 from unet_upsampling.models.encoder_unet import EncoderUNet
 from unet_upsampling.models.unet import UNet

@@ -1,90 +1,56 @@
-"""A UNet whose encoder is a torchvision classification network (ResNet, ConvNeXt), with this project's decoder.
+"""A UNet whose encoder is a timm network (ResNet, ConvNeXt, EfficientNet, RegNet, ...), with this project's decoder.
 
-The encoder yields features at strides 2, 4, 8, 16, 32 (ConvNeXt: 4 .. 32); the shared
-``UNetDecoder`` upsamples from the deepest with the configured block, meets each skip's size,
-concatenates and convolves, and its last stages (those without a skip) reach the input's size.
+The encoder (``timm.create_model(name, features_only=True)``) yields features at strides that double up
+to 32: 2, 4, .. 32 for a ResNet, 4 .. 32 for a ConvNeXt; the shared ``UNetDecoder`` upsamples from the deepest with
+the configured block, meets each skip's size, concatenates and convolves, and its last stages (those below the
+first feature's stride) reach the input's size.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+import itertools
+import math
 from collections.abc import Mapping, Sequence
 
+import timm
 import torch
 import torch.nn.functional as F
-import torchvision
+from timm.data import resolve_model_data_config
 from torch import nn
 
 from unet_upsampling.errors import ConfigError
 from unet_upsampling.models.unet import UNetDecoder, compile_in_place
 from unet_upsampling.models.upsample import UpsampleFactory
 
-ENCODERS = ("resnet18", "resnet34", "resnet50", "convnext_tiny")
 
-
-def encoder_stages(name: str, backbone: nn.Module) -> list[nn.Sequential]:
-    """The backbone cut into stages whose outputs have strides 2, 4, 8, 16, 32 (ConvNeXt: 4, 8, 16, 32)."""
-    if name.startswith("resnet"):
-        b = backbone
-        return [
-            nn.Sequential(b.conv1, b.bn1, b.relu),
-            nn.Sequential(b.maxpool, b.layer1),
-            b.layer2,
-            b.layer3,
-            b.layer4,
-        ]
-    features = backbone.features  # convnext: stem (stride 4), then (downsample, blocks) x 3
-    return [nn.Sequential(features[0], features[1])] + [nn.Sequential(features[i], features[i + 1]) for i in (2, 4, 6)]
-
-
-def first_conv(stages: Sequence[nn.Module]) -> nn.Conv2d:
-    return next(m for m in stages[0].modules() if isinstance(m, nn.Conv2d))
-
-
-def adapt_input_channels(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
-    """The RGB convolution for ``in_channels`` inputs: grey takes the sum of the RGB kernels (a grey image then
-    gives what the RGB network gives for it repeated three times); other counts repeat the RGB kernels
-    cyclically, scaled by 3 / in_channels so the response to a constant keeps its size."""
-    if in_channels == conv.in_channels:
-        return conv
-    weight = conv.weight.detach()
-    if in_channels == 1:
-        adapted = weight.sum(dim=1, keepdim=True)
-    else:
-        adapted = weight[:, [i % weight.shape[1] for i in range(in_channels)]] * (weight.shape[1] / in_channels)
-    new = nn.Conv2d(
-        in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=conv.bias is not None
-    )
-    with torch.no_grad():
-        new.weight.copy_(adapted)
-        if conv.bias is not None:
-            new.bias.copy_(conv.bias)
-    return new
-
-
-def replace_first_conv(stages: nn.ModuleList, in_channels: int) -> None:
-    for module in stages[0].modules():
-        for name, child in module.named_children():
-            if isinstance(child, nn.Conv2d):
-                setattr(module, name, adapt_input_channels(child, in_channels))
-                return
+def check_encoder(name: str, reductions: Sequence[int], decoder_channels: Sequence[int]) -> None:
+    """The decoder doubles the size at each stage: the features' strides must double up to 2^len(decoder_channels)."""
+    doubling = all(b == 2 * a for a, b in itertools.pairwise(reductions)) and reductions[0] > 1
+    if not doubling or reductions[-1] != 2 ** len(decoder_channels):
+        raise ConfigError(
+            f"model.encoder={name!r} gives features at strides {list(reductions)}, and model.decoder_channels has "
+            f"{len(decoder_channels)} widths: the decoder doubles the size at each stage, so the strides must double "
+            f"(2, 4, .. or 4, 8, ..) up to 2^{len(decoder_channels)}. Use a CNN encoder (resnet18, convnext_atto, "
+            f"efficientnet_b0, regnetx_002, ...) or give model.decoder_channels one width per doubling"
+        )
 
 
 class EncoderUNet(nn.Module):
-    """``encoder`` (torchvision: resnet18, resnet34, resnet50, convnext_tiny) + ``UNetDecoder`` + a
-    ``head_kernel_size`` convolution to the classes.
+    """``encoder`` (any timm model that has ``features_only``: resnet18, resnet34, resnet50, convnext_tiny,
+    efficientnet_b0, regnetx_002, ...) + ``UNetDecoder`` + a ``head_kernel_size`` convolution to the classes.
 
-    ``pretrained`` loads torchvision's ImageNet weights through its weights API, adapts the first
-    convolution to ``in_channels`` and re-normalises the input inside ``forward``: the data pipeline
-    normalised pixels with ``input_normalize`` (mean, std); the weights expect their own mean and
-    std (grey: the means of the RGB ones), so the network applies the affine map between the two.
-    Without ``pretrained`` the encoder starts from random weights and the input is used as given.
+    The decoder is sized from the encoder's ``feature_info`` (channels and strides); it has one stage per doubling
+    up to the deepest stride (``decoder_channels``: 5 widths for stride 32). ``pretrained`` loads timm's default
+    ImageNet weights (through Hugging Face Hub: a download), with the first convolution adapted to ``in_channels``
+    by timm (grey: the sum of the RGB kernels), and re-normalises the input inside ``forward``: the data pipeline
+    normalised pixels with ``input_normalize`` (mean, std); the weights expect their own mean and std (grey: the
+    means of the RGB ones), so the network applies the affine map between the two. Without ``pretrained`` the
+    encoder starts from random weights and the input is used as given.
 
-    Any input size works: the input is padded (reflect) to a multiple of 32 and the logits cropped back.
+    Any input size works: the input is padded (reflect) to a multiple of the deepest stride and the logits cropped.
     """
-
-    stride = 32
 
     def __init__(
         self,
@@ -101,46 +67,35 @@ class EncoderUNet(nn.Module):
         compile_mode: str | None = None,
     ):
         super().__init__()
-        if encoder not in ENCODERS:
-            raise ConfigError(f"model.encoder={encoder!r}: choose one of {', '.join(ENCODERS)}")
-        if len(decoder_channels) != 5:
-            raise ConfigError(f"model.decoder_channels needs 5 widths (strides 16 .. 1), got {list(decoder_channels)}")
+        if not timm.is_model(encoder):
+            raise ConfigError(
+                f"model.encoder={encoder!r} is not a timm model: e.g. resnet18, resnet34, resnet50, convnext_tiny, "
+                f"efficientnet_b0, regnetx_002 (python -c \"import timm; print(timm.list_models('convnext*'))\")"
+            )
         if head_kernel_size < 1 or head_kernel_size % 2 == 0:
             raise ConfigError(
                 f"model.head_kernel_size={head_kernel_size}: use an odd size (1 or 3), which keeps the size"
             )
         self.encoder_name, self.in_channels, self.num_classes = encoder, in_channels, num_classes
-        self.depth = 5
-        backbone = torchvision.models.get_model(encoder, weights=None)
+        self.encoder = timm.create_model(encoder, features_only=True, in_chans=in_channels, pretrained=pretrained)
+        channels, reductions = self.encoder.feature_info.channels(), self.encoder.feature_info.reduction()
+        check_encoder(encoder, reductions, decoder_channels)
+        self.stride, self.depth, self.first_stride = reductions[-1], len(decoder_channels), reductions[0]
         scale, shift = torch.ones(in_channels), torch.zeros(in_channels)
         if pretrained:
-            weights = torchvision.models.get_model_weights(encoder).DEFAULT
-            backbone.load_state_dict(weights.get_state_dict(progress=True))
-            scale, shift = renormalisation(weights, in_channels, input_normalize or {"mean": 0.5, "std": 0.25})
+            expected = resolve_model_data_config(self.encoder)
+            scale, shift = renormalisation(expected, in_channels, input_normalize or {"mean": 0.5, "std": 0.25})
         self.register_buffer("input_scale", scale.view(1, -1, 1, 1))
         self.register_buffer("input_shift", shift.view(1, -1, 1, 1))
-        self.encoder = nn.ModuleList(encoder_stages(encoder, backbone))
-        replace_first_conv(self.encoder, in_channels)
-        channels = self.feature_channels()
         self.decoder = UNetDecoder(upsample, channels[-1], channels[-2::-1], decoder_channels)
         self.head = nn.Conv2d(decoder_channels[-1], num_classes, head_kernel_size, padding=head_kernel_size // 2)
+        if encoder in ("resnet18", "resnet34", "resnet50"):
+            self.register_load_state_dict_pre_hook(torchvision_resnet_keys)
         self.channels_last = channels_last
         if channels_last:
             self.to(memory_format=torch.channels_last)
         if compile:
             compile_in_place(self, compile_mode)
-
-    @torch.no_grad()
-    def feature_channels(self) -> list[int]:
-        x = torch.zeros(1, self.in_channels, self.stride, self.stride)
-        channels = []
-        was_training = self.encoder.training
-        self.encoder.eval()
-        for stage in self.encoder:
-            x = stage(x)
-            channels.append(x.shape[1])
-        self.encoder.train(was_training)
-        return channels
 
     @property
     def min_size(self) -> int:
@@ -148,7 +103,7 @@ class EncoderUNet(nn.Module):
 
     def receptive_field(self) -> int:
         """The receptive-field radius in pixels, measured once per architecture (``measured_reach``), rounded
-        up to a multiple of 32 plus 32: a probe margin of whole strides, beyond every path."""
+        up to a multiple of the stride plus one stride: a probe margin of whole strides, beyond every path."""
         reach = measured_reach(self.encoder_name, self.in_channels)
         return (reach // self.stride + 2) * self.stride
 
@@ -161,25 +116,47 @@ class EncoderUNet(nn.Module):
         x = x * self.input_scale + self.input_shift
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        features = []
-        for stage in self.encoder:
-            x = stage(x)
-            features.append(x)
-        skips = features[-2::-1]
-        trailing = [((h + pad_h) // 2**i, (w + pad_w) // 2**i) for i in range(4 - len(skips), -1, -1)]
-        out = self.head(self.decoder(features[-1], skips, trailing))
+        features = self.encoder(x)
+        # the stages below the first feature's stride have no skip: they meet the sizes of strides first/2 .. 1
+        below = int(math.log2(self.first_stride))
+        trailing = [((h + pad_h) // 2**i, (w + pad_w) // 2**i) for i in range(below - 1, -1, -1)]
+        out = self.head(self.decoder(features[-1], features[-2::-1], trailing))
         return out[..., :h, :w]
 
 
-def renormalisation(weights, in_channels: int, data: Mapping) -> tuple[torch.Tensor, torch.Tensor]:
-    """(scale, shift) with scale * x + shift = (x * std_d + mean_d - mean_w) / std_w per channel."""
-    transforms = weights.transforms()
-    mean_w, std_w = torch.tensor(transforms.mean), torch.tensor(transforms.std)
-    if in_channels != 3:
+# Checkpoints written before timm cut torchvision's ResNet into five stages (conv1 + bn1 + relu, maxpool + layer1,
+# layer2, layer3, layer4); timm's ResNet has the same modules under torchvision's names.
+TORCHVISION_RESNET = {
+    "encoder.0.0.": "encoder.conv1.",
+    "encoder.0.1.": "encoder.bn1.",
+    "encoder.1.1.": "encoder.layer1.",
+    "encoder.2.": "encoder.layer2.",
+    "encoder.3.": "encoder.layer3.",
+    "encoder.4.": "encoder.layer4.",
+}
+
+
+def torchvision_resnet_keys(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
+    """A state_dict pre-hook: an encoder UNet checkpoint from before timm (resnet18/34/50) loads, its keys renamed."""
+    for key in [k for k in state_dict if k.startswith(prefix + "encoder.")]:
+        rest = key.removeprefix(prefix)
+        old = next((old for old in TORCHVISION_RESNET if rest.startswith(old)), None)
+        if old is not None:
+            state_dict[prefix + TORCHVISION_RESNET[old] + rest.removeprefix(old)] = state_dict.pop(key)
+
+
+def renormalisation(expected: Mapping, in_channels: int, data: Mapping) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift) with scale * x + shift = (x * std_d + mean_d - mean_w) / std_w per channel; ``expected`` holds
+    the weights' mean and std (timm's data config)."""
+    mean_w, std_w = torch.tensor(expected["mean"]), torch.tensor(expected["std"])
+    if in_channels != len(mean_w):
         mean_w, std_w = mean_w.mean().expand(in_channels), std_w.mean().expand(in_channels)
     mean_d = torch.as_tensor(data["mean"], dtype=torch.float32).expand(in_channels)
     std_d = torch.as_tensor(data["std"], dtype=torch.float32).expand(in_channels)
     return std_d / std_w, (mean_d - mean_w) / std_w
+
+
+NORMS = (nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)  # timm's BatchNormAct2d and LayerNorm2d among them
 
 
 @functools.cache
@@ -187,9 +164,12 @@ def measured_reach(encoder: str, in_channels: int) -> int:
     """How far (px) from an output pixel an input pixel can still change it, for this architecture.
 
     Measured on a linearised copy (activations replaced by identity, max-pooling by average pooling,
-    so that every structural path carries gradient) with random weights, in eval mode: the gradient
-    of the centre output with respect to the input is non-zero exactly within the reach. The canvas
-    doubles until the reach stays inside it.
+    normalisation scales set to one, so that every structural path carries gradient) with random weights,
+    in eval mode: the gradient of the centre output with respect to the input is non-zero exactly within
+    the reach. The canvas doubles until the reach stays inside it, up to ``MAX_CANVAS``: beyond, the encoder
+    has global context (attention) and no reach to measure. Squeeze-excitation gates (EfficientNet, RegNetY)
+    multiply by a global mean: on the zero canvas they carry no gradient, so their reach is that of the
+    convolutions, and a flat field's interior still depends weakly on its size through the gate.
     """
     from unet_upsampling.models.upsample import NearestConv
 
@@ -201,13 +181,26 @@ def measured_reach(encoder: str, in_channels: int) -> int:
                 setattr(module, name, nn.Identity())
             elif isinstance(child, nn.MaxPool2d):
                 setattr(module, name, nn.AvgPool2d(child.kernel_size, child.stride, child.padding))
+            elif isinstance(child, NORMS) and child.weight is not None:
+                nn.init.ones_(child.weight)  # timm zero-initialises the last norm of each residual branch
     canvas = 768  # beyond a ResNet-18's reach in one pass; doubled while too small
     with torch.enable_grad():  # the probe asks from inside no_grad
-        return _reach(linear, in_channels, canvas)
+        reach = _reach(linear, in_channels, canvas)
+    if reach is None:
+        raise ConfigError(
+            f"model.encoder={encoder!r} has global context (its reach exceeds {MAX_CANVAS // 2 - 1} px: attention), "
+            f"so the artifact probe's flat field has no margin beyond the network's reach: leave the probe out "
+            f"(~callbacks.artifact_probe) or use a convolutional encoder (resnet*, convnext*, regnetx_*)"
+        )
+    return reach
 
 
-def _reach(linear: nn.Module, in_channels: int, canvas: int) -> int:
-    while True:
+MAX_CANVAS = 1536
+
+
+def _reach(linear: nn.Module, in_channels: int, canvas: int) -> int | None:
+    """The reach on canvases doubling from ``canvas``; None when it fills ``MAX_CANVAS``."""
+    while canvas <= MAX_CANVAS:
         x = torch.zeros(1, in_channels, canvas, canvas, requires_grad=True)
         linear(x)[0, :, canvas // 2, canvas // 2].sum().backward()
         rows, cols = torch.nonzero(x.grad[0].abs().sum(0) > 0, as_tuple=True)
@@ -215,3 +208,4 @@ def _reach(linear: nn.Module, in_channels: int, canvas: int) -> int:
         if reach < canvas // 2 - 1:
             return reach
         canvas *= 2
+    return None
