@@ -255,6 +255,7 @@ def test_the_study_runs_with_an_encoder_unet(tmp_path, monkeypatch):
             "experiment=upsample_study",
             *ENCODER,
             "upsample=deconv_k3",  # a transposed convolution: the probe has a pattern to find
+            "task.optimizer.lr=0.003",  # one rate of the grid
             "seed=0",
             "trainer.fast_dev_run=true",
             "test=false",

@@ -160,7 +160,7 @@ def test_joblib_launcher_runs_an_optuna_search_two_trials_at_a_time(tmp_path):
         assert {o.split("=")[0] for o in overrides} >= {
             "task.optimizer.lr",
             "task.optimizer.weight_decay",
-            "task.loss",
+            "task/loss",
         }
     results = OmegaConf.load(tmp_path / "sweep" / "optimization_results.yaml")
     assert set(results.best_params) == {"task.optimizer.lr", "task.optimizer.weight_decay", "task.loss"}

@@ -221,28 +221,6 @@ def test_the_study_sweeps_every_mode_three_learning_rates_and_three_seeds():
     assert [float(v) for v in sweep["task.optimizer.lr"].split(",")] == [0.001, 0.003, 0.01]
 
 
-def test_the_lr_grid_expands_into_runs(tmp_path, monkeypatch):
-    assert (
-        run_app(
-            "train.py",
-            "-m",
-            "experiment=upsample_study",
-            "upsample=deconv",
-            "seed=0",
-            *TINY,
-            "trainer.fast_dev_run=true",
-            "test=false",
-            f"hydra.sweep.dir={tmp_path / 'sweep'}",
-            cwd=tmp_path,
-            monkeypatch=monkeypatch,
-        )
-        == 0
-    )
-    runs = [d for d in (tmp_path / "sweep").iterdir() if (d / "metrics.json").is_file()]
-    rates = sorted(OmegaConf.load(d / ".hydra" / "config.yaml").task.optimizer.lr for d in runs)
-    assert rates == [0.001, 0.003, 0.01]
-
-
 def test_a_mode_trains_its_own_steps_where_the_budget_names_them():
     mode_steps = "+study_budget.isbi2012.mode_steps.deconv_k3=1600"
     steps = {  # resolved at once: ${hydra:...} answers for the config composed last
