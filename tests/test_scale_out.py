@@ -163,7 +163,7 @@ def test_joblib_launcher_runs_an_optuna_search_two_trials_at_a_time(tmp_path):
             "task/loss",
         }
     results = OmegaConf.load(tmp_path / "sweep" / "optimization_results.yaml")
-    assert set(results.best_params) == {"task.optimizer.lr", "task.optimizer.weight_decay", "task.loss"}
+    assert set(results.best_params) == {"task.optimizer.lr", "task.optimizer.weight_decay", "task/loss"}
     # the objective is val/dice as train.py returns it, maximised
     assert results.best_value == pytest.approx(
         max(read_metrics(tmp_path / "sweep" / n)["val/dice"] for n in ("0", "1"))

@@ -15,7 +15,7 @@ from unet_upsampling.checkpoint import CONFIG_KEY, load_checkpoint
 from unet_upsampling.train import train
 from unet_upsampling.trust import rebuild_eval_transform
 
-from conftest import SHARED_DATA, TINY, UPSAMPLE_MODES, compose_config, read_metrics, run_app
+from conftest import SHARED_DATA, TINY, compose_config, read_metrics, run_app
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +37,12 @@ def trained_run(tmp_path_factory) -> Path:
     return run_dir
 
 
-@pytest.mark.parametrize("mode", UPSAMPLE_MODES)
-def test_fast_dev_run_every_mode(mode, tmp_path, monkeypatch, capsys):
+def test_a_fast_dev_run_ends_with_the_summary(tmp_path, monkeypatch, capsys):
+    """Every mode runs the same path (tests/test_study.py sweeps them all); the console ends with the summary."""
     assert (
         run_app(
             "train.py",
-            f"upsample={mode}",
+            "upsample=deconv_k3",
             "trainer.fast_dev_run=true",
             *TINY,
             f"hydra.run.dir={tmp_path}",
@@ -51,12 +51,9 @@ def test_fast_dev_run_every_mode(mode, tmp_path, monkeypatch, capsys):
         )
         == 0
     )
-    metrics = read_metrics(tmp_path)
-    assert {"val/dice", "val/iou", "val/dice_c0", "val/dice_c1", "val/iou_c1", "test/dice"} <= metrics.keys()
-    assert {"val/pef2", "val/flat_std"} <= metrics.keys()  # the artifact measures of the final validation
     out = capsys.readouterr().out
     assert out.rstrip().splitlines()[-1] == f"run directory: {tmp_path}"
-    assert f"upsample={mode}" in out and "flat_std" in out and "pef2" in out
+    assert "upsample=deconv_k3" in out and "flat_std" in out and "pef2" in out
 
 
 def test_trained_run_writes_metrics_checkpoints_and_figure(trained_run):
@@ -273,6 +270,7 @@ def test_short_training_on_isbi_membranes(tmp_path, monkeypatch):
             "trainer.max_steps=60",
             "trainer.max_epochs=-1",
             "validations=1",
+            "callbacks.artifact_probe=null",  # the quality of a short training, not its artifacts
             "test=false",
             f"hydra.run.dir={tmp_path}",
             cwd=tmp_path,
