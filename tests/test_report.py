@@ -182,7 +182,9 @@ def test_report_tables_give_means_intervals_and_the_seeds_behind_them(report):
     nearest = fmt_interval(*interval([0.81, 0.86]))  # the NaN is not a value: 2 of the row's 3 seeds
     assert f"| nearest_conv | 3 | {nearest} (n=2) |" in text
     cost = fmt_interval(*interval([10.0, 11.0, 12.0]))
-    assert f"| deconv | 3 | 1000 | n/a | {cost} |" in text  # params, trainable_params (not recorded), train_time_s
+    assert "| mode | seeds | params | train_time_s |" in text and f"| deconv | 3 | 1000 | {cost} |" in text
+    left_out = re.search(r"Left out, without a value in any run .*: (.*)\.", text).group(1)
+    assert "`trainable_params`" in left_out and "`test/dice`" in left_out and "`val/dice`" not in left_out
     paired = fmt_interval(*interval([0.81 - 0.2, 0.86 - 0.85]))
     p = stats.ttest_rel([0.81, 0.86], [0.2, 0.85]).pvalue
     assert f"| nearest_conv | {paired} | 2 | {fmt_p(p)} | {fmt_p(p)} |" in text  # one comparison: Holm p = p
@@ -212,7 +214,8 @@ def test_runner_up_is_compared_by_its_paired_difference_to_the_leader():
     expected = fmt_interval(*interval([0.69 - 0.70, 0.79 - 0.80, 0.885 - 0.90]))
     assert (
         f"- Runner-up b: paired difference in val/dice to the leader a (same seed) {expected} over 3 seeds: "
-        "lower, the interval excludes 0." in findings(groups)
+        "lower, the interval excludes 0 before any correction (exploratory: what survives correction is under "
+        "Comparisons)." in findings(groups)
     )
     groups["b"] = dice_runs("b", [0.71, 0.79, 0.895])
     expected = fmt_interval(*interval([0.71 - 0.70, 0.79 - 0.80, 0.895 - 0.90]))
@@ -228,7 +231,7 @@ def test_uneven_overlap_theory_quotes_paired_differences():
     assert lines == [
         "- Theory, uneven overlap: `val/flat_std` of deconv_k3 minus that of deconv (k=2), same seed: "
         f"{fmt_interval(*interval([0.05 - 0.01, 0.07 - 0.02, 0.06 - 0.03]))} over 3 seeds: higher, the interval "
-        "excludes 0.",
+        "excludes 0 before any correction (exploratory: what survives correction is under Comparisons).",
         "- Theory, uneven overlap: `val/pef2` of deconv_k3 minus that of deconv (k=2), same seed: "
         f"{fmt_interval(*interval([0.1 - 0.1, 0.2 - 0.1, 0 - 0.1]))} over 3 seeds: the seeds do not separate them.",
     ]

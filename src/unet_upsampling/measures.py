@@ -20,17 +20,30 @@ HPARAMS = "hparams"  # the run's final metrics beside its settings (TensorBoard'
 REPORT = "report"  # the study report's tables
 SCREENS = frozenset({PROGRESS, LOG, SUMMARY, HPARAMS, REPORT})
 
+# What a measure is about: each is one table of the study report.
+QUALITY = "quality"  # segmentation quality (mean [95% interval] over seeds)
+ARTIFACT = "artifact"  # periodic patterns (median [min, max] over seeds: skewed across seeds)
+COST = "cost"  # size and time
+KINDS = (QUALITY, ARTIFACT, COST)
+
+REPORTED = frozenset({REPORT})  # measures of metrics.json shown in the report alone
+
 
 @dataclass(frozen=True)
 class Measure:
     """``name`` is the key after the split (``val/<name>``, ``test/<name>``, ``init/<name>``), or the whole key
-    of a per-run number (``per_split=False``); ``fmt`` a format spec for ``format``."""
+    of a per-run number (``per_split=False``); ``fmt`` a format spec for ``format``; ``kind`` its report table;
+    ``splits`` those of metrics.json the report shows it for (``init`` the untrained network, ``val`` the best
+    checkpoint, ``test`` the held-out split); ``across``: a column of the cross-dataset summary (at ``val``)."""
 
     name: str
     label: str
     shown: frozenset[str]
     fmt: str = ".4g"
     per_split: bool = True
+    kind: str = QUALITY
+    splits: tuple[str, ...] = ("val",)
+    across: bool = False
 
     def key(self, split: str = "val") -> str:
         return f"{split}/{self.name}" if self.per_split else self.name
@@ -39,21 +52,78 @@ class Measure:
         return format(value, self.fmt)
 
 
+SPLITS = ("init", "val", "test")
+TRAINED = ("init", "val")  # artifact probes run on the network, not on the test images: at init and trained
+SCORED = ("val", "test")
+GREY_LEVELS = (25, 50, 75)  # callbacks.artifact_probe.grey_levels, in per cent of the pixel range
+
 MEASURES: tuple[Measure, ...] = (
-    Measure("dice", "Dice", SCREENS),
-    Measure("iou", "IoU", frozenset({SUMMARY, HPARAMS, REPORT})),
-    Measure("boundary_f1", "boundary F1", SCREENS),
-    Measure("pef2", "logit PEF2", SCREENS),
-    Measure("flat_std", "flat-field std", SCREENS),
-    Measure("kernel_imbalance", "kernel imbalance", frozenset({SUMMARY, HPARAMS, REPORT})),
+    Measure("dice", "Dice", SCREENS, splits=SCORED, across=True),
+    Measure("iou", "IoU", frozenset({SUMMARY, HPARAMS, REPORT}), splits=SCORED),
+    Measure("boundary_f1", "boundary F1", SCREENS, splits=SCORED, across=True),
+    Measure("pef2", "logit PEF2", SCREENS, kind=ARTIFACT, splits=(*TRAINED, "test"), across=True),
+    Measure("flat_pef2", "flat-field PEF2", REPORTED, kind=ARTIFACT, splits=TRAINED),
+    Measure("flat_std", "flat-field std", SCREENS, kind=ARTIFACT, splits=TRAINED, across=True),
+    *(
+        Measure(
+            f"flat_{stat}_grey{g}",
+            f"flat-field {stat.upper() if stat == 'pef' else stat} at grey {g} %",
+            REPORTED,
+            kind=ARTIFACT,
+            splits=TRAINED,
+        )
+        for g in GREY_LEVELS
+        for stat in ("std", "pef")
+    ),
+    Measure("noise_pef2", "noisy flat-field PEF2", REPORTED, kind=ARTIFACT, splits=TRAINED),
+    Measure(
+        "kernel_imbalance", "kernel imbalance", frozenset({SUMMARY, HPARAMS, REPORT}), kind=ARTIFACT, splits=TRAINED
+    ),
     # What a user sees of the pattern (docs/modes.md): labels that change when the Nyquist band of the logits is
-    # removed, the pattern in the class probabilities, labels that change when the image moves by 1 px.
-    Measure("nyquist_flips_pm", "Nyquist label flips (per mille)", frozenset({LOG, SUMMARY, HPARAMS, REPORT})),
-    Measure("prob_pef2", "probability PEF2", frozenset({LOG, SUMMARY, HPARAMS, REPORT})),
-    Measure("shift1_disagree_pm", "1 px shift disagreement (per mille)", frozenset({LOG, SUMMARY, HPARAMS, REPORT})),
+    # removed, the pattern in the class probabilities, labels that change when the image moves by 1 or 2 px.
+    Measure(
+        "nyquist_flips_pm",
+        "Nyquist label flips (per mille)",
+        frozenset({LOG, SUMMARY, HPARAMS, REPORT}),
+        kind=ARTIFACT,
+        splits=SCORED,
+        across=True,
+    ),
+    Measure("prob_pef2", "probability PEF2", frozenset({LOG, SUMMARY, HPARAMS, REPORT}), kind=ARTIFACT, splits=SCORED),
+    Measure(
+        "shift1_disagree_pm",
+        "1 px shift disagreement (per mille)",
+        frozenset({LOG, SUMMARY, HPARAMS, REPORT}),
+        kind=ARTIFACT,
+        splits=SCORED,
+        across=True,
+    ),
+    Measure("shift2_disagree_pm", "2 px shift disagreement (per mille)", REPORTED, kind=ARTIFACT, splits=SCORED),
     Measure("loss", "loss", frozenset({LOG, SUMMARY})),
-    Measure("params", "parameters", frozenset({REPORT}), fmt=",d", per_split=False),
-    Measure("train_time_s", "training time (s)", frozenset({HPARAMS, REPORT}), fmt=".0f", per_split=False),
+    Measure("params", "parameters", REPORTED, fmt=",d", per_split=False, kind=COST, across=True),
+    Measure("trainable_params", "trainable parameters", REPORTED, fmt=",d", per_split=False, kind=COST),
+    Measure(
+        "train_time_s",
+        "training time (s)",
+        frozenset({HPARAMS, REPORT}),
+        fmt=".0f",
+        per_split=False,
+        kind=COST,
+        across=True,
+    ),
+    Measure("eval_time_s", "evaluation time (s)", REPORTED, fmt=".0f", per_split=False, kind=COST),
+)
+
+# Keys of metrics.json that are not headline measures: the report shows per-class values in its Dice per class
+# tables and the other periods of each PEF in periodic_energy.png; the rest is bookkeeping (the loss at init and
+# on test, the last epoch and step, whether the block maps a constant to a constant at init).
+DETAILS = (
+    r"(init|val|test)/(dice|iou)_c\d+",
+    r"(init|val|test)/(flat_|noise_|prob_)?pef\d+",
+    r"init/(dice|iou|boundary_f1)",
+    r"(init|val|test)/loss",
+    r"(init|test)/(nyquist_flips_pm|prob_pef2|shift\d+_disagree_pm)",
+    r"(epoch|global_step|upsample_flat_at_init)",
 )
 
 
@@ -66,6 +136,25 @@ def keys(where: str, splits: tuple[str, ...] = ("val",)) -> tuple[str, ...]:
     """The metric keys shown ``where``: each per-split measure once per split, then the per-run ones."""
     split_keys = [m.key(s) for s in splits for m in shown_in(where) if m.per_split]
     return (*split_keys, *(m.key() for m in shown_in(where) if not m.per_split))
+
+
+def report_keys(kind: str, splits: tuple[str, ...] = SPLITS) -> tuple[str, ...]:
+    """The report's columns of one kind: split by split (of ``splits``), each measure of the kind at that split in
+    catalogue order, then the per-run measures."""
+    measures = [m for m in shown_in(REPORT) if m.kind == kind]
+    split_keys = [m.key(s) for s in splits for m in measures if m.per_split and s in m.splits]
+    return (*split_keys, *(m.key() for m in measures if not m.per_split))
+
+
+def across_keys() -> tuple[str, ...]:
+    """The cross-dataset summary's columns: the measures marked ``across``, at ``val`` (or per run)."""
+    return tuple(m.key("val") for m in shown_in(REPORT) if m.across)
+
+
+def measure_of(key: str) -> Measure | None:
+    """The catalogue's measure behind a metric key (``val/flat_std``, ``params``), None for any other key."""
+    split, _, name = key.rpartition("/")
+    return next((m for m in MEASURES if m.name == name and m.per_split == bool(split)), None)
 
 
 def line(where: str, values: dict[str, float], split: str = "val") -> str:

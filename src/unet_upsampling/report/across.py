@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from unet_upsampling.measures import ARTIFACT, across_keys, measure_of
 from unet_upsampling.report.across_figures import quality_vs_artifacts
 from unet_upsampling.report.compare import (
     DEFAULT_MARGIN,
@@ -28,26 +29,12 @@ from unet_upsampling.report.compare import (
     rms_sd,
     select,
 )
-from unet_upsampling.report.runs import Run, by_mode, collect_runs, deduplicate, runs_from_csv
+from unet_upsampling.report.runs import Run, by_mode, load_runs
 from unet_upsampling.report.stats import finite, mean_interval, median_range, paired_difference
-from unet_upsampling.report.tables import fmt, fmt_interval, per_seed, row_cells, table
+from unet_upsampling.report.tables import fmt, fmt_interval, left_out_line, per_seed, row_cells, table
 
-COLUMNS = (
-    "val/dice",
-    "val/boundary_f1",
-    "val/pef2",
-    "val/flat_std",
-    "val/nyquist_flips_pm",
-    "val/shift1_disagree_pm",
-    "params",
-    "train_time_s",
-)
-SPREAD = (
-    "val/pef2",
-    "val/flat_std",
-    "val/nyquist_flips_pm",
-    "val/shift1_disagree_pm",
-)  # artifact measures: median [min, max] over seeds
+COLUMNS = across_keys()  # the first, val/dice, stands for each study's outcome (test/dice where it has one)
+SPREAD = tuple(k for k in COLUMNS if measure_of(k).kind == ARTIFACT)  # median [min, max] over seeds
 
 
 @dataclass
@@ -73,23 +60,12 @@ def base_label(runs: list[Run], sweep_dir: Path) -> str:
     return " + ".join(datasets) + (f" / {' + '.join(models)}" if models else "")
 
 
-def study_runs(path: Path) -> tuple[Path, list[Run], list[Run], list[Run]]:
-    """(folder, runs, counted, left out) of a sweep directory, or of the results.csv a report wrote: a file, or a
-    folder holding one and no run directory (a published study whose run directories are gone)."""
-    csv_path = path if path.is_file() else path / "results.csv"
-    if path.is_file() or (csv_path.is_file() and next(path.rglob(".hydra/config.yaml"), None) is None):
-        counted, left_out = runs_from_csv(csv_path)
-        return csv_path.parent, counted + left_out, counted, left_out
-    runs = collect_runs(path)
-    return (path, runs, *deduplicate(runs))
-
-
 def load_studies(sweep_dirs: list[Path]) -> list[Study]:
     """A study per sweep directory (or results.csv); two sweeps of the same dataset are told apart by their
     directory name."""
     studies = []
     for path in map(Path, sweep_dirs):
-        folder, runs, counted, left_out = study_runs(path)
+        folder, runs, counted, left_out = load_runs(path)
         studies.append(Study(base_label(runs, folder), folder, runs, left_out, select(by_mode(counted))))
     repeated = {label for label, n in Counter(s.label for s in studies).items() if n > 1}
     for study in studies:
@@ -148,13 +124,16 @@ def write_csv(rows: list[dict], path: Path) -> Path:
 
 def main_table(studies: list[Study], reference: str) -> list[str]:
     """Rows dataset x mode: the outcome Dice and its paired difference, each column's mean [95% interval] (artifact
-    columns median [min, max]), the learning rate and the seeds used."""
+    columns median [min, max]), the learning rate and the seeds used; a column without a value in any study is
+    left out, and a line below the table names it."""
+    runs = [r for study in studies for group in study.groups.values() for r in group]
+    columns = [k for k in COLUMNS[1:] if finite([r.metrics.get(k) for r in runs]).size]
     rows = []
     outcomes = {study.selection.outcome for study in studies}
     for study in studies:
         outcome = study.selection.outcome
         for mode, group in study.groups.items():
-            seeds, cells = row_cells(group, (outcome, *COLUMNS[1:]), SPREAD)
+            seeds, cells = row_cells(group, (outcome, *columns), SPREAD)
             mean, low, high, n = dice_difference(study, mode, reference)
             delta = "reference" if mode == reference else f"{fmt_interval(mean, low, high)} (n={n})"
             dice = cells[0] + (f" ({outcome})" if len(outcomes) > 1 else "")
@@ -166,13 +145,12 @@ def main_table(studies: list[Study], reference: str) -> list[str]:
         "mode",
         dice_header,
         f"Δ Dice vs {reference}",
-        "boundary F1",
-        *(f"{k} (median [range])" for k in COLUMNS[2:4]),
-        *COLUMNS[4:],
+        *(f"{k} (median [range])" if k in SPREAD else k for k in columns),
         "lr",
         "seeds",
     ]
-    return table(header, rows)
+    empty = [k for k in COLUMNS[1:] if k not in columns]
+    return table(header, rows) + (["", left_out_line(empty)] if empty else [])
 
 
 def resolvable_difference(study: Study, reference: str) -> np.ndarray:
@@ -267,7 +245,7 @@ def write_summary(
     paths = {
         "summary.csv": write_csv(rows, out / "summary.csv"),
         "quality_vs_artifacts.png": quality_vs_artifacts(
-            {s.label: s.groups for s in studies}, out / "quality_vs_artifacts.png"
+            {s.label: (s.groups, s.selection.outcome) for s in studies}, out / "quality_vs_artifacts.png"
         ),
     }
     md = [

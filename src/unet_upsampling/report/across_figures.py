@@ -16,15 +16,16 @@ FLOOR = 1e-9  # a flat-field std of 0 (a perfectly flat answer) has no place on 
 
 
 def quality_vs_artifacts(
-    studies: dict[str, dict[str, list[Run]]], path: Path, x_key: str = "val/flat_std", y_key: str = "val/dice"
+    studies: dict[str, tuple[dict[str, list[Run]], str]], path: Path, x_key: str = "val/flat_std"
 ) -> Path:
-    """One panel per dataset: ``y_key`` against ``x_key``, a colour per mode, its seeds as dots and one large dot
-    at (median x, mean y): the artifact measure is skewed across seeds."""
-    modes = sorted({mode for groups in studies.values() for mode in groups})
+    """One panel per dataset (label: (groups, the outcome key reported for it, test/dice or val/dice)): the
+    outcome against ``x_key``, a colour per mode, its seeds as dots and one large dot at (median x, mean y): the
+    artifact measure is skewed across seeds."""
+    modes = sorted({mode for groups, _ in studies.values() for mode in groups})
     colours = {mode: mpl.colormaps["tab10"](i % 10) for i, mode in enumerate(modes)}
     fig = Figure(figsize=(4.2 * len(studies) + 2.2, 4.2), layout="constrained")
     axes = fig.subplots(1, len(studies), squeeze=False)[0]
-    for ax, (label, groups) in zip(axes, studies.items(), strict=True):
+    for ax, (label, (groups, y_key)) in zip(axes, studies.items(), strict=True):
         ax.set_title(label, fontsize=10)
         if not any(np.isfinite(r.metrics.get(x_key, np.nan)) for group in groups.values() for r in group):
             ax.text(0.5, 0.5, f"no {x_key} values in these runs", ha="center", transform=ax.transAxes)

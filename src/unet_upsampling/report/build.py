@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
 
 from unet_upsampling.errors import UserError
+from unet_upsampling.measures import ARTIFACT, COST, QUALITY, measure_of, report_keys
 from unet_upsampling.report import figures
 from unet_upsampling.report.across import write_summary
 from unet_upsampling.report.compare import (
@@ -27,38 +30,28 @@ from unet_upsampling.report.compare import (
     select,
     selection_lines,
 )
-from unet_upsampling.report.runs import RUN_COLUMNS, Run, by_mode, collect_runs, deduplicate
+from unet_upsampling.report.runs import RUN_COLUMNS, Run, by_mode, collect_runs, deduplicate, is_results_csv, load_runs
 from unet_upsampling.report.stats import finite, mean_interval, paired_difference
-from unet_upsampling.report.tables import fmt, fmt_interval, per_seed, row_cells, table
+from unet_upsampling.report.tables import fmt, fmt_interval, left_out_line, per_seed, row_cells, table
 
-QUALITY = ("val/dice", "val/iou", "val/boundary_f1", "test/dice")
-ARTIFACTS = (
-    "init/flat_pef2",
-    "val/flat_pef2",
-    "init/flat_std",
-    "val/flat_std",
-    "init/noise_pef2",
-    "val/noise_pef2",
-    "init/kernel_imbalance",
-    "val/kernel_imbalance",
-    "val/nyquist_flips_pm",
-    "val/prob_pef2",
-    "val/shift1_disagree_pm",
-    "val/shift2_disagree_pm",
-    "val/flat_std_grey25",
-    "val/flat_std_grey75",
-)
-COST = ("params", "trainable_params", "train_time_s")
+TABLES = (
+    ("Segmentation quality", report_keys(QUALITY)),
+    ("Artifacts at initialisation (median [min, max] over seeds)", report_keys(ARTIFACT, ("init",))),
+    ("Artifacts after training (median [min, max] over seeds)", report_keys(ARTIFACT, ("val",))),
+    ("Artifacts on the test split (median [min, max] over seeds)", report_keys(ARTIFACT, ("test",))),
+    ("Cost", report_keys(COST)),
+)  # (title, columns): every measure the catalogue shows in the report, once
 
 
 def paired_text(mean: float, low: float, high: float, n: int) -> str:
-    """A paired difference, its interval and seeds, and whether that interval excludes 0."""
+    """A paired difference, its interval and seeds, and whether that (uncorrected) interval excludes 0."""
     if n < 2:
         return f"{fmt(mean)} over {n} paired seed{'' if n == 1 else 's'}: too few for an interval"
     verdict = (
         "the seeds do not separate them"
         if low <= 0 <= high
-        else f"{'higher' if low > 0 else 'lower'}, the interval excludes 0"
+        else f"{'higher' if low > 0 else 'lower'}, the interval excludes 0 before any correction (exploratory: "
+        "what survives correction is under Comparisons)"
     )
     return f"{fmt_interval(mean, low, high)} over {n} seeds: {verdict}"
 
@@ -85,6 +78,7 @@ def write_csv(runs: list[Run], path: Path, left_out: list[Run]) -> Path:
                     r.model or "",
                     "|".join(r.class_names or []),
                     "" if r.lr is None else r.lr,
+                    "" if r.max_steps is None else r.max_steps,
                     *(r.metrics.get(k, "") for k in keys),
                 ]
             )
@@ -189,6 +183,76 @@ def comparisons_section(groups: dict[str, list[Run]], reference: str, margin: fl
     return lines + (["### Dice per class", "", *classes] if classes else [])
 
 
+def measure_tables(groups: dict[str, list[Run]]) -> tuple[list[str], list[str]]:
+    """(markdown, left out): one table per entry of TABLES, artifact measures as median [min, max]; a column
+    without a finite value in any run is left out (an older train.py did not measure it, or no test split)."""
+    runs = [r for group in groups.values() for r in group]
+    md, left_out = [], []
+    for title, keys in TABLES:
+        present = [k for k in keys if finite([r.metrics.get(k) for r in runs]).size]
+        left_out += [k for k in keys if k not in present]
+        if not present:
+            continue
+        spread = [k for k in present if measure_of(k).kind == ARTIFACT]
+        rows = [
+            [mode, str(n), *cells] for mode, group in groups.items() for n, cells in [row_cells(group, present, spread)]
+        ]
+        md += [f"## {title}", "", *table(["mode", "seeds", *present], rows), ""]
+    return md, left_out
+
+
+def git_commit(path: Path) -> str | None:
+    """The short hash and date of the last commit of ``path``, None outside a git work tree or when untracked."""
+    try:
+        result = subprocess.run(
+            ["git", "log", "-1", "--format=%h (%cs)", "--", path.name],
+            cwd=path.parent,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError:  # no git on this machine
+        return None
+    return result.stdout.strip() or None
+
+
+def kept_figure_lines(names: list[str], out: Path) -> list[str]:
+    """For a report from results.csv: the figures that need run directories, linked where an earlier report left
+    them in ``out`` (with the commit that holds them), else named as skipped."""
+    kept = [n for n in names if (out / n).is_file()]
+    skipped = [n for n in names if n not in kept]
+    lines = []
+    for name in kept:
+        commit = git_commit(out / name)
+        lines.append(
+            f"`{name}` needs the run directories: it is not redrawn; the file kept here was drawn from them "
+            + (f"by the report of commit {commit}." if commit else "by an earlier report.")
+        )
+    if skipped:
+        lines.append(
+            f"Skipped, because they need the run directories and this report was written from results.csv: "
+            f"{', '.join(f'`{n}`' for n in skipped)}."
+        )
+    return lines
+
+
+def run_order(run: Run) -> tuple:
+    return (run.mode, run.lr or 0.0, run.seed)
+
+
+def read_roots(roots: list[Path]) -> tuple[list[Run], list[Run], list[Run], bool]:
+    """(runs, counted, left out, from_csv): the run directories under the roots (of runs sharing mode, seed and
+    learning rate the newest counts), and the runs of roots that are a report's results.csv."""
+    from_csv = [r for r in roots if is_results_csv(r)]
+    directories = [r for r in roots if r not in from_csv]
+    runs = [r for root in directories for r in collect_runs(root)]
+    counted, left_out = deduplicate(runs)
+    for root in from_csv:
+        _, csv_runs, csv_counted, csv_left_out = load_runs(root)
+        runs, counted, left_out = runs + csv_runs, counted + csv_counted, left_out + csv_left_out
+    return sorted(runs, key=run_order), sorted(counted, key=run_order), left_out, bool(from_csv)
+
+
 def write_report(
     roots: Path | list[Path],
     out: Path | None = None,
@@ -196,31 +260,47 @@ def write_report(
     data_figures: bool = True,
     margin: float = DEFAULT_MARGIN,
 ) -> dict[str, Path]:
-    """Writes report.md, results.csv and the figures into ``out`` (default: the first root).
+    """Writes report.md, results.csv and the figures into ``out`` (default: the first root, or the folder of its
+    results.csv).
 
+    A root is a sweep directory or a report's results.csv (a file, or a folder holding one and no run directory).
     Several roots (sweeps of one study split over sittings, by seeds or modes) are merged into one report; of runs
-    sharing mode, seed and learning rate the newest counts. ``data_figures=False`` leaves out the figure that
-    shows the dataset's images and masks (predictions.png), for data whose licence keeps them out of a published
-    report. ``margin`` is the equivalence margin of the TOST (Dice).
+    sharing mode, seed and learning rate the newest counts. From results.csv, the figures that need run
+    directories (flat fields, spectra, predictions, curves) are not drawn: an earlier report's files of those
+    names in ``out`` are kept and linked. ``data_figures=False`` leaves out the figure that shows the dataset's
+    images and masks (predictions.png), for data whose licence keeps them out of a published report. ``margin``
+    is the equivalence margin of the TOST (Dice).
     """
     roots = [Path(r) for r in (roots if isinstance(roots, list) else [roots])]
-    out = Path(out or roots[0])
-    runs = sorted((r for root in roots for r in collect_runs(root)), key=lambda r: (r.mode, r.lr or 0.0, r.seed))
-    counted, left_out = deduplicate(runs)
+    out = Path(out or (roots[0].parent if roots[0].is_file() else roots[0]))
+    runs, counted, left_out, from_csv = read_roots(roots)
     out.mkdir(parents=True, exist_ok=True)
     selection = select(by_mode(counted))
     groups = selection.groups
     chosen = [r for group in groups.values() for r in group]
-    paths = {"results.csv": write_csv(runs, out / "results.csv", left_out)}
-    for name, draw in (
+    csv_path = out / "results.csv"
+    if len(roots) == 1 and roots[0].is_file() and roots[0].resolve() != csv_path.resolve():
+        paths = {"results.csv": Path(shutil.copyfile(roots[0], csv_path))}  # as written, not re-formatted
+    elif len(roots) == 1 and from_csv:
+        paths = {"results.csv": csv_path}  # the file this report was read from
+    else:
+        paths = {"results.csv": write_csv(runs, csv_path, left_out)}
+    figures_from_metrics = [
         ("quality", figures.quality),
         ("periodic_energy", figures.periodic_energy),
+        ("quality_vs_artifacts", lambda runs, path: figures.quality_vs_artifacts(runs, path, y_key=selection.outcome)),
+    ]
+    figures_from_runs = [
+        ("curves", figures.curves),
         ("flat_fields", figures.flat_fields),
         *([("predictions", figures.predictions)] if data_figures else []),
         ("spectra", figures.spectra),
-        ("quality_vs_artifacts", figures.quality_vs_artifacts),
-    ):
+    ]
+    for name, draw in figures_from_metrics + ([] if from_csv else figures_from_runs):
         paths[f"{name}.png"] = draw(chosen, out / f"{name}.png")
+    needing_runs = [f"{name}.png" for name, _ in figures_from_runs] if from_csv else []
+    paths |= {name: out / name for name in needing_runs if (out / name).is_file()}
+    tables, empty = measure_tables(groups)
 
     failed = [r for r in runs if not r.ok]
     md = [
@@ -230,7 +310,8 @@ def write_report(
         "intervals over seeds; artifact measures are medians [min, max] over seeds; metrics are those of each "
         "run's best checkpoint (`val/`), at initialisation (`init/`), and on the test split (`test/`)."
         + (f" {len(left_out)} duplicate runs left out (see Duplicate runs)." if left_out else "")
-        + (" Tables show each mode at its chosen learning rate." if selection.swept else ""),
+        + (" Tables show each mode at its chosen learning rate." if selection.swept else "")
+        + (" Written from a report's results.csv, without the run directories." if from_csv else ""),
         "",
         "## Findings",
         "",
@@ -249,22 +330,18 @@ def write_report(
             ),
             "",
         ]
-    for title, keys, spread in (
-        ("Segmentation quality", QUALITY, ()),
-        ("Artifacts (median [min, max] over seeds)", ARTIFACTS, ARTIFACTS),
-        ("Cost", COST, ()),
-    ):
-        rows = [
-            [mode, str(n), *cells] for mode, group in groups.items() for n, cells in [row_cells(group, keys, spread)]
-        ]
-        md += [f"## {title}", "", *table(["mode", "seeds", *keys], rows), ""]
-    md += ["## Figures", ""] + [f"![{name}]({name})" for name in paths if name.endswith(".png")] + [""]
+    md += [*tables, *([left_out_line(empty), ""] if empty else [])]
+    md += ["## Figures", "", *(f"{line}\n" for line in kept_figure_lines(needing_runs, out))]
+    md += [f"![{name}]({name})" for name in paths if name.endswith(".png")] + [""]
     md += [
         "Measures: `pef{P}` is the periodic energy fraction of the logit maps (share of variance at period P); "
-        "`flat_*` probe the network with a constant image, `noise_*` with the constant plus weak noise, on the "
-        "interior beyond the receptive field; `kernel_imbalance` is the spread of the transposed convolutions' "
-        "phase gains relative to their RMS DC gain (0 for the bilinear kernel); `boundary_f1` scores class edges "
-        "within 2 px. `seeds` counts the finite values behind a row; a cell with fewer shows its own `n`. "
+        "`prob_pef2` the same of the class probabilities; `flat_*` probe the network with a constant image (at "
+        "`grey{G}`: G % of the pixel range), `noise_*` with the constant plus weak noise, on the interior beyond "
+        "the receptive field; `kernel_imbalance` is the spread of the transposed convolutions' phase gains "
+        "relative to their RMS DC gain (0 for the bilinear kernel); `nyquist_flips_pm`: per mille of pixels whose "
+        "label changes when the Nyquist band of the logits is removed; `shift{S}_disagree_pm`: per mille of pixels "
+        "whose label changes when the image moves by S px; `boundary_f1` scores class edges within 2 px. `seeds` "
+        "counts the finite values behind a row; a cell with fewer shows its own `n`. "
         "Bit-identical numbers need the same CPU type (the order of float operations differs between CPUs); "
         "the magnitude of `flat_std` is sensitive to seed and machine.",
         "",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,45 @@ def quality_figure(runs: list[Run], keys: tuple[str, ...]) -> Figure:
             ax.set_ylim(max(0, shown.min() - 0.1), min(1, shown.max() + 0.05))
         ax.set_title(f"{key}: mean, 95% CI over seeds where n ≥ 2", fontsize=9)
     return fig
+
+
+def curve(run: Run, key: str = "val/dice") -> tuple[np.ndarray, np.ndarray]:
+    """(steps, values) of ``key`` in the run's csv/metrics.csv, one value per step: a row sits at the step of the
+    weights it validated, so the validation of the best checkpoint at the end repeats its step and is left out."""
+    path = run.dir / "csv" / "metrics.csv"
+    points: dict[int, float] = {}
+    if path.is_file():
+        with path.open(newline="") as f:
+            for row in csv.DictReader(f):
+                if row.get(key) and row.get("step"):
+                    points.setdefault(int(float(row["step"])), float(row[key]))
+    steps = np.array(sorted(points), dtype=int)
+    return steps, np.array([points[s] for s in steps], dtype=float)
+
+
+def curves(runs: list[Run], path: Path, key: str = "val/dice") -> Path:
+    """``key`` against the optimiser step, per mode: each seed a thin line, the mean over seeds (at the steps every
+    seed has) a thick one."""
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.subplots()
+    drawn = False
+    for i, (mode, group) in enumerate(by_mode(runs).items()):
+        seeds = [c for c in map(curve, group, [key] * len(group)) if c[0].size]
+        for steps, values in seeds:
+            ax.plot(steps, values, "-", lw=0.7, alpha=0.45, color=colour(i))
+        if seeds:
+            common = sorted(set.intersection(*(set(steps.tolist()) for steps, _ in seeds)))
+            mean = [np.mean([values[steps == s][0] for steps, values in seeds]) for s in common]
+            ax.plot(common, mean, "-", lw=2, color=colour(i), label=f"{mode} (n={len(seeds)})")
+            drawn = True
+    if not drawn:
+        ax.text(0.5, 0.5, f"no {key} in these runs' csv/metrics.csv", ha="center", transform=ax.transAxes)
+    else:
+        ax.legend(fontsize=7)
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel(key)
+    ax.set_title(f"{key} at each validation: mean over seeds (thick), each seed (thin)", fontsize=9)
+    return save(fig, path)
 
 
 def periodic_energy(runs: list[Run], path: Path) -> Path:

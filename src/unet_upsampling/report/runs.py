@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from unet_upsampling.errors import ReportError
 
 # results.csv: these columns, then one per metric.
-RUN_COLUMNS = ("mode", "seed", "status", "run_dir", "error", "data", "model", "class_names", "lr")
+RUN_COLUMNS = ("mode", "seed", "status", "run_dir", "error", "data", "model", "class_names", "lr", "max_steps")
 
 
 @dataclass
@@ -29,6 +29,14 @@ class Run:
     model: str | None = None
     class_names: list[str] | None = None  # data.class_names, when the config has it
     lr: float | None = None  # task.optimizer.lr, when the config has it (a study may sweep it)
+    max_steps: int | None = None  # trainer.max_steps, when the config has it and it bounds the run
+
+    @property
+    def steps(self) -> int | None:
+        """The optimiser steps the run was given: ``max_steps``, else (results.csv of older reports) the step
+        count its metrics.json recorded."""
+        recorded = self.metrics.get("global_step")
+        return self.max_steps if self.max_steps is not None else None if recorded is None else int(recorded)
 
     @property
     def ok(self) -> bool:
@@ -83,6 +91,8 @@ def collect_runs(root: Path) -> list[Run]:
         )
         lr = OmegaConf.select(config, "task.optimizer.lr", default=None)
         run.lr = None if lr is None else float(lr)
+        max_steps = OmegaConf.select(config, "trainer.max_steps", default=None)
+        run.max_steps = int(max_steps) if max_steps is not None and int(max_steps) > 0 else None
         names = OmegaConf.select(config, "data.class_names", default=None)
         run.class_names = None if names is None else [str(n) for n in names]
         metrics_path = run_dir / "metrics.json"
@@ -122,9 +132,31 @@ def runs_from_csv(path: Path) -> tuple[list[Run], list[Run]]:
             model=row.get("model") or None,
             class_names=names.split("|") if names else None,
             lr=float(row["lr"]) if row.get("lr") else None,
+            max_steps=int(float(row["max_steps"])) if row.get("max_steps") else None,
         )
         (duplicates if row["status"] == "duplicate" else runs).append(run)
     return runs, duplicates
+
+
+def is_results_csv(path: Path) -> bool:
+    """Whether ``path`` stands for a report's results.csv: the file, or a folder holding one and no run directory
+    (a published study whose run directories are gone)."""
+    path = Path(path)
+    if path.is_file():
+        return True
+    return (path / "results.csv").is_file() and next(path.rglob(".hydra/config.yaml"), None) is None
+
+
+def load_runs(path: Path) -> tuple[Path, list[Run], list[Run], list[Run]]:
+    """(folder, runs, counted, left out) of a sweep directory, or of the results.csv a report wrote
+    (``is_results_csv``)."""
+    path = Path(path)
+    if is_results_csv(path):
+        csv_path = path if path.is_file() else path / "results.csv"
+        counted, left_out = runs_from_csv(csv_path)
+        return csv_path.parent, counted + left_out, counted, left_out
+    runs = collect_runs(path)
+    return (path, runs, *deduplicate(runs))
 
 
 def deduplicate(runs: list[Run]) -> tuple[list[Run], list[Run]]:

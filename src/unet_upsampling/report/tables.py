@@ -55,3 +55,13 @@ def row_cells(group: list[Run], keys: Sequence[str], spread: Sequence[str] = ())
         for key, values, n in zip(keys, columns, counts, strict=True)
     ]
     return seeds, cells
+
+
+def left_out_line(keys: list[str]) -> str:
+    """The one line that names the catalogue's columns no run has a value for."""
+    return (
+        f"Left out, without a value in any run (not measured by the train.py that made these runs, or no test split): "
+        f"{', '.join(f'`{k}`' for k in keys)}."
+        if keys
+        else ""
+    )
