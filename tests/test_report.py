@@ -17,10 +17,11 @@ from PIL import Image
 from scipy import stats
 
 from unet_upsampling.report.across import load_studies, resolvable_difference, write_summary
-from unet_upsampling.report.build import findings, flat_at_init, main, write_csv, write_report
+from unet_upsampling.report.across_figures import quality_vs_artifacts_figure
+from unet_upsampling.report.build import TABLES, findings, flat_at_init, main, write_csv, write_report
 from unet_upsampling.report.compare import Comparison, compare, pooled_model_fits, select, verdict
-from unet_upsampling.report.figures import image_dice, predictions_figure, quality_figure
-from unet_upsampling.report.runs import Run, by_mode, collect_runs, deduplicate
+from unet_upsampling.report.figures import curve, curves, image_dice, predictions_figure, quality_figure
+from unet_upsampling.report.runs import RUN_COLUMNS, Run, by_mode, collect_runs, deduplicate, runs_from_csv
 from unet_upsampling.report.stats import PairedTest, dunnett, holm, paired_test, seeds_needed, tost
 from unet_upsampling.report.tables import fmt, fmt_interval, fmt_p
 
@@ -648,3 +649,151 @@ def test_a_summary_of_studies_with_and_without_a_test_split_names_each_rows_outc
     chosen = rows[("synthetic (held_out)", "nearest_conv")]
     assert (chosen["lr"], chosen["outcome"]) == ("0.001", "test/dice")
     assert float(chosen["test/dice"]) == pytest.approx(np.mean([0.68, 0.69, 0.70]))
+
+
+# ---- the catalogue's columns
+
+
+def test_every_measure_a_run_holds_is_a_column_of_the_report(tmp_path):
+    """A run holding every key the catalogue shows in the report: each is a column of one of the report's tables."""
+    every = {key: 0.5 for _, keys in TABLES for key in keys}
+    for seed in range(2):
+        write_run(tmp_path / "sweep" / str(seed), "deconv", seed, every | {"val/dice": 0.8 + 0.01 * seed})
+    main([str(tmp_path / "sweep"), "--out", str(tmp_path / "out")])
+    text = (tmp_path / "out" / "report.md").read_text()
+    headers = [line for line in text.splitlines() if line.startswith("| mode | seeds |")]
+    columns = [cell.strip() for line in headers for cell in line.strip("|").split("|")[2:]]
+    assert sorted(columns) == sorted(every) and len(columns) == len(set(columns))
+    assert "Left out, without a value" not in text
+
+
+def test_the_summary_drops_a_column_no_study_has_and_says_so(summary):
+    header = next(line for line in summary.text.splitlines() if line.startswith("| dataset | mode |"))
+    assert "val/flat_std (median [range])" in header and "params" in header
+    assert "val/nyquist_flips_pm" not in header  # no fake run measured it
+    assert "Left out, without a value in any run" in summary.text and "`val/shift1_disagree_pm`" in summary.text
+
+
+def test_the_cross_dataset_figure_plots_each_studys_reported_dice():
+    groups = {m: runs_of(m, [{"val/dice": 0.1, "test/dice": 0.9, "val/flat_std": 0.01}] * 2) for m in ("a", "b")}
+    fig = quality_vs_artifacts_figure(
+        {"held out": (groups, "test/dice"), "val only": (groups, "val/dice")}, "val/flat_std"
+    )
+    held_out, val_only = fig.axes[:2]
+    assert held_out.get_ylabel() == "test/dice" and val_only.get_ylabel() == "val/dice"
+    assert {float(y) for c in held_out.collections for y in c.get_offsets()[:, 1]} == {0.9}
+    assert {float(y) for c in val_only.collections for y in c.get_offsets()[:, 1]} == {0.1}
+
+
+# ---- a report from results.csv, and the curves
+
+
+def test_a_report_from_its_results_csv_keeps_the_figures_that_need_run_directories(tmp_path):
+    sweep = write_sweep(tmp_path / "sweep", {"deconv": [0.80, 0.82, 0.85], "nearest_conv": [0.81, 0.80, 0.86]})
+    main([str(sweep), "--out", str(tmp_path / "first")])
+    published = tmp_path / "published"
+    published.mkdir()
+    (published / "results.csv").write_bytes((tmp_path / "first" / "results.csv").read_bytes())
+    (published / "flat_fields.png").write_bytes((tmp_path / "first" / "flat_fields.png").read_bytes())
+    main([str(published)])  # a folder holding a results.csv and no run directory
+    text = (published / "report.md").read_text()
+    first = (tmp_path / "first" / "report.md").read_text()
+    tables = lambda md: md[md.index("## Findings") : md.index("## Figures")]  # noqa: E731
+    assert tables(text) == tables(first)
+    assert "Written from a report's results.csv, without the run directories." in text
+    assert "`flat_fields.png` needs the run directories: it is not redrawn" in text and "![flat_fields.png]" in text
+    assert re.search(
+        r"Skipped, because they need the run directories .*: `curves.png`, `predictions.png`, `spectra.png`", text
+    )
+    assert not (published / "curves.png").exists() and is_real_png(published / "quality.png")
+    main([str(published / "results.csv"), "--out", str(tmp_path / "copy")])  # the file itself: copied as written
+    assert (tmp_path / "copy" / "results.csv").read_bytes() == (published / "results.csv").read_bytes()
+
+
+def test_curves_read_each_runs_csv_once_per_step(tmp_path):
+    run_dir = write_run(tmp_path / "0", "deconv", 0, {"val/dice": 0.6})
+    (run_dir / "csv").mkdir()
+    rows = ["step,train/loss,val/dice", "0,,0.2", "5,0.9,", "10,,0.5", "20,,0.6", "10,,0.5"]  # the best one again
+    (run_dir / "csv" / "metrics.csv").write_text("\n".join(rows) + "\n")
+    (run,) = collect_runs(tmp_path)
+    steps, values = curve(run)
+    assert steps.tolist() == [0, 10, 20] and values.tolist() == [0.2, 0.5, 0.6]
+    other = write_run(tmp_path / "1", "deconv", 1, {"val/dice": 0.6})  # no csv/metrics.csv: no line
+    assert curve(Run(other, "deconv", 1))[0].size == 0
+    assert is_real_png(curves(collect_runs(tmp_path), tmp_path / "curves.png"))
+
+
+# ---- the doubling rule
+
+
+def doubling_csv(path: Path, steps: int, dice: dict[str, list[float]]) -> Path:
+    """A results.csv as a report writes it: one ok row per mode and seed, with its max_steps."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([*RUN_COLUMNS, "val/dice"])
+        for mode, values in dice.items():
+            for seed, value in enumerate(values):
+                writer.writerow([mode, seed, "ok", f"{mode}/{seed}", "", "", "", "", "", steps, value])
+    return path
+
+
+def test_the_doubling_rule_pairs_seeds_and_calls_a_plateau_only_inside_the_tolerance(tmp_path):
+    at_n = {"flat": [0.800, 0.810, 0.820], "rising": [0.70, 0.71, 0.72], "noisy": [0.80, 0.81, 0.82]}
+    at_2n = {"flat": [0.801, 0.811, 0.8205], "rising": [0.73, 0.735, 0.75], "noisy": [0.79, 0.83, 0.82]}
+    sweep_n = tmp_path / "n"  # N as run directories (their config's trainer.max_steps), 2N as a results.csv
+    for job, (mode, values) in enumerate((m, v) for m, v in at_n.items()):
+        for seed, value in enumerate(values):
+            write_run(
+                sweep_n / f"{job}_{seed}", mode, seed, {"val/dice": value}, config={"trainer": {"max_steps": 100}}
+            )
+    sweep_2n = doubling_csv(tmp_path / "2n" / "results.csv", 200, at_2n)
+    main(["--plateau", str(sweep_n), str(sweep_2n), "--out", str(tmp_path / "out")])
+    text = (tmp_path / "out" / "plateau.md").read_text()
+    rows = {r["mode"]: r for r in csv.DictReader((tmp_path / "out" / "plateau.csv").open())}
+    for mode in at_n:
+        gain = interval(np.subtract(at_2n[mode], at_n[mode]))
+        assert [float(rows[mode][k]) for k in ("gain", "gain low", "gain high")] == pytest.approx(gain)
+        assert (rows[mode]["N"], rows[mode]["2N"], rows[mode]["seeds"]) == ("100", "200", "3")
+    assert [rows[m]["at plateau"] for m in at_n] == ["True", "False", "False"]
+    assert "| flat | 3 | 100 |" in text and "**at plateau**: the interval lies within ±0.005" in text
+    assert "**not at plateau**: 2N gains more than 0.005" in text
+    assert "not resolved: the mean is within ±0.005, the interval reaches beyond" in text  # noisy: mean +0.0033
+    assert "At plateau: 1 of 3 (flat)." in text
+    main(["--plateau", str(sweep_n), str(sweep_2n), "--out", str(tmp_path / "tight"), "--tolerance", "0.0001"])
+    assert "At plateau: 0 of 3." in (tmp_path / "tight" / "plateau.md").read_text()  # flat gains 0.0005 to 0.001
+    main(["--plateau", str(sweep_n), str(sweep_2n), "--out", str(tmp_path / "one"), "--modes", "rising"])
+    assert [r["mode"] for r in csv.DictReader((tmp_path / "one" / "plateau.csv").open())] == ["rising"]
+
+
+def test_the_doubling_rule_says_when_the_steps_were_not_doubled_and_names_wrong_modes(tmp_path, capsys):
+    sweep_n = doubling_csv(tmp_path / "n.csv", 100, {"deconv": [0.8, 0.81]})
+    sweep_3n = doubling_csv(tmp_path / "3n.csv", 300, {"deconv": [0.8, 0.81]})
+    main(["--plateau", str(sweep_n), str(sweep_3n), "--out", str(tmp_path / "out")])
+    assert "no rule: 300 steps are not twice 100" in (tmp_path / "out" / "plateau.md").read_text()
+    with pytest.raises(SystemExit):
+        main(["--plateau", str(sweep_n), str(sweep_3n), "--out", str(tmp_path / "out"), "--modes", "pixelshuffle"])
+    assert (
+        "--modes names pixelshuffle, which the two sweeps do not both hold; they hold: deconv"
+        in capsys.readouterr().err
+    )
+    for argv in (["--plateau", str(sweep_n)], ["--plateau", str(sweep_n), str(sweep_3n)]):
+        with pytest.raises(SystemExit):
+            main(argv)
+    assert "--plateau needs --out" in capsys.readouterr().err
+
+
+def test_results_csv_records_each_runs_max_steps(tmp_path):
+    write_run(tmp_path / "sweep" / "0", "deconv", 0, {"val/dice": 0.8}, config={"trainer": {"max_steps": 400}})
+    write_run(
+        tmp_path / "sweep" / "1",
+        "deconv",
+        1,
+        {"val/dice": 0.8, "global_step": 30},
+        config={"trainer": {"max_steps": -1}},
+    )
+    main([str(tmp_path / "sweep"), "--out", str(tmp_path / "out")])
+    rows = list(csv.DictReader((tmp_path / "out" / "results.csv").open()))
+    assert [r["max_steps"] for r in rows] == ["400", ""]
+    runs, _ = runs_from_csv(tmp_path / "out" / "results.csv")
+    assert [r.steps for r in runs] == [400, 30]  # unbounded by steps: the steps its metrics.json recorded

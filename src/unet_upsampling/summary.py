@@ -13,10 +13,9 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from unet_upsampling.measures import SUMMARY, Measure, shown_in
+from unet_upsampling.measures import SPLITS, SUMMARY, Measure, shown_in
 
 log = logging.getLogger(__name__)
-SPLITS = ("init", "val", "test")
 
 
 def as_python(value: Any) -> Any:

@@ -18,6 +18,11 @@ FLOOR = 1e-9  # a flat-field std of 0 (a perfectly flat answer) has no place on 
 def quality_vs_artifacts(
     studies: dict[str, tuple[dict[str, list[Run]], str]], path: Path, x_key: str = "val/flat_std"
 ) -> Path:
+    quality_vs_artifacts_figure(studies, x_key).savefig(path, dpi=110)
+    return path
+
+
+def quality_vs_artifacts_figure(studies: dict[str, tuple[dict[str, list[Run]], str]], x_key: str) -> Figure:
     """One panel per dataset (label: (groups, the outcome key reported for it, test/dice or val/dice)): the
     outcome against ``x_key``, a colour per mode, its seeds as dots and one large dot at (median x, mean y): the
     artifact measure is skewed across seeds."""
@@ -44,5 +49,4 @@ def quality_vs_artifacts(
     fig.legend(
         handles=handles, loc="outside right upper", fontsize=8, title="mode: median x, mean y (large); seeds (dots)"
     )
-    fig.savefig(path, dpi=110)
-    return path
+    return fig

@@ -2,6 +2,10 @@
 directories (several directories of one study are merged).
 
 ``python scripts/report.py --summary DIR1 DIR2 ... --out DIR``: one summary across datasets (report/across.py).
+
+``python scripts/report.py --plateau SWEEP_N SWEEP_2N --out DIR``: the doubling rule per mode (report/plateau.py).
+
+Each directory may be a report's results.csv instead (a file, or a folder holding one and no run directory).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from unet_upsampling.report.compare import (
     select,
     selection_lines,
 )
+from unet_upsampling.report.plateau import DEFAULT_TOLERANCE, write_plateau
 from unet_upsampling.report.runs import RUN_COLUMNS, Run, by_mode, collect_runs, deduplicate, is_results_csv, load_runs
 from unet_upsampling.report.stats import finite, mean_interval, paired_difference
 from unet_upsampling.report.tables import fmt, fmt_interval, left_out_line, per_seed, row_cells, table
@@ -368,6 +373,22 @@ def main(argv: list[str] | None = None) -> None:
         help="instead: one study per dataset, each a sweep directory or the results.csv of its report; writes "
         "summary.md, summary.csv and quality_vs_artifacts.png to --out",
     )
+    parser.add_argument(
+        "--plateau",
+        type=Path,
+        nargs=2,
+        metavar=("SWEEP_N", "SWEEP_2N"),
+        help="instead: the same study at N and at 2N steps (each a sweep directory or its report's results.csv); "
+        "writes plateau.md and plateau.csv to --out: per mode, val/dice at N against 2N paired by seed",
+    )
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=DEFAULT_TOLERANCE,
+        help=f"with --plateau: a mode is at its plateau when 2N - N lies within ±this Dice (default "
+        f"{DEFAULT_TOLERANCE})",
+    )
+    parser.add_argument("--modes", nargs="+", help="with --plateau: only these modes (default: every common mode)")
     parser.add_argument("--out", type=Path, default=None, help="where to write (default: the first multirun directory)")
     parser.add_argument("--reference", default="deconv", help="the mode paired differences are taken against")
     parser.add_argument(
@@ -382,15 +403,22 @@ def main(argv: list[str] | None = None) -> None:
         help="leave out predictions.png, which shows the dataset's images (for data you may not redistribute)",
     )
     args = parser.parse_args(argv)
-    if bool(args.multirun_dir) == (args.summary is not None):
-        parser.error("give either multirun directories or --summary SWEEP_DIR [SWEEP_DIR ...]")
-    if args.summary and args.out is None:
-        parser.error("--summary needs --out")
+    if sum([bool(args.multirun_dir), args.summary is not None, args.plateau is not None]) != 1:
+        parser.error(
+            "give either multirun directories, --summary SWEEP_DIR [SWEEP_DIR ...] or --plateau SWEEP_N SWEEP_2N"
+        )
+    for flag in ("summary", "plateau"):
+        if getattr(args, flag) and args.out is None:
+            parser.error(f"--{flag} needs --out")
+    if not args.tolerance > 0:
+        parser.error(f"--tolerance must be a positive Dice difference such as 0.005, not {args.tolerance}")
     if not args.margin > 0:
         parser.error(f"--margin must be a positive Dice difference such as 0.01, not {args.margin}")
     try:
         if args.summary:
             paths = write_summary(args.summary, args.out, args.reference, args.margin)
+        elif args.plateau:
+            paths = write_plateau(*args.plateau, args.out, args.tolerance, args.modes)
         else:
             paths = write_report(args.multirun_dir, args.out, args.reference, not args.no_data_figures, args.margin)
     except (FileNotFoundError, UserError) as error:  # a wrong path or file: the message names it and the fix
