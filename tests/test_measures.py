@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -10,18 +11,26 @@ import pytest
 import torch
 
 from unet_upsampling.measures import (
+    ARTIFACT,
+    COST,
+    DETAILS,
     END,
     EVAL,
     FIT,
     HPARAMS,
     INITIAL,
+    KINDS,
     LOG,
     MEASURES,
     PROGRESS,
+    REPORT,
     SUMMARY,
     MeasuredValues,
+    across_keys,
     keys,
     line,
+    measure_of,
+    report_keys,
     which_validation,
 )
 from unet_upsampling.summary import summary_rows
@@ -86,3 +95,40 @@ def test_measured_values_leave_out_keys_an_earlier_validation_logged():
     measured.start(fake)
     metrics["val/dice"] = torch.tensor(0.5)  # logged again, same value: measured
     assert measured.measured(fake) == {"val/dice": 0.5}
+
+
+def test_the_report_and_the_summary_take_their_columns_from_the_catalogue():
+    """The report's tables hold each measure shown in the report at each of its splits, once; the summary's columns
+    are the measures marked ``across``, its median-and-range columns their artifact measures."""
+    from unet_upsampling.report import across, build
+
+    reported = [m for m in MEASURES if REPORT in m.shown]
+    expected = {m.key(s) for m in reported for s in m.splits} | {m.key() for m in reported if not m.per_split}
+    columns = [key for _, keys in build.TABLES for key in keys]
+    assert sorted(columns) == sorted(expected) and len(columns) == len(set(columns))
+    assert sum(map(len, (report_keys(kind) for kind in KINDS))) == len(columns)
+    assert across_keys() == across.COLUMNS and across.COLUMNS[0] == "val/dice"
+    assert tuple(k for k in across.COLUMNS if measure_of(k).kind == ARTIFACT) == across.SPREAD
+    assert {"val/flat_std", "val/shift1_disagree_pm"} <= set(across.SPREAD) and "params" not in across.SPREAD
+
+
+def test_every_key_names_its_measure():
+    for measure in MEASURES:
+        for split in measure.splits:
+            assert measure_of(measure.key(split)) is measure
+    assert measure_of("val/dice_c0") is None and measure_of("val/params") is None and measure_of("dice") is None
+    assert report_keys(ARTIFACT, ("init",))[:3] == ("init/pef2", "init/flat_pef2", "init/flat_std")
+    assert report_keys(COST) == ("params", "trainable_params", "train_time_s", "eval_time_s")
+
+
+def is_headline_or_detail(key: str) -> bool:
+    """A metrics.json key is a catalogue measure at one of its splits, or one of the details it names."""
+    measure = measure_of(key)
+    if measure is not None and (not measure.per_split or key.split("/")[0] in measure.splits):
+        return True
+    return any(re.fullmatch(pattern, key) for pattern in DETAILS)
+
+
+def test_a_key_outside_the_catalogue_is_caught():
+    assert is_headline_or_detail("val/flat_std_grey25") and is_headline_or_detail("test/dice_c3")
+    assert not is_headline_or_detail("val/new_measure") and not is_headline_or_detail("test/flat_std")

@@ -14,13 +14,15 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from PIL import Image
 from test_data import fake_pet_tree
+from test_measures import is_headline_or_detail
 
 from unet_upsampling import packing
-from unet_upsampling.report.build import write_report
+from unet_upsampling.report.build import TABLES, main, write_report
 
 from conftest import CONFIGS, ROOT, TINY, UPSAMPLE_MODES, compose_config, read_metrics, run_app
 
 FIGURES = [
+    "curves.png",
     "quality.png",
     "periodic_energy.png",
     "flat_fields.png",
@@ -52,8 +54,6 @@ def tiny_sweep(tmp_path_factory):
 
 
 def test_report_has_every_file_one_row_per_run_and_real_figures(tiny_sweep, monkeypatch):
-    from unet_upsampling.report.build import main
-
     main([str(tiny_sweep)])
     with (tiny_sweep / "results.csv").open() as f:
         rows = list(csv.DictReader(f))
@@ -72,8 +72,6 @@ def test_report_has_every_file_one_row_per_run_and_real_figures(tiny_sweep, monk
 
 
 def test_report_without_the_figure_that_shows_the_data(tiny_sweep):
-    from unet_upsampling.report.build import main
-
     main([str(tiny_sweep), "--out", str(tiny_sweep / "public"), "--no-data-figures"])
     written = {p.name for p in (tiny_sweep / "public").iterdir()}
     assert "predictions.png" not in written and {"flat_fields.png", "report.md", "results.csv"} <= written
@@ -95,6 +93,19 @@ def test_runs_log_what_a_user_sees_at_init_after_training_and_on_the_test_split(
         assert 0 <= metrics["val/shift1_disagree_pm"] <= 1000 and 0 <= metrics["val/nyquist_flips_pm"] <= 1000
     assert read_metrics(tiny_sweep / "1")["init/flat_std_grey25"] == 0  # nearest_conv: flat at every grey level
     assert read_metrics(tiny_sweep / "0")["init/flat_std_grey25"] > 0  # deconv_k3
+
+
+def test_every_measure_a_run_writes_is_in_the_catalogue_and_a_column_of_the_report(tiny_sweep):
+    """A new key in metrics.json fails here until the catalogue shows it (or names it a detail); a measure the
+    runs hold is a column of the report's tables."""
+    main([str(tiny_sweep), "--out", str(tiny_sweep / "columns")])
+    text = (tiny_sweep / "columns" / "report.md").read_text()
+    headers = [line for line in text.splitlines() if line.startswith("| mode | seeds |")]
+    columns = {cell.strip() for line in headers for cell in line.strip("|").split("|")[2:]}
+    for run in ("0", "1"):
+        metrics = read_metrics(tiny_sweep / run)
+        assert [k for k in metrics if not is_headline_or_detail(k)] == []
+        assert metrics.keys() & {k for _, keys in TABLES for k in keys} <= columns
 
 
 def test_runs_log_artifacts_at_init_and_after_training(tiny_sweep):

@@ -115,15 +115,16 @@ MEASURES: tuple[Measure, ...] = (
 )
 
 # Keys of metrics.json that are not headline measures: the report shows per-class values in its Dice per class
-# tables and the other periods of each PEF in periodic_energy.png; the rest is bookkeeping (the loss at init and
-# on test, the last epoch and step, whether the block maps a constant to a constant at init).
+# tables and the other periods of each PEF in periodic_energy.png; quality and the label measures at init are not
+# compared (the untrained network's labels); the rest is bookkeeping (the loss, the last epoch and step, the best
+# checkpoint, whether the block maps a constant to a constant at init).
 DETAILS = (
     r"(init|val|test)/(dice|iou)_c\d+",
     r"(init|val|test)/(flat_|noise_|prob_)?pef\d+",
     r"init/(dice|iou|boundary_f1)",
     r"(init|val|test)/loss",
-    r"(init|test)/(nyquist_flips_pm|prob_pef2|shift\d+_disagree_pm)",
-    r"(epoch|global_step|upsample_flat_at_init)",
+    r"init/(nyquist_flips_pm|prob_pef2|shift\d+_disagree_pm)",
+    r"(epoch|global_step|step|best_checkpoint|upsample_flat_at_init)",
 )
 
 
