@@ -230,8 +230,8 @@ def kept_figure_lines(names: list[str], out: Path) -> list[str]:
     for name in kept:
         commit = git_commit(out / name)
         lines.append(
-            f"`{name}` needs the run directories: it is not redrawn; the file kept here was drawn from them "
-            + (f"by the report of commit {commit}." if commit else "by an earlier report.")
+            f"`{name}` needs the run directories: it is not redrawn; the file kept here was drawn from them by an "
+            "earlier report" + (f", and committed in {commit}." if commit else ".")
         )
     if skipped:
         lines.append(
