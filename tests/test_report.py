@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import re
+import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,7 +19,15 @@ from scipy import stats
 
 from unet_upsampling.report.across import load_studies, resolvable_difference, write_summary
 from unet_upsampling.report.across_figures import quality_vs_artifacts_figure
-from unet_upsampling.report.build import TABLES, findings, flat_at_init, main, write_csv, write_report
+from unet_upsampling.report.build import (
+    TABLES,
+    findings,
+    flat_at_init,
+    kept_figure_lines,
+    main,
+    write_csv,
+    write_report,
+)
 from unet_upsampling.report.compare import Comparison, compare, pooled_model_fits, select, verdict
 from unet_upsampling.report.figures import curve, curves, image_dice, predictions_figure, quality_figure
 from unet_upsampling.report.runs import RUN_COLUMNS, Run, by_mode, collect_runs, deduplicate, runs_from_csv
@@ -797,3 +806,17 @@ def test_results_csv_records_each_runs_max_steps(tmp_path):
     assert [r["max_steps"] for r in rows] == ["400", ""]
     runs, _ = runs_from_csv(tmp_path / "out" / "results.csv")
     assert [r.steps for r in runs] == [400, 30]  # unbounded by steps: the steps its metrics.json recorded
+
+
+def test_a_kept_figure_names_the_commit_that_holds_it(tmp_path):
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "flat_fields.png").write_bytes(b"png")
+    subprocess.run([*git, "add", "flat_fields.png"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "figure"], check=True)
+    commit = subprocess.run(
+        [*git, "log", "-1", "--format=%h"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    kept, skipped = kept_figure_lines(["flat_fields.png", "spectra.png"], tmp_path)
+    assert kept.startswith("`flat_fields.png` needs the run directories") and f"committed in {commit} (" in kept
+    assert skipped.endswith("written from results.csv: `spectra.png`.")
