@@ -2,7 +2,8 @@
 validation measured them, and what one validation measured.
 
 The progress lines, train.log, the console summary, the loggers' hparams and the report read the
-catalogue. A new measure is one line in ``MEASURES``. A leaf module: it imports nothing of the project
+catalogue: the report's tables are ``report_keys(kind)``, the cross-dataset summary's columns ``across_keys()``.
+A new measure is one line in ``MEASURES``. A leaf module: it imports nothing of the project
 (nor torch or Lightning; the trainer and module are read by their public attributes), so the report can
 read it without pulling in training.
 """
@@ -53,7 +54,7 @@ class Measure:
 
 
 SPLITS = ("init", "val", "test")
-TRAINED = ("init", "val")  # artifact probes run on the network, not on the test images: at init and trained
+PROBED = ("init", "val")  # the flat-field probes feed the network no image: at init and the best checkpoint only
 SCORED = ("val", "test")
 GREY_LEVELS = (25, 50, 75)  # callbacks.artifact_probe.grey_levels, in per cent of the pixel range
 
@@ -61,23 +62,23 @@ MEASURES: tuple[Measure, ...] = (
     Measure("dice", "Dice", SCREENS, splits=SCORED, across=True),
     Measure("iou", "IoU", frozenset({SUMMARY, HPARAMS, REPORT}), splits=SCORED),
     Measure("boundary_f1", "boundary F1", SCREENS, splits=SCORED, across=True),
-    Measure("pef2", "logit PEF2", SCREENS, kind=ARTIFACT, splits=(*TRAINED, "test"), across=True),
-    Measure("flat_pef2", "flat-field PEF2", REPORTED, kind=ARTIFACT, splits=TRAINED),
-    Measure("flat_std", "flat-field std", SCREENS, kind=ARTIFACT, splits=TRAINED, across=True),
+    Measure("pef2", "logit PEF2", SCREENS, kind=ARTIFACT, splits=SPLITS, across=True),
+    Measure("flat_pef2", "flat-field PEF2", REPORTED, kind=ARTIFACT, splits=PROBED),
+    Measure("flat_std", "flat-field std", SCREENS, kind=ARTIFACT, splits=PROBED, across=True),
     *(
         Measure(
             f"flat_{stat}_grey{g}",
             f"flat-field {stat.upper() if stat == 'pef' else stat} at grey {g} %",
             REPORTED,
             kind=ARTIFACT,
-            splits=TRAINED,
+            splits=PROBED,
         )
         for g in GREY_LEVELS
         for stat in ("std", "pef")
     ),
-    Measure("noise_pef2", "noisy flat-field PEF2", REPORTED, kind=ARTIFACT, splits=TRAINED),
+    Measure("noise_pef2", "noisy flat-field PEF2", REPORTED, kind=ARTIFACT, splits=PROBED),
     Measure(
-        "kernel_imbalance", "kernel imbalance", frozenset({SUMMARY, HPARAMS, REPORT}), kind=ARTIFACT, splits=TRAINED
+        "kernel_imbalance", "kernel imbalance", frozenset({SUMMARY, HPARAMS, REPORT}), kind=ARTIFACT, splits=PROBED
     ),
     # What a user sees of the pattern (docs/modes.md): labels that change when the Nyquist band of the logits is
     # removed, the pattern in the class probabilities, labels that change when the image moves by 1 or 2 px.
