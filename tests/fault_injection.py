@@ -51,12 +51,15 @@ class SendSignal(L.Callback):
 
 
 class WaitFor(L.Callback):
-    """As training starts, creates ``<path>.ready`` and waits (up to 5 minutes) until ``path`` exists."""
+    """Before training step ``step`` + 1 (the checkpoints of step ``step`` written), creates ``<path>.ready`` and
+    waits (up to 5 minutes) until ``path`` exists: a test acts on a run paused at a known step."""
 
-    def __init__(self, path: str):
-        self.path = Path(path)
+    def __init__(self, path: str, step: int = 0):
+        self.path, self.step = Path(path), step
 
-    def on_train_start(self, trainer, pl_module) -> None:
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step != self.step:
+            return
         Path(f"{self.path}.ready").touch()
         deadline = time.time() + 300
         while not self.path.exists() and time.time() < deadline:

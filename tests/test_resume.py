@@ -34,8 +34,19 @@ def start(run_dir: Path, *extra: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "LOG_DIR": str(run_dir.parent / "logs")},
+        env={
+            **os.environ,
+            "LOG_DIR": str(run_dir.parent / "logs"),
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]),
+        },
     )
+
+
+def wait_for_file(path: Path, process: subprocess.Popen) -> None:
+    deadline = time.time() + 300
+    while not path.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert path.exists(), f"no {path} (process exit: {process.poll()})"
 
 
 def wait_for_checkpoint(run_dir: Path, step: int, process: subprocess.Popen) -> int:
@@ -86,21 +97,38 @@ def uninterrupted(tmp_path_factory) -> Path:
     return run_dir
 
 
-def test_a_killed_run_resumes_and_writes_what_the_uninterrupted_run_writes(uninterrupted, tmp_path, monkeypatch):
-    killed = tmp_path / "killed"
-    process = start(killed)
-    wait_for_checkpoint(killed, 2, process)
-    time.sleep(0.2)  # somewhere in the following steps
+def test_a_killed_run_refuses_a_second_run_then_resumes_and_writes_what_the_uninterrupted_run_writes(
+    uninterrupted, tmp_path, monkeypatch, capsys
+):
+    """While a run is alive, a second run in its directory is refused before it writes there (train.lock); kill -9
+    after the step-2 checkpoint, mid-epoch; the resume takes over the dead run's lock with a warning, continues
+    from step 2, writes what the uninterrupted run writes and leaves no lock behind."""
+    killed, go = tmp_path / "killed", tmp_path / "go"
+    pause = ["+callbacks.wait._target_=fault_injection.WaitFor", f"+callbacks.wait.path={go}", "+callbacks.wait.step=2"]
+    process = start(killed, *pause)
+    wait_for_file(Path(f"{go}.ready"), process)
+    assert torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
+    overrides, log = (killed / ".hydra" / "overrides.yaml").read_text(), (killed / "train.log").read_text()
+
+    assert run_app("train.py", *ARGS, "seed=5", f"hydra.run.dir={killed}", cwd=tmp_path, monkeypatch=monkeypatch) == 1
+    err = capsys.readouterr().err
+    assert f"{killed} is in use by another run (pid {process.pid} on {socket.gethostname()}, started " in err
+    assert f"its lock is {killed / 'train.lock'}). Wait for that run to end" in err and "Traceback" not in err
+    assert (killed / ".hydra" / "overrides.yaml").read_text() == overrides  # the refused run wrote nothing there
+    assert (killed / "train.log").read_text() == log
+
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert not (killed / "metrics.json").exists(), "the run finished before it was killed: kill it sooner"
-    saved = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    assert (killed / "train.lock").exists()  # as a kill -9 leaves it
     assert (
         run_app("train.py", *ARGS, "ckpt_path=last", f"hydra.run.dir={killed}", cwd=tmp_path, monkeypatch=monkeypatch)
         == 0
     )
-    assert_resumed_at(killed, saved)
+    taken_over = f"taking over the lock of a run that is no longer running (pid {process.pid} on"
+    assert taken_over in (killed / "train.log").read_text()
+    assert_resumed_at(killed, 2)
     assert_same_outputs(killed, uninterrupted)
+    assert not (killed / "train.lock").exists()
 
 
 def test_ctrl_c_after_a_mid_epoch_checkpoint_then_resume_writes_what_the_uninterrupted_run_writes(
@@ -144,50 +172,6 @@ def test_sigterm_exits_non_zero_keeps_last_checkpoint_and_says_how_to_resume(uni
     )
     assert_resumed_at(stopped, saved)
     assert_same_outputs(stopped, uninterrupted)
-
-
-def test_a_second_run_in_the_same_directory_is_refused_and_the_first_finishes(tmp_path, monkeypatch, capsys):
-    """train.lock: a second run in a busy directory is refused before it writes there; after the first ends, a
-    resume there works; a lock left by a process that is gone is taken over with a warning."""
-    run_dir, go = tmp_path / "run", tmp_path / "go"
-    short = [*TINY, "trainer.max_steps=2", "validations=1", "test=false", f"hydra.run.dir={run_dir}"]
-    wait = ["+callbacks.wait._target_=fault_injection.WaitFor", f"+callbacks.wait.path={go}"]
-    first = subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), *short, *wait],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])},
-    )
-    deadline = time.time() + 300
-    while not Path(f"{go}.ready").exists() and first.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    overrides = (run_dir / ".hydra" / "overrides.yaml").read_text()
-    log = (run_dir / "train.log").read_text()
-
-    assert run_app("train.py", *short, "seed=5", cwd=tmp_path, monkeypatch=monkeypatch) == 1
-    err = capsys.readouterr().err
-    assert f"{run_dir} is in use by another run (pid {first.pid} on {socket.gethostname()}, started " in err
-    assert f"its lock is {run_dir / 'train.lock'}). Wait for that run to end" in err and "Traceback" not in err
-    assert (run_dir / ".hydra" / "overrides.yaml").read_text() == overrides  # the refused run wrote nothing there
-    assert (run_dir / "train.log").read_text() == log
-
-    go.touch()
-    _, stderr = first.communicate(timeout=300)
-    assert first.returncode == 0, stderr[-3000:]
-    assert read_metrics(run_dir)["global_step"] == 2 and not (run_dir / "train.lock").exists()
-
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], check=True, capture_output=True, text=True
-    )
-    record = {"pid": int(dead.stdout), "host": socket.gethostname(), "started": "2026-12-04T00:00:00"}
-    (run_dir / "train.lock").write_text(json.dumps(record))  # as a kill -9 leaves it
-    assert run_app("train.py", *short, "ckpt_path=last", cwd=tmp_path, monkeypatch=monkeypatch) == 0
-    taken_over = f"taking over the lock of a run that is no longer running (pid {record['pid']} on"
-    log = (run_dir / "train.log").read_text()
-    assert taken_over in log and f"resuming from {run_dir / 'checkpoints' / 'last.ckpt'} at step 2" in log
-    assert not (run_dir / "train.lock").exists()
 
 
 def test_a_requeued_slurm_job_resumes_from_its_own_checkpoint(uninterrupted, tmp_path, monkeypatch):
