@@ -162,11 +162,31 @@ def check_roofline(report: dict) -> None:
         assert positive(r["bytes"]) and positive(r["achieved_flops_per_s"])
 
 
+def check_throughput(throughput: dict) -> None:
+    """Two train.py runs of 6 steps side by side, projected to 100-step study runs."""
+    row = throughput["2"]
+    assert (row["runs"], row["steps"], row["batch_size"], row["study_steps"]) == (2, 6, 4, 100)
+    assert all(positive(row[k]) for k in ("wall_s", "step_ms", "startup_s", "images_per_s_together"))
+    assert row["study_run_wall_s"] == pytest.approx(row["wall_s"] + 94 * row["step_ms"] / 1e3)
+    assert row["study_runs_per_hour"] == pytest.approx(2 * 3600 / row["study_run_wall_s"])
+    assert row["images_per_s_together"] == pytest.approx(2 * 4 / (row["step_ms"] / 1e3))
+
+
 @pytest.mark.slow
 def test_benchmark_json_has_every_field(tmp_path, capsys, one_thread):
-    """Every part at a tiny size, train.py run included (about 30 s)."""
+    """Every part at a tiny size, train.py run included, and --throughput 2: one train.py sweep of two runs at once
+    through the joblib launcher, projected to a study run (about a minute on 2 cores)."""
     pytest.importorskip("monai", reason="the benchmark's MONAI part needs the bench extra (in dev)")
-    report = run_tiny(tmp_path)
+    report = run_tiny(
+        tmp_path,
+        "validations=2",  # beside TINY_BENCH's overrides: argparse takes the positionals in one run
+        "--throughput",
+        "2",
+        "--throughput-steps",
+        "6",
+        "--study-steps",
+        "100",
+    )
     printed = capsys.readouterr().out
     assert "ours / MONAI" in printed and "train.py / plain" in printed and "data pipeline" in printed
     assert "per image (img/s ratio)" in printed and "per FLOP (FLOP/s ratio)" in printed
@@ -185,7 +205,7 @@ def test_benchmark_json_has_every_field(tmp_path, capsys, one_thread):
     check_roofline(report)
     assert "device ceilings (cpu)" in printed and "bound (its share of the step)" in printed
     check_lightning_part(report["lightning"])
-    assert report["throughput"] is None  # --throughput not given
+    check_throughput(report["throughput"])
 
     pipeline = report["pipeline"]
     assert positive(pipeline["generation_images_per_s"]) and positive(pipeline["model_images_per_s"])
@@ -221,6 +241,7 @@ def test_benchmark_json_has_every_field(tmp_path, capsys, one_thread):
 def test_benchmark_skipped_parts_are_null(tmp_path, one_thread):
     report = run_tiny(tmp_path, *SKIP_ALL, "--no-variants")
     assert report["lightning"] is None and report["pipeline"] is None and report["inference"] is None
+    assert report["throughput"] is None  # --throughput not given
     assert report["training"]["pixelshuffle"]["ours_contiguous"] is None  # no layout variants
     assert report["training"]["pixelshuffle"]["ratio_channels_last_vs_contiguous"] is None
     assert positive(report["training"]["pixelshuffle"]["ours"]["images_per_s"])
@@ -490,30 +511,6 @@ def test_fused_adamw_where_asked_and_the_same_update(one_thread):
     assert explicit.configure_optimizers().defaults["fused"] is False  # the optimiser's own argument wins
     with pytest.raises(ConfigError, match=r"task\.fused_optimizer=true: RMSprop has no fused implementation"):
         tiny_task("task.optimizer._target_=torch.optim.RMSprop", "task.fused_optimizer=true")
-
-
-@pytest.mark.slow
-def test_study_throughput_runs_train_py_side_by_side(tmp_path, one_thread):
-    """--throughput 2: one train.py sweep of two runs at once through the joblib launcher, projected to a
-    study run (about a minute on 2 cores: two worker processes start torch)."""
-    report = run_tiny(
-        tmp_path,
-        "validations=2",  # beside TINY_BENCH's overrides: argparse takes the positionals in one run
-        *SKIP_ALL,
-        "--no-variants",
-        "--throughput",
-        "2",
-        "--throughput-steps",
-        "6",
-        "--study-steps",
-        "100",
-    )
-    row = report["throughput"]["2"]
-    assert (row["runs"], row["steps"], row["batch_size"], row["study_steps"]) == (2, 6, 4, 100)
-    assert all(positive(row[k]) for k in ("wall_s", "step_ms", "startup_s", "images_per_s_together"))
-    assert row["study_run_wall_s"] == pytest.approx(row["wall_s"] + 94 * row["step_ms"] / 1e3)
-    assert row["study_runs_per_hour"] == pytest.approx(2 * 3600 / row["study_run_wall_s"])
-    assert row["images_per_s_together"] == pytest.approx(2 * 4 / (row["step_ms"] / 1e3))
 
 
 def test_steady_step_keeps_validations_and_needs_three_steps():

@@ -287,8 +287,7 @@ def test_small_synthetic_images_work(tmp_path, monkeypatch):
         ("SIGTERM", "fit", "training", 3, 143),
         ("SIGTERM", "figures", "the validation of the best checkpoint (and its figures)", 4, 143),
         ("SIGTERM", "test", "the test of the best checkpoint", 4, 143),
-        ("SIGINT", "fit", "training", 3, 130),
-    ],
+    ],  # SIGINT (Ctrl-C, exit 130): tests/test_resume.py stops a run with it and resumes
 )
 def test_a_signal_in_any_phase_stops_the_run_saying_where_and_how_to_go_on(
     name, at, phase, step, code, tmp_path, monkeypatch, capsys

@@ -160,7 +160,7 @@ def test_submitit_local_executor_runs_a_sweep_and_returns_val_dice(tmp_path):
         "trainer.fast_dev_run=true",
         "test=false",
         *TINY,
-        "upsample=deconv,nearest_conv",
+        "upsample=deconv",
         f"hydra.sweep.dir={tmp_path / 'sweep'}",
         cwd=tmp_path,
     )
@@ -169,7 +169,7 @@ def test_submitit_local_executor_runs_a_sweep_and_returns_val_dice(tmp_path):
         status, job_return = pickle.loads(path.read_bytes())
         assert status == "success"
         returned[job_return.hydra_cfg.hydra.job.num] = job_return.return_value
-    assert sorted(returned) == [0, 1]
+    assert sorted(returned) == [0]
     for num, value in returned.items():
         assert value == pytest.approx(read_metrics(tmp_path / "sweep" / str(num))["val/dice"])
 
