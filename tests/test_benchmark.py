@@ -63,6 +63,7 @@ TINY_BENCH = [
     "data.source.train=16",
     "data.source.val=4",
     "data.source.test=4",
+    "data.min_batches_per_epoch=1",  # an epoch of 4 steps
 ]
 SKIP_ALL = ["--skip", "train_py", "pipeline", "inference"]
 
@@ -360,6 +361,7 @@ def test_no_host_sync_per_training_step(tmp_path, one_thread):
             "data.source.size=48",
             "data.source.val=2",
             "data.source.test=0",
+            "data.min_batches_per_epoch=1",
             f"hydra.run.dir={tmp_path}",
             "trainer.log_every_n_steps=4",
         ],
