@@ -47,7 +47,15 @@ def test_synthetic_datamodule_batches():
 def folder_datamodule(root, *overrides):
     return instantiate(
         compose_config(
-            "train", ["data=folder", f"data.source.root={root}", "data.crop_size=32", "data.batch_size=2", *overrides]
+            "train",
+            [
+                "data=folder",
+                f"data.source.root={root}",
+                "data.crop_size=32",
+                "data.batch_size=2",
+                "data.min_batches_per_epoch=1",
+                *overrides,
+            ],
         ).data
     )
 

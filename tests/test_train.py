@@ -187,6 +187,7 @@ def test_folder_data_trains_and_validates_on_full_odd_sized_images(folder_binary
             "data.source.mask_values={0:0,255:1}",
             "data.crop_size=32",
             "data.batch_size=2",
+            "data.min_batches_per_epoch=1",
             "model.depth=3",
             "model.base_channels=4",
             "trainer.max_epochs=1",
