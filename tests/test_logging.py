@@ -345,8 +345,9 @@ class LossRecorder(L.Callback):
 
 
 def test_the_training_loss_reaches_the_log_at_logging_steps_and_validations_only(tmp_path):
-    """log_every_n_steps=3 over 7 steps of 2-step epochs, a validation at step 4: train/loss is that step's loss,
-    train/loss_mean the mean of the steps since the last mean (steps 1-3, 4, 5-6); nothing at epoch ends."""
+    """log_every_n_steps=3 over 8 steps of 2-step epochs, validations after steps 4 and 8: train/loss is that step's
+    loss, train/loss_mean the mean of the steps since the last mean (steps 1-3, 4, 5-6, 7-8); nothing at epoch
+    ends."""
     from unet_upsampling.builders import build_datamodule, build_loggers, build_task, build_trainer
     from unet_upsampling.train import validation_schedule
 
@@ -354,7 +355,7 @@ def test_the_training_loss_reaches_the_log_at_logging_steps_and_validations_only
         "train",
         [
             *TINY,
-            "trainer.max_steps=7",
+            "trainer.max_steps=8",
             "trainer.max_epochs=-1",
             "trainer.log_every_n_steps=3",
             "validations=2",
@@ -369,7 +370,7 @@ def test_the_training_loss_reaches_the_log_at_logging_steps_and_validations_only
     with (tmp_path / "csv" / "metrics.csv").open() as file:
         rows = [r for r in csv.DictReader(file) if r["train/loss"] or r["train/loss_mean"]]
     loss = recorder.losses
-    assert len(loss) == 7
+    assert len(loss) == 8
     logged = [(r["step"], r["train/loss"] and float(r["train/loss"]), float(r["train/loss_mean"])) for r in rows]
     assert (
         logged
@@ -377,6 +378,7 @@ def test_the_training_loss_reaches_the_log_at_logging_steps_and_validations_only
             ("2", pytest.approx(loss[2]), pytest.approx(np.mean(loss[:3]))),  # the csv's step: Lightning's, one less
             ("4", "", pytest.approx(loss[3])),  # the validation after 4 steps
             ("5", pytest.approx(loss[5]), pytest.approx(np.mean(loss[4:6]))),
+            ("8", "", pytest.approx(np.mean(loss[6:8]))),  # the validation after the last step
         ]
     )
     assert all(r["val/dice"] for r in rows if not r["train/loss"])
