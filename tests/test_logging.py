@@ -426,3 +426,22 @@ def test_a_row_cut_short_by_a_kill_is_left_out_when_the_run_resumes(tmp_path):
             ("12", "0.3333333333333333"),
             ("13", "0.25"),
         ]
+
+
+def test_the_loss_sums_travel_in_checkpoints_and_an_altered_entry_is_refused():
+    import torch
+
+    from unet_upsampling.builders import build_task
+    from unet_upsampling.errors import CheckpointError
+    from unet_upsampling.task import LOSS_MEAN_KEY
+
+    task = build_task(OmegaConf.to_container(compose_config("train", TINY), resolve=True))
+    task.loss_sum, task.loss_steps = torch.tensor(2.5), 3
+    checkpoint = {"global_step": 7}
+    task.on_save_checkpoint(checkpoint)
+    resumed = build_task(OmegaConf.to_container(compose_config("train", TINY), resolve=True))
+    resumed.on_load_checkpoint(checkpoint)
+    assert (float(resumed.loss_sum), resumed.loss_steps) == (2.5, 3)
+    checkpoint[LOSS_MEAN_KEY]["steps"] = torch.tensor(1.5)
+    with pytest.raises(CheckpointError, match="not a loss sum and a count of steps"):
+        resumed.on_load_checkpoint(checkpoint)
