@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "src" / "unet_upsampling" / "configs"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 UPSAMPLE_MODES = sorted(p.stem for p in (CONFIGS / "upsample").glob("*.yaml"))
-# Small enough for a 2-core CPU: a depth-2 UNet of width 4 on 48 px crops.
+# Small enough for a 2-core CPU: a depth-2 UNet of width 4 on 48 px crops; an epoch is one pass over the 8 training
+# images (2 steps). Keep data.min_batches_per_epoch last: some tests take TINY[1:] or TINY[4:].
 TINY = [
     "model.depth=2",
     "model.base_channels=4",
@@ -34,6 +35,7 @@ TINY = [
     "data.source.val=4",
     "data.source.test=4",
     "data.source.size=48",
+    "data.min_batches_per_epoch=1",
 ]
 ENTRY_POINTS = {"train.py": train.main, "eval.py": evaluate.main, "predict.py": predict.main}
 

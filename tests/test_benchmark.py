@@ -6,6 +6,7 @@ import json
 import math
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning as L
 import pytest
@@ -63,6 +64,7 @@ TINY_BENCH = [
     "data.source.train=16",
     "data.source.val=4",
     "data.source.test=4",
+    "data.min_batches_per_epoch=1",  # an epoch of 4 steps
 ]
 SKIP_ALL = ["--skip", "train_py", "pipeline", "inference"]
 
@@ -381,6 +383,7 @@ def test_no_host_sync_per_training_step(tmp_path, one_thread):
             "data.source.size=48",
             "data.source.val=2",
             "data.source.test=0",
+            "data.min_batches_per_epoch=1",
             f"hydra.run.dir={tmp_path}",
             "trainer.log_every_n_steps=4",
         ],
@@ -570,3 +573,46 @@ def test_the_gpu_session_script_parses_and_brings_back_one_tarball():
     text = script.read_text()
     assert "--throughput 1 4 8" in text and "--exclude='*.ckpt'" in text and "gpu_session.tar.gz" in text
     assert "GPU_SESSION_DRY" in text  # the tiny CPU dry run
+
+
+def test_host_share_times_both_sides_alternating_and_takes_the_median_ratio(monkeypatch, capsys):
+    """Fake runs of 1 s (plain) and 1.5 s a step (train.py, a 10 s hiccup in its warm-up): 1000 and 1500 ms a step,
+    ratio 1.5; train.py gets the run's length, one validation after the last step and each training-set size."""
+    from bench import host_share
+
+    calls = []
+
+    def plain(args, overrides, epochs, max_steps):
+        calls.append(("plain", overrides))
+        return {"batch_end_s": [float(s) for s in range(max_steps)], "steps_per_epoch": 2}
+
+    def train_py(args, overrides, workdir, index):
+        calls.append(("train_py", overrides))
+        return {"batch_end_s": [10.0 + 1.5 * s if s else 0.0 for s in range(args.steps)]}
+
+    monkeypatch.setattr(host_share, "plain_loop", plain)
+    monkeypatch.setattr(host_share, "train_py_run", train_py)
+    rows = host_share.main(["--images", "16", "512", "--steps", "6", "--warmup-steps", "1", "--repeats", "3"])
+    assert [(r["images"], r["plain_ms_median"], r["train_py_ms_median"], r["ratio_median"]) for r in rows] == [
+        (16, 1000.0, 1500.0, 1.5),
+        (512, 1000.0, 1500.0, 1.5),
+    ]
+    assert [side for side, _ in calls[:6]] == ["plain", "train_py", "train_py", "plain", "plain", "train_py"]
+    assert all("data.source.train=16" in o for _, o in calls[:6]) and all(
+        "data.source.train=512" in o for _, o in calls[6:]
+    )
+    assert {"trainer.max_steps=6", "validations=1"} <= set(calls[1][1])
+    assert (
+        "| 16 (2) | 1000.0 [1000.0, 1000.0, 1000.0] | 1500.0 [1500.0, 1500.0, 1500.0] | 1.50 [1.50, 1.50, 1.50] |"
+        in (capsys.readouterr().out)
+    )
+
+
+def test_the_plain_loop_stops_at_max_steps_within_an_epoch(one_thread):
+    from bench.host_share import TINY_NET
+    from bench.lightning_loop import plain_loop
+
+    args = SimpleNamespace(device="cpu", bf16=False)
+    loop = plain_loop(args, [*TINY_NET, "data.source.train=16", "data.min_batches_per_epoch=1"], 3, max_steps=5)
+    assert len(loop["batch_end_s"]) == 5 and loop["steps_per_epoch"] == 2
+    assert len(loop["epoch_s"]) == 3 and loop["batch_end_s"] == sorted(loop["batch_end_s"])

@@ -13,7 +13,7 @@ from unet_upsampling.checks import check_run
 from unet_upsampling.data.folder import image_files
 from unet_upsampling.data.synthetic import render, synthetic_splits
 from unet_upsampling.data.torchvision_sets import oxford_pet_splits, voc_splits
-from unet_upsampling.errors import ConfigError, DataError
+from unet_upsampling.errors import CheckpointError, ConfigError, DataError
 
 from conftest import TINY, compose_config, run_app, write_pair
 
@@ -47,7 +47,15 @@ def test_synthetic_datamodule_batches():
 def folder_datamodule(root, *overrides):
     return instantiate(
         compose_config(
-            "train", ["data=folder", f"data.source.root={root}", "data.crop_size=32", "data.batch_size=2", *overrides]
+            "train",
+            [
+                "data=folder",
+                f"data.source.root={root}",
+                "data.crop_size=32",
+                "data.batch_size=2",
+                "data.min_batches_per_epoch=1",
+                *overrides,
+            ],
         ).data
     )
 
@@ -238,3 +246,61 @@ def test_voc_adapter_on_fake_tree(tmp_path):
     splits = voc_splits(str(tmp_path))
     image, mask = splits["val"][0]
     assert image.shape == (17, 23, 3) and set(np.unique(mask)) == {0, 15, 255}
+
+
+def tiny_datamodule(*overrides: str):
+    """TINY's data (8 training images, batches of 4: 2 a pass), with ``overrides`` after it."""
+    return instantiate(compose_config("train", [*TINY, *overrides]).data)
+
+
+def epoch_batches(loader, epoch: int) -> list:
+    loader.sampler.set_epoch(epoch)  # as Lightning does at every epoch's start
+    return list(loader)
+
+
+def same_batches(a: list, b: list) -> bool:
+    return len(a) == len(b) and all(
+        torch.equal(x, y) for p, q in zip(a, b, strict=True) for x, y in zip(p, q, strict=True)
+    )
+
+
+@pytest.mark.parametrize("images", [8, 10])
+def test_an_epoch_is_whole_passes_each_the_data_one_pass_epochs_give(images):
+    """data.min_batches_per_epoch=5 at 2 batches a pass: 3 passes an epoch, whose batches (order and augmentations)
+    are those of three one-pass epochs; 10 images: each pass drops its incomplete batch, as a one-pass epoch does."""
+    single = tiny_datamodule(f"data.source.train={images}").train_dataloader()
+    passes = tiny_datamodule(f"data.source.train={images}", "data.min_batches_per_epoch=5").train_dataloader()
+    assert (len(single), len(passes)) == (2, 6)
+    one_pass = [batch for epoch in range(6) for batch in epoch_batches(single, epoch)]
+    assert same_batches(epoch_batches(passes, 0) + epoch_batches(passes, 1), one_pass)
+
+
+def test_a_run_resumes_mid_epoch_in_the_pass_it_stopped_in():
+    """A checkpoint after 3 of an epoch's 6 batches (mid second pass): the resumed loader gives the other 3."""
+    whole = tiny_datamodule("data.min_batches_per_epoch=5")
+    loader = whole.train_dataloader()
+    uninterrupted = epoch_batches(loader, 1)
+    loader.sampler.set_epoch(1)
+    for taken, _ in enumerate(loader, start=1):
+        if taken == 3:
+            break
+    state = whole.state_dict()
+    assert state == {"train_epoch": 1, "train_batches_taken": 3, "train_passes_per_epoch": 3}
+    resumed = tiny_datamodule("data.min_batches_per_epoch=5")
+    resumed.load_state_dict(state)
+    assert same_batches(list(resumed.train_dataloader()), uninterrupted[3:])
+
+
+@pytest.mark.parametrize(
+    "state, fix",
+    [
+        ({"train_epoch": 1, "train_batches_taken": 3, "train_passes_per_epoch": 3}, "data.min_batches_per_epoch=6"),
+        ({"train_epoch": 1, "train_batches_taken": 1}, "data.min_batches_per_epoch=2"),  # before the passes: one
+    ],
+)
+def test_resuming_with_other_passes_per_epoch_is_refused_naming_the_setting(state, fix):
+    datamodule = tiny_datamodule("data.min_batches_per_epoch=9")  # 5 passes
+    with pytest.raises(ConfigError, match=rf"this run's 5 \(data.min_batches_per_epoch=9.*e\.g\. {fix}\)"):
+        datamodule.load_state_dict(state)
+    with pytest.raises(CheckpointError, match="not three counts"):
+        datamodule.load_state_dict(state | {"train_passes_per_epoch": 0})

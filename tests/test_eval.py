@@ -34,6 +34,7 @@ def folder_run(tmp_path_factory) -> Path:
             "data.source.mask_values={0:0,255:1}",
             "data.crop_size=32",
             "data.batch_size=2",
+            "data.min_batches_per_epoch=1",
             "model.depth=2",
             "model.base_channels=4",
             "trainer.max_epochs=1",

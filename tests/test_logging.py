@@ -9,11 +9,13 @@ import re
 import subprocess
 import sys
 
+import lightning as L
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 from PIL import Image
 
-from conftest import ROOT, TINY, read_metrics, run_app, write_pair
+from conftest import ROOT, TINY, compose_config, read_metrics, run_app, write_pair
 
 STEPS = ["trainer.max_steps=6", "trainer.max_epochs=-1", "validations=2", "test=false"]
 
@@ -172,7 +174,7 @@ def test_mlflow_local_store_holds_params_metrics_and_artifacts(tmp_path, monkeyp
     history = client.get_metric_history(run.info.run_id, "val/dice")
     assert metrics["val/dice"] == pytest.approx(next(m.value for m in history if m.step == metrics["step"]))
     assert run.data.metrics["init/dice"] == pytest.approx(metrics["init/dice"]) and "train_time_s" in run.data.metrics
-    assert "train/loss" in run.data.metrics or "train/loss_epoch" in run.data.metrics
+    assert "train/loss_mean" in run.data.metrics  # every validation during training logs it
     files = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"metrics.json", "flat_field.png", "predictions.png", "train.log", ".hydra"} <= files
     assert ".hydra/config.yaml" in {a.path for a in client.list_artifacts(run.info.run_id, ".hydra")}
@@ -202,6 +204,7 @@ def test_rgb_images_are_shown_in_colour(tmp_path, monkeypatch):
             "data.in_channels=3",
             "data.crop_size=32",
             "data.batch_size=2",
+            "data.min_batches_per_epoch=1",
             "model.depth=2",
             "model.base_channels=4",
             "trainer.max_epochs=1",
@@ -329,3 +332,116 @@ def test_run_log_names_each_checkpoint_write_once_at_its_step(tmp_path, caplog):
     (tmp_path / "tmp").write_bytes(b"6")
     os.replace(tmp_path / "tmp", last)
     assert log_at(6) == [f"checkpoint: {last} (step 6)"]
+
+
+class LossRecorder(L.Callback):
+    """Every step's training loss, as training_step returned it."""
+
+    def __init__(self):
+        self.losses: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.losses.append(float(outputs["loss"]))
+
+
+def test_the_training_loss_reaches_the_log_at_logging_steps_and_validations_only(tmp_path):
+    """log_every_n_steps=3 over 8 steps of 2-step epochs, validations after steps 4 and 8: train/loss is that step's
+    loss, train/loss_mean the mean of the steps since the last mean (steps 1-3, 4, 5-6, 7-8); nothing at epoch
+    ends."""
+    from unet_upsampling.builders import build_datamodule, build_loggers, build_task, build_trainer
+    from unet_upsampling.train import validation_schedule
+
+    cfg = compose_config(
+        "train",
+        [
+            *TINY,
+            "trainer.max_steps=8",
+            "trainer.max_epochs=-1",
+            "trainer.log_every_n_steps=3",
+            "validations=2",
+            f"hydra.run.dir={tmp_path}",
+        ],
+    )
+    data, recorder = build_datamodule(cfg), LossRecorder()
+    trainer = build_trainer(
+        cfg, [recorder], build_loggers(cfg), enable_progress_bar=False, **validation_schedule(cfg, data)
+    )
+    trainer.fit(build_task(OmegaConf.to_container(cfg, resolve=True)), datamodule=data)
+    with (tmp_path / "csv" / "metrics.csv").open() as file:
+        rows = [r for r in csv.DictReader(file) if r["train/loss"] or r["train/loss_mean"]]
+    loss = recorder.losses
+    assert len(loss) == 8
+    logged = [(r["step"], r["train/loss"] and float(r["train/loss"]), float(r["train/loss_mean"])) for r in rows]
+    assert (
+        logged
+        == [
+            ("2", pytest.approx(loss[2]), pytest.approx(np.mean(loss[:3]))),  # the csv's step: Lightning's, one less
+            ("4", "", pytest.approx(loss[3])),  # the validation after 4 steps
+            ("5", pytest.approx(loss[5]), pytest.approx(np.mean(loss[4:6]))),
+            ("8", "", pytest.approx(np.mean(loss[6:8]))),  # the validation after the last step
+        ]
+    )
+    assert all(r["val/dice"] for r in rows if not r["train/loss"])
+
+
+def test_a_save_appends_its_rows_and_a_new_key_rewrites_the_file(tmp_path, monkeypatch):
+    from unet_upsampling.loggers import CSVLogger, csv_logger
+
+    logger = CSVLogger(save_dir=tmp_path, name="csv", version="")
+    logger.log_metrics({"train/loss": 1.0}, step=0)
+    monkeypatch.setattr(csv_logger, "write_rows", lambda *a: pytest.fail("rewrote the file for a known key"))
+    for step in (1, 2):
+        logger.log_metrics({"train/loss": 1.0 / (step + 1)}, step=step)
+    monkeypatch.undo()
+    logger.log_metrics({"val/dice": 0.5}, step=3)
+    with (tmp_path / "csv" / "metrics.csv").open() as file:
+        reader = csv.DictReader(file)
+        assert reader.fieldnames == ["step", "train/loss", "val/dice"]
+        assert [(r["step"], r["train/loss"], r["val/dice"]) for r in reader] == [
+            ("0", "1.0", ""),
+            ("1", "0.5", ""),
+            ("2", "0.3333333333333333", ""),
+            ("3", "", "0.5"),
+        ]
+
+
+def test_a_row_cut_short_by_a_kill_is_left_out_when_the_run_resumes(tmp_path):
+    """Killed inside the append of step 13's row, after its first digit: a resume at step 13 must not keep a row of
+    step "1"."""
+    from unet_upsampling.loggers import CSVLogger
+
+    logger = CSVLogger(save_dir=tmp_path, name="csv", version="")
+    for step in (10, 11, 12):
+        logger.log_metrics({"train/loss": 1.0 / (step - 9)}, step=step)
+    path = tmp_path / "csv" / "metrics.csv"
+    with path.open("a") as file:
+        file.write("1")
+    resumed = CSVLogger(save_dir=tmp_path, name="csv", version="")
+    resumed.resume_at(13)
+    resumed.log_metrics({"train/loss": 0.25}, step=13)
+    with path.open() as file:
+        assert [(r["step"], r["train/loss"]) for r in csv.DictReader(file)] == [
+            ("10", "1.0"),
+            ("11", "0.5"),
+            ("12", "0.3333333333333333"),
+            ("13", "0.25"),
+        ]
+
+
+def test_the_loss_sums_travel_in_checkpoints_and_an_altered_entry_is_refused():
+    import torch
+
+    from unet_upsampling.builders import build_task
+    from unet_upsampling.errors import CheckpointError
+    from unet_upsampling.task import LOSS_MEAN_KEY
+
+    task = build_task(OmegaConf.to_container(compose_config("train", TINY), resolve=True))
+    task.loss_sum, task.loss_steps = torch.tensor(2.5), 3
+    checkpoint = {"global_step": 7}
+    task.on_save_checkpoint(checkpoint)
+    resumed = build_task(OmegaConf.to_container(compose_config("train", TINY), resolve=True))
+    resumed.on_load_checkpoint(checkpoint)
+    assert (float(resumed.loss_sum), resumed.loss_steps) == (2.5, 3)
+    checkpoint[LOSS_MEAN_KEY]["steps"] = torch.tensor(1.5)
+    with pytest.raises(CheckpointError, match="not a loss sum and a count of steps"):
+        resumed.on_load_checkpoint(checkpoint)

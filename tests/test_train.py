@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 from PIL import Image
 
 from unet_upsampling.checkpoint import CONFIG_KEY, load_checkpoint
-from unet_upsampling.train import train
+from unet_upsampling.train import train, validation_schedule
 from unet_upsampling.trust import rebuild_eval_transform
 
 from conftest import SHARED_DATA, TINY, compose_config, read_metrics, run_app
@@ -187,6 +188,7 @@ def test_folder_data_trains_and_validates_on_full_odd_sized_images(folder_binary
             "data.source.mask_values={0:0,255:1}",
             "data.crop_size=32",
             "data.batch_size=2",
+            "data.min_batches_per_epoch=1",
             "model.depth=3",
             "model.base_channels=4",
             "trainer.max_epochs=1",
@@ -279,3 +281,29 @@ def test_short_training_on_isbi_membranes(tmp_path, monkeypatch):
         == 0
     )
     assert read_metrics(tmp_path)["val/dice_c1"] > MEMBRANE_DICE_THRESHOLD
+
+
+@pytest.mark.parametrize(
+    "overrides, every",
+    [
+        (["trainer.max_steps=12", "validations=3"], 4),
+        (["trainer.max_steps=100", "validations=3"], 50),  # not every 34: the last after step 68
+        (["trainer.max_steps=97", "validations=10"], 97),
+        (
+            ["trainer.max_steps=-1", "trainer.max_epochs=5", "data.min_batches_per_epoch=3", "validations=4"],
+            5,
+        ),  # 20 steps
+    ],
+)
+def test_validations_are_evenly_spaced_and_the_last_follows_the_last_step(overrides, every):
+    cfg = compose_config("train", [*TINY, "trainer.max_epochs=-1", *overrides])
+    schedule = validation_schedule(cfg, instantiate(cfg.data))
+    assert schedule == {"val_check_interval": every, "check_val_every_n_epoch": None}
+
+
+def test_the_default_run_trains_three_epochs_of_64_steps_validated_every_24():
+    """Synthetic data, 64 images in batches of 8: 8 passes an epoch (data.min_batches_per_epoch=64)."""
+    cfg = compose_config("train")
+    data = instantiate(cfg.data)
+    assert (len(data.train_dataloader()), data.passes_per_epoch(), cfg.trainer.max_epochs) == (64, 8, 3)
+    assert validation_schedule(cfg, data)["val_check_interval"] == 24

@@ -8,6 +8,7 @@ skip the test split. The first epoch of each run is warm-up; start-up is reporte
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -27,8 +28,9 @@ SCRIPTS = Path(__file__).resolve().parents[1]  # holds bench/, for the train.py 
 NAN = float("nan")
 
 
-def plain_loop(args, overrides: list[str], epochs: int) -> dict[str, Any]:
-    """The train.py model, data, loss, optimiser and schedule in a bare PyTorch loop."""
+def plain_loop(args, overrides: list[str], epochs: int, max_steps: int | None = None) -> dict[str, Any]:
+    """The train.py model, data, loss, optimiser and schedule in a bare PyTorch loop, for ``epochs`` epochs or
+    ``max_steps`` steps, whichever ends first; each epoch's order is the sampler's for that epoch, as in train.py."""
     from hydra.utils import instantiate
 
     cfg = compose(overrides)
@@ -38,13 +40,16 @@ def plain_loop(args, overrides: list[str], epochs: int) -> dict[str, Any]:
     task = task_of(cfg)
     net = task.net.to(args.device).train()
     loader = data.train_dataloader()
+    total = min(epochs * len(loader), max_steps or epochs * len(loader))
     optimizer = optimizer_on(task, args.device)([p for p in net.parameters() if p.requires_grad])
-    scheduler = task.scheduler_factory(optimizer, T_max=epochs * len(loader)) if task.scheduler_factory else None
+    scheduler = task.scheduler_factory(optimizer, T_max=total) if task.scheduler_factory else None
     bf16 = args.device == "cuda" and args.bf16
-    steps, epoch_times = [], []
-    for _ in range(epochs):
+    steps, epoch_times, ends = [], [], []
+    for epoch in range(epochs):
+        loader.sampler.set_epoch(epoch)
         start = last = time.perf_counter()
-        for image, mask in loader:
+        first = len(steps)
+        for image, mask in itertools.islice(loader, total - len(ends)):
             image, mask = image.to(args.device, non_blocking=True), mask.to(args.device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(args.device, dtype=torch.bfloat16, enabled=bf16):
@@ -57,10 +62,19 @@ def plain_loop(args, overrides: list[str], epochs: int) -> dict[str, Any]:
                 torch.cuda.synchronize()
             now = time.perf_counter()
             steps.append(now - last)
+            ends.append(now)
             last = now
-        steps.pop(-len(loader))  # the first interval of an epoch holds the loader's start-up, as in StepTimer
+        del steps[first : first + 1]  # the first interval of an epoch holds the loader's start-up, as in StepTimer
         epoch_times.append(last - start)
-    return {"step_s": steps, "epoch_s": epoch_times, "batch_size": data.batch_size}
+        if len(ends) == total:
+            break
+    return {
+        "step_s": steps,
+        "epoch_s": epoch_times,
+        "batch_end_s": ends,
+        "batch_size": data.batch_size,
+        "steps_per_epoch": len(loader),
+    }
 
 
 def subprocess_env() -> dict[str, str]:
@@ -69,14 +83,14 @@ def subprocess_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path, "UNET_BENCH_T0": repr(time.time())}
 
 
-def train_py_command(args, overrides: list[str], epochs: int, workdir: Path, index: int, out: Path) -> list[str]:
+def train_py_command(args, overrides: list[str], workdir: Path, index: int, out: Path) -> list[str]:
+    """``python -m unet_upsampling.train overrides...`` with the StepTimer, no test; the overrides set the run's
+    length and validations."""
     command = [
         sys.executable,
         "-m",
         "unet_upsampling.train",
         *overrides,
-        f"trainer.max_epochs={epochs}",
-        "validations=null",
         "test=false",
         f"hydra.run.dir={workdir / f'run_{index}'}",
         *(["trainer=gpu"] if args.device == "cuda" else ["trainer.accelerator=cpu"]),
@@ -88,9 +102,10 @@ def train_py_command(args, overrides: list[str], epochs: int, workdir: Path, ind
     return command
 
 
-def train_py_run(args, overrides: list[str], epochs: int, workdir: Path, index: int) -> dict[str, Any]:
+def train_py_run(args, overrides: list[str], workdir: Path, index: int) -> dict[str, Any]:
+    """One train.py subprocess (``train_py_command``): its StepTimer record and wall time."""
     out = workdir / f"train_py_{index}.json"
-    command = train_py_command(args, overrides, epochs, workdir, index, out)
+    command = train_py_command(args, overrides, workdir, index, out)
     start = time.perf_counter()
     result = subprocess.run(command, check=False, capture_output=True, text=True, env=subprocess_env(), cwd=workdir)
     wall = time.perf_counter() - start
@@ -136,7 +151,8 @@ def bench_lightning(args, base_overrides: list[str], workdir: Path) -> dict[str,
         batch_size = p["batch_size"]
         for key in plain:
             plain[key] += p[key][1:] if key == "epoch_s" else p[key]  # first epoch: warm-up
-        t = train_py_run(args, overrides, args.train_epochs, workdir, r)
+        per_epoch = [f"trainer.max_epochs={args.train_epochs}", "validations=null"]
+        t = train_py_run(args, [*overrides, *per_epoch], workdir, r)
         for key in real:
             value = t[key]
             real[key] += (value[1:] if key == "epoch_s" else value) if isinstance(value, list) else [value]

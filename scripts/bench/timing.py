@@ -23,7 +23,9 @@ from typing import Any
 import lightning as L
 import torch
 
-SYNC_METHODS = ("item", "tolist", "cpu", "numpy")
+# A tensor's value read on the host: a device sync on a GPU. bool() counts too: ``if tensor.any():`` syncs as
+# ``.item()`` does (torchmetrics' aggregation metrics check every update for NaN that way).
+SYNC_METHODS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__")
 
 
 def median(values: list[float]) -> float:
@@ -130,7 +132,7 @@ def model_flops(net: torch.nn.Module, image: torch.Tensor) -> tuple[float, float
 
 
 def sync_counter() -> tuple[Counter, Callable[[], None]]:
-    """Counts calls of Tensor.item/tolist/cpu/numpy by calling file; returns (counter, undo).
+    """Counts calls of ``SYNC_METHODS`` (Tensor.item, bool(tensor), ...) by calling file; returns (counter, undo).
 
     The optimiser's step counters are CPU tensors on every device (their ``.item()`` is no device
     sync), so calls from torch/optim are left out.

@@ -18,7 +18,7 @@ from unet_upsampling.measures import which_validation
 from unet_upsampling.metrics import BoundaryF1, nyquist_flips, periodic_energy_fraction, periods
 
 log = logging.getLogger(__name__)
-EPOCH_LOSS_KEY = "unet_upsampling_epoch_loss"
+LOSS_MEAN_KEY = "unet_upsampling_loss_mean"
 
 
 def dice_and_iou(stats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,6 +59,12 @@ class SegmentationTask(L.LightningModule):
     kernel for the whole update instead of a few per parameter tensor); null: where the parameters are on CUDA
     and the optimiser takes the argument. ``loss(logits, target)`` is a Hydra-built callable (configs/task/loss/);
     without one (a task rebuilt from a checkpoint, for inference) validation and test log no loss.
+
+    The training loss reaches the loggers at the steps Lightning logs (every ``trainer.log_every_n_steps``):
+    ``train/loss``, that step's, and ``train/loss_mean``, the mean over the steps since the mean was last logged,
+    which every validation during training logs too (beside ``val/loss``). Neither is logged at the other steps
+    nor at an epoch's end, and the mean is summed on the device: training turns no loss into a number (a host
+    sync that stalls a GPU) but at logging steps.
     """
 
     def __init__(
@@ -99,9 +105,12 @@ class SegmentationTask(L.LightningModule):
         self.fused_optimizer = fused_optimizer
         self.periods = periods(net.depth)
         self.checkpoint_step: int | None = None  # set by load_checkpoint: the step its weights were saved at
-        # The epoch mean of the training loss; its running sums travel in checkpoints (EPOCH_LOSS_KEY), so a run
-        # resumed mid-epoch logs the mean over the whole epoch, as the uninterrupted run does.
-        self.epoch_loss = MeanMetric()
+        # The training loss summed since train/loss_mean was last logged, and the steps summed; they travel in
+        # checkpoints (LOSS_MEAN_KEY), so a resumed run logs the means the uninterrupted run logs.
+        self.loss_sum: torch.Tensor | None = None
+        self.loss_steps = 0
+        self._step_loss: torch.Tensor | None = None
+        self._logged_at: int | None = None  # the global step whose losses were logged last
         self.metrics = nn.ModuleDict(
             {
                 split: nn.ModuleDict(
@@ -123,37 +132,55 @@ class SegmentationTask(L.LightningModule):
     def training_step(self, batch, batch_idx):
         image, mask = batch
         loss = self.loss_fn(self(image), mask)
-        # The step loss goes to the logger every trainer.log_every_n_steps; the progress bar shows the
-        # epoch mean. A per-step progress-bar value would turn the loss into a float after every
-        # batch: a host sync that stalls a GPU (benchmarks/ counts them).
-        self.log("train/loss", loss)
-        self.epoch_loss.update(loss.detach())
-        self.log("train/loss_epoch", self.epoch_loss, on_step=False, on_epoch=True, prog_bar=True)
+        self._step_loss = loss.detach()
+        self.loss_sum = self._step_loss.float() if self.loss_sum is None else self.loss_sum + self._step_loss
+        self.loss_steps += 1
         return loss
 
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        """At the steps Lightning hands logged values to the loggers (every ``trainer.log_every_n_steps``
+        optimiser steps, and when training stops): the losses, once per step (several batches make one with
+        ``accumulate_grad_batches``). Logged at no other step: ``self.log`` costs host time every call."""
+        trainer = self.trainer
+        step = trainer.global_step
+        if step == self._logged_at or (step % trainer.log_every_n_steps and not trainer.should_stop):
+            return
+        self._logged_at = step
+        self.log("train/loss", self._step_loss)
+        self.log_loss_mean()
+
+    def log_loss_mean(self) -> None:
+        """``train/loss_mean`` (averaged over DDP processes) when a step was summed since it was last logged; the
+        sums start again."""
+        if self.loss_steps:
+            self.log("train/loss_mean", self.loss_sum / self.loss_steps, sync_dist=True)
+        self.loss_sum, self.loss_steps = None, 0
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint[EPOCH_LOSS_KEY] = {k: v.detach().cpu().clone() for k, v in self.epoch_loss.metric_state.items()}
+        total = torch.zeros(()) if self.loss_sum is None else self.loss_sum.detach().cpu().clone()
+        checkpoint[LOSS_MEAN_KEY] = {"sum": total, "steps": torch.tensor(self.loss_steps)}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Weights restored by Lightning (``ckpt_path=``) keep their step: a validation does not restore the
         trainer's, and its lines name the step of the weights (``measures.which_validation``). A resumed run's
-        epoch loss goes on from the checkpoint's running sums."""
+        loss mean goes on from the checkpoint's sums."""
         self.checkpoint_step = checkpoint["global_step"]
-        state = checkpoint.get(EPOCH_LOSS_KEY)
-        if state is None:  # a checkpoint from before the key: the resumed epoch's mean covers its rest only
+        state = checkpoint.get(LOSS_MEAN_KEY)
+        if state is None:  # a checkpoint from before the key: the first mean after it covers the steps since
             return
-        names = set(self.epoch_loss.metric_state)
         if not (
             isinstance(state, dict)
-            and set(state) == names
+            and set(state) == {"sum", "steps"}
             and all(torch.is_tensor(v) and v.numel() == 1 for v in state.values())
+            and not state["steps"].is_floating_point()
+            and state["steps"] >= 0
         ):
             raise CheckpointError(
-                f"the checkpoint's {EPOCH_LOSS_KEY!r} entry is not the scalars {sorted(names)}: it was not written "
-                f"by this project's train.py, or was altered"
+                f"the checkpoint's {LOSS_MEAN_KEY!r} entry is not a loss sum and a count of steps: it was not "
+                f"written by this project's train.py, or was altered"
             )
-        for name, value in state.items():  # Lightning calls on_train_epoch_start, which clears them, at a new epoch
-            setattr(self.epoch_loss, name, value.to(self.epoch_loss.metric_state[name].dtype))
+        steps = int(state["steps"])
+        self.loss_sum, self.loss_steps = (state["sum"].float().reshape(()) if steps else None), steps
 
     def _evaluate(self, batch, split: str) -> torch.Tensor:
         image, mask = batch
@@ -191,6 +218,8 @@ class SegmentationTask(L.LightningModule):
 
     def on_validation_epoch_end(self):
         self._log_metrics("val")
+        if self.trainer.state.fn == "fit":
+            self.log_loss_mean()
 
     def test_step(self, batch, batch_idx):
         return self._evaluate(batch, "test")
@@ -227,9 +256,7 @@ class SegmentationTask(L.LightningModule):
         ]
 
     def on_train_epoch_start(self) -> None:
-        """A new epoch's loss mean starts from zero; the encoder stays frozen (no gradients, BatchNorm statistics
-        fixed) for the first epochs."""
-        self.epoch_loss.reset()  # not called when a resumed run goes on mid-epoch: the checkpoint's sums stay
+        """The encoder stays frozen (no gradients, BatchNorm statistics fixed) for the first epochs."""
         if not self.freeze_encoder_epochs:
             return
         frozen = self.current_epoch < self.freeze_encoder_epochs
@@ -247,6 +274,7 @@ class SegmentationTask(L.LightningModule):
         at this step, lr_t = eta_min + (lr_0 - eta_min)(1 + cos(pi t / T)) / 2, and goes on to zero at
         the new last step (the checkpoint's own T_max would wrap around and climb back to lr_0).
         """
+        self._logged_at = self.trainer.global_step  # nothing is logged before the first step of this fit
         total = self.total_steps()
         for config in self.trainer.lr_scheduler_configs:
             scheduler = config.scheduler

@@ -44,7 +44,9 @@ log = logging.getLogger(__name__)
 
 
 def validation_schedule(cfg: DictConfig, datamodule) -> dict[str, Any]:
-    """Trainer arguments for ``cfg.validations`` evenly spaced validations in optimiser steps (none if unset)."""
+    """Trainer arguments for at most ``cfg.validations`` validations evenly spaced in optimiser steps, the last one
+    after the last step (its weights are validated and checkpointed): every d steps, d the smallest divisor of the
+    run's steps that is at least steps / validations (192 steps, 10 validations: every 24). None if unset."""
     if cfg.get("validations") is None or cfg.trainer.get("fast_dev_run"):
         return {}
     world = cfg.trainer.devices * cfg.trainer.num_nodes if isinstance(cfg.trainer.devices, int) else 1
@@ -52,7 +54,9 @@ def validation_schedule(cfg: DictConfig, datamodule) -> dict[str, Any]:
     steps_per_epoch = max(1, len(datamodule.train_dataloader()) // max(1, world) // accumulate)
     max_steps, max_epochs = cfg.trainer.get("max_steps", -1), cfg.trainer.get("max_epochs")
     total = max_steps if max_steps and max_steps > 0 else (max_epochs or 1000) * steps_per_epoch
-    every = max(1, math.ceil(total / cfg.validations))
+    if total < 1:  # no step or epoch limit: the trainer's own cadence (once an epoch)
+        return {}
+    every = next(d for d in range(max(1, math.ceil(total / cfg.validations)), total + 1) if total % d == 0)
     return {"val_check_interval": every * accumulate, "check_val_every_n_epoch": None}
 
 

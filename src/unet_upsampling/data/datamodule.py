@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -28,16 +29,21 @@ warnings.filterwarnings(
 
 
 class EpochSampler(Sampler):
-    """Yields (index, augmentation seed) pairs: a permutation and seeds drawn from (seed, epoch) alone.
+    """Yields (index, augmentation seed) pairs: ``passes`` passes over the data, each a permutation and seeds drawn
+    from (seed, pass number) alone.
 
-    Each epoch's order and augmentations are then a function of the run's seed and the epoch
-    number, which Lightning passes to ``set_epoch``. ``start`` skips that many pairs of epoch
-    ``epoch`` (once): a run resumed from a mid-epoch checkpoint takes the rest of the epoch, with the
-    same augmentations, as the uninterrupted run would have.
+    Epoch ``e`` takes passes ``e * passes`` to ``e * passes + passes - 1``, so the data a run sees, pass after
+    pass, is the same whatever the passes per epoch, and each epoch's order and augmentations are a function
+    of the run's seed and the epoch number, which Lightning passes to ``set_epoch``. With several passes each
+    pass is cut to whole batches of ``batch_size``: a batch never mixes two passes, as it never mixes two
+    epochs (the loader drops the incomplete last batch). ``start`` skips that many pairs of epoch ``epoch``
+    (once): a run resumed from a mid-epoch checkpoint takes the rest of the epoch, with the same
+    augmentations, as the uninterrupted run would have.
     """
 
-    def __init__(self, length: int, seed: int, epoch: int = 0, start: int = 0):
-        self.length, self.seed, self.epoch, self.start = length, seed, epoch, start
+    def __init__(self, length: int, seed: int, epoch: int = 0, start: int = 0, passes: int = 1, batch_size: int = 1):
+        self.length, self.seed, self.epoch, self.start, self.passes = length, seed, epoch, start, passes
+        self.per_pass = length if passes == 1 else length // batch_size * batch_size
 
     def set_epoch(self, epoch: int) -> None:
         if epoch != self.epoch:
@@ -45,13 +51,16 @@ class EpochSampler(Sampler):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.length
+        return self.passes * self.per_pass
 
     def __iter__(self):
-        rng = np.random.default_rng([self.seed, self.epoch])
-        order, seeds = rng.permutation(self.length).tolist(), rng.integers(0, 2**31, self.length).tolist()
+        pairs = []
+        for number in range(self.epoch * self.passes, (self.epoch + 1) * self.passes):
+            rng = np.random.default_rng([self.seed, number])
+            order, seeds = rng.permutation(self.length).tolist(), rng.integers(0, 2**31, self.length).tolist()
+            pairs += list(zip(order, seeds, strict=True))[: self.per_pass]
         start, self.start = self.start, 0
-        return iter(list(zip(order, seeds, strict=True))[start:])
+        return iter(pairs[start:])
 
 
 class TrainLoader(DataLoader):
@@ -104,11 +113,13 @@ class SegmentationDataModule(L.LightningDataModule):
     """``source()`` returns {"train", "val"[, "test"]} datasets of (image HxWxC, mask HxW) arrays.
 
     Train batches are ``batch_size`` random crops of side ``crop_size`` (``train_transform`` makes
-    them); val/test are full images, any size, in batches of ``eval_batch_size`` (keep 1 when image
-    sizes differ). Both pipelines start by resizing by ``scale`` (as prediction does) and end with
-    ``normalize`` and the conversion to tensors. ``class_names`` label the classes in summaries and
-    reports (``class_0``, ... when None). ``pin_memory=None`` pins host memory when the trainer runs
-    on a GPU.
+    them); a training epoch is the fewest whole passes over the training set that give at least
+    ``min_batches_per_epoch`` batches (``passes_per_epoch``), so that a small training set does not pay
+    an epoch's end (hooks, logging, the loader's restart) every few steps. Val/test are full images, any
+    size, in batches of ``eval_batch_size`` (keep 1 when image sizes differ). Both pipelines start by
+    resizing by ``scale`` (as prediction does) and end with ``normalize`` and the conversion to tensors.
+    ``class_names`` label the classes in summaries and reports (``class_0``, ... when None).
+    ``pin_memory=None`` pins host memory when the trainer runs on a GPU.
     """
 
     def __init__(
@@ -126,6 +137,7 @@ class SegmentationDataModule(L.LightningDataModule):
         num_workers: int = 0,
         pin_memory: bool | None = None,
         seed: int = 0,
+        min_batches_per_epoch: int = 64,
         normalize: Mapping[str, float | Sequence[float]] | None = None,
         scale: float = 1.0,
     ):
@@ -137,6 +149,7 @@ class SegmentationDataModule(L.LightningDataModule):
             )
         self.class_names = [str(n) for n in class_names] if class_names else [f"class_{i}" for i in range(num_classes)]
         self.crop_size, self.seed, self.scale = crop_size, seed, scale
+        self.min_batches_per_epoch = min_batches_per_epoch
         self.normalize = dict(normalize or {"mean": 0.5, "std": 0.25})
         self.source = source
         self.train_transform = pipeline(train_transform, self.normalize, scale)
@@ -194,36 +207,61 @@ class SegmentationDataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
+    def passes_per_epoch(self) -> int:
+        """ceil(min_batches_per_epoch / batches per pass), at least 1: whole passes over the training set."""
+        self.setup()
+        return max(1, math.ceil(self.min_batches_per_epoch / (len(self.splits["train"]) // self.batch_size)))
+
     def train_dataloader(self) -> TrainLoader:
         """Shuffled batches; the first one after ``load_state_dict`` continues where the checkpoint's epoch was."""
         self.setup()
-        length = len(self.splits["train"])
         epoch, taken = self._resume_position
-        if taken >= length // self.batch_size:  # the checkpoint's epoch had ended: the next one starts afresh
-            epoch, taken = epoch + 1, 0
         self._resume_position = (0, 0)
+        sampler = EpochSampler(
+            len(self.splits["train"]), self.seed, passes=self.passes_per_epoch(), batch_size=self.batch_size
+        )
+        batches = len(sampler) // self.batch_size
+        if taken >= batches:  # the checkpoint's epoch had ended: the next one starts afresh
+            epoch, taken = epoch + 1, 0
         if taken:
-            log.info("train data: epoch %d continues at batch %d of %d", epoch, taken, length // self.batch_size)
-        sampler = EpochSampler(length, self.seed, epoch=epoch, start=taken * self.batch_size)
+            log.info("train data: epoch %d continues at batch %d of %d", epoch, taken, batches)
+        sampler.epoch, sampler.start = epoch, taken * self.batch_size
         self._train_loader = self._loader("train", self.batch_size, sampler, TrainLoader)
         return self._train_loader
 
     def state_dict(self) -> dict[str, int]:
-        """Where training is in its data: the epoch of the train loader and the batches of it taken so far."""
+        """Where training is in its data: the epoch of the train loader, the batches of it taken so far, and the
+        passes over the training set an epoch makes (the epoch and batch counts mean nothing with another)."""
         loader = self._train_loader
         if loader is None or not isinstance(loader.sampler, EpochSampler):
             return {}
-        return {"train_epoch": loader.sampler.epoch, "train_batches_taken": loader.taken}
+        return {
+            "train_epoch": loader.sampler.epoch,
+            "train_batches_taken": loader.taken,
+            "train_passes_per_epoch": loader.sampler.passes,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """From a checkpoint (data, refused unless plain counts): where the next train loader starts."""
-        position = tuple(state_dict.get(key) for key in ("train_epoch", "train_batches_taken"))
-        if not all(type(value) is int and value >= 0 for value in position):
+        """From a checkpoint (data, refused unless plain counts): where the next train loader starts. A checkpoint
+        whose epochs are another number of passes is refused (its epoch and batch counts would point elsewhere in
+        the data); one from before the passes were stored made one pass an epoch."""
+        keys = ("train_epoch", "train_batches_taken", "train_passes_per_epoch")
+        epoch, taken, passes = (state_dict.get(key, 1 if key == keys[2] else None) for key in keys)
+        if not all(type(value) is int and value >= 0 for value in (epoch, taken, passes)) or passes < 1:
             raise CheckpointError(
-                f"the checkpoint's data position ({type(self).__name__} entry) {state_dict!r} is not two counts "
-                f"(train_epoch, train_batches_taken): it was not written by this project's train.py, or was altered"
+                f"the checkpoint's data position ({type(self).__name__} entry) {state_dict!r} is not three counts "
+                f"({', '.join(keys)}): it was not written by this project's train.py, or was altered"
             )
-        self._resume_position = position
+        if passes != self.passes_per_epoch():
+            per_pass = len(self.splits["train"]) // self.batch_size
+            raise ConfigError(
+                f"the checkpoint's training epochs are {passes} pass(es) over the training set, this run's "
+                f"{self.passes_per_epoch()} (data.min_batches_per_epoch={self.min_batches_per_epoch}, {per_pass} "
+                f"batches a pass): resume with the checkpoint's data.min_batches_per_epoch (any value from "
+                f"{(passes - 1) * per_pass + 1} to {passes * per_pass} here, e.g. "
+                f"data.min_batches_per_epoch={passes * per_pass}), or train afresh without ckpt_path"
+            )
+        self._resume_position = (epoch, taken)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", self.eval_batch_size)
