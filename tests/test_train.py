@@ -288,7 +288,8 @@ def test_short_training_on_isbi_membranes(tmp_path, monkeypatch):
     [
         (["trainer.max_steps=12", "validations=3"], 4),
         (["trainer.max_steps=100", "validations=3"], 50),  # not every 34: the last after step 68
-        (["trainer.max_steps=97", "validations=10"], 97),
+        (["trainer.max_steps=97", "validations=10"], 10),  # a prime: every 10 (not one validation at 97)
+        (["trainer.max_steps=98", "validations=10"], 14),  # 7 validations, the last after step 98
         (
             ["trainer.max_steps=-1", "trainer.max_epochs=5", "data.min_batches_per_epoch=3", "validations=4"],
             5,

@@ -45,8 +45,10 @@ log = logging.getLogger(__name__)
 
 def validation_schedule(cfg: DictConfig, datamodule) -> dict[str, Any]:
     """Trainer arguments for at most ``cfg.validations`` validations evenly spaced in optimiser steps, the last one
-    after the last step (its weights are validated and checkpointed): every d steps, d the smallest divisor of the
-    run's steps that is at least steps / validations (192 steps, 10 validations: every 24). None if unset."""
+    after the last step where that keeps at least half of them (its weights are validated and checkpointed): every
+    d steps, d the smallest divisor of the run's steps from b = ceil(steps / validations) to 2b (192 steps, 10
+    validations: every 24), else every b (97 steps, 10 validations: every 10, the last at step 90). None if
+    unset."""
     if cfg.get("validations") is None or cfg.trainer.get("fast_dev_run"):
         return {}
     world = cfg.trainer.devices * cfg.trainer.num_nodes if isinstance(cfg.trainer.devices, int) else 1
@@ -56,7 +58,8 @@ def validation_schedule(cfg: DictConfig, datamodule) -> dict[str, Any]:
     total = max_steps if max_steps and max_steps > 0 else (max_epochs or 1000) * steps_per_epoch
     if total < 1:  # no step or epoch limit: the trainer's own cadence (once an epoch)
         return {}
-    every = next(d for d in range(max(1, math.ceil(total / cfg.validations)), total + 1) if total % d == 0)
+    base = max(1, math.ceil(total / cfg.validations))
+    every = next((d for d in range(base, 2 * base + 1) if total % d == 0), base)
     return {"val_check_interval": every * accumulate, "check_val_every_n_epoch": None}
 
 
