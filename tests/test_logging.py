@@ -7,7 +7,6 @@ import logging
 import os
 import re
 import subprocess
-import sys
 
 import lightning as L
 import numpy as np
@@ -46,29 +45,6 @@ def test_plain_progress_lines_when_stdout_is_not_a_terminal(tmp_path, monkeypatc
     assert len(validations) == 2 and all("dice " in line for line in validations)
     assert "validation before training at step 0" in out and "validation of the best checkpoint at step 6" in out
     assert "training done: step 6" in out
-
-
-@pytest.mark.slow
-def test_progress_reaches_a_log_file_while_the_run_goes(tmp_path):
-    """stdout redirected to a file, as under SLURM or nohup: lines arrive during the run, not at its end."""
-    log = tmp_path / "job.out"
-    with log.open("w") as out:
-        code = subprocess.call(
-            [
-                sys.executable,
-                str(ROOT / "train.py"),
-                *TINY,
-                *STEPS,
-                "callbacks.progress_bar.every_s=0",
-                f"hydra.run.dir={tmp_path / 'run'}",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=tmp_path,
-        )
-    text = log.read_text()
-    assert code == 0 and "\x1b" not in text
-    assert sum(line.startswith("epoch ") for line in text.splitlines()) >= 6
 
 
 def test_train_log_tells_the_story_of_a_run(tmp_path, monkeypatch):

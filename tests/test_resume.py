@@ -26,16 +26,18 @@ ARGS = [*BASE, "trainer.max_steps=12", "validations=6"]
 TIMES_AND_PATHS = {"train_time_s", "eval_time_s", "best_checkpoint"}
 
 
-def start(run_dir: Path, *extra: str) -> subprocess.Popen:
-    """train.py in a subprocess of its own: the process boundary is the point of these tests."""
+def start(run_dir: Path, *extra: str, stdout=subprocess.PIPE) -> subprocess.Popen:
+    """train.py in a subprocess of its own: the process boundary is the point of these tests. Python's own
+    buffering, as a user's shell has it (no PYTHONUNBUFFERED)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     return subprocess.Popen(
         [sys.executable, str(ROOT / "train.py"), *ARGS, *extra, f"hydra.run.dir={run_dir}"],
         cwd=run_dir.parent,
-        stdout=subprocess.PIPE,
+        stdout=stdout,
         stderr=subprocess.PIPE,
         text=True,
         env={
-            **os.environ,
+            **env,
             "LOG_DIR": str(run_dir.parent / "logs"),
             "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]),
         },
@@ -100,14 +102,20 @@ def uninterrupted(tmp_path_factory) -> Path:
 def test_a_killed_run_refuses_a_second_run_then_resumes_and_writes_what_the_uninterrupted_run_writes(
     uninterrupted, tmp_path, monkeypatch, capsys
 ):
-    """While a run is alive, a second run in its directory is refused before it writes there (train.lock); kill -9
-    after the step-2 checkpoint, mid-epoch; the resume takes over the dead run's lock with a warning, continues
-    from step 2, writes what the uninterrupted run writes and leaves no lock behind."""
-    killed, go = tmp_path / "killed", tmp_path / "go"
+    """While a run is alive, its progress lines reach the file its stdout is redirected to (as under SLURM or
+    nohup) and a second run in its directory is refused before it writes there (train.lock); kill -9 after the
+    step-2 checkpoint, mid-epoch; the resume takes over the dead run's lock with a warning, continues from step 2,
+    writes what the uninterrupted run writes and leaves no lock behind."""
+    killed, go, job_out = tmp_path / "killed", tmp_path / "go", tmp_path / "job.out"
     pause = ["+callbacks.wait._target_=fault_injection.WaitFor", f"+callbacks.wait.path={go}", "+callbacks.wait.step=2"]
-    process = start(killed, *pause)
+    with job_out.open("w") as out:
+        process = start(killed, *pause, "callbacks.progress_bar.every_s=0", stdout=out)
     wait_for_file(Path(f"{go}.ready"), process)
     assert torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
+    lines = job_out.read_text().splitlines()  # the run is paused before step 3: what it printed has arrived
+    steps = [" ".join(line.split()[:4]) for line in lines if line.startswith("epoch ")]
+    assert steps == ["epoch 0 step 1/12", "epoch 0 step 2/12"]  # a line a step at every_s=0
+    assert "validation at step 2: dice " in "\n".join(lines) and "\x1b" not in job_out.read_text()
     overrides, log = (killed / ".hydra" / "overrides.yaml").read_text(), (killed / "train.log").read_text()
 
     assert run_app("train.py", *ARGS, "seed=5", f"hydra.run.dir={killed}", cwd=tmp_path, monkeypatch=monkeypatch) == 1
