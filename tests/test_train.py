@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf, open_dict
+from omegaconf import open_dict
 from PIL import Image
 
 from unet_upsampling.checkpoint import CONFIG_KEY, load_checkpoint
@@ -76,26 +76,6 @@ def test_the_prediction_figure_shows_the_best_checkpoints_predictions(trained_ru
     with torch.no_grad():
         preds = task(torch.from_numpy(shown["images"])).argmax(1).numpy()
     assert shown["images"].shape[0] == 4 and np.array_equal(shown["preds"], preds)
-
-
-def test_multirun_makes_one_directory_per_mode(tmp_path, monkeypatch):
-    assert (
-        run_app(
-            "train.py",
-            "-m",
-            "upsample=deconv,nearest_conv",
-            "trainer.fast_dev_run=true",
-            *TINY,
-            f"hydra.sweep.dir={tmp_path}",
-            cwd=tmp_path,
-            monkeypatch=monkeypatch,
-        )
-        == 0
-    )
-    runs = sorted(p.parent for p in tmp_path.glob("*/metrics.json"))
-    assert [p.name for p in runs] == ["0", "1"]
-    assert ["upsample=deconv" in OmegaConf.load(p / ".hydra" / "overrides.yaml") for p in runs] == [True, False]
-    assert ["upsample=nearest_conv" in OmegaConf.load(p / ".hydra" / "overrides.yaml") for p in runs] == [False, True]
 
 
 def test_resume_from_last_checkpoint_continues_epoch_count(trained_run, tmp_path, monkeypatch, caplog):
