@@ -268,13 +268,15 @@ class SegmentationTask(L.LightningModule):
         return max(1, int(self.trainer.estimated_stepping_batches))
 
     def on_train_start(self) -> None:
-        """A resumed run given more (or fewer) steps than its checkpoint's schedule follows the new total.
+        """Losses are logged from this fit's first optimiser step on (not at a batch end before it, under gradient
+        accumulation); a resumed run given more (or fewer) steps than its checkpoint's schedule follows the new
+        total.
 
         The cosine schedule is set to where an uninterrupted run planned for the new total would be
         at this step, lr_t = eta_min + (lr_0 - eta_min)(1 + cos(pi t / T)) / 2, and goes on to zero at
         the new last step (the checkpoint's own T_max would wrap around and climb back to lr_0).
         """
-        self._logged_at = self.trainer.global_step  # nothing is logged before the first step of this fit
+        self._logged_at = self.trainer.global_step
         total = self.total_steps()
         for config in self.trainer.lr_scheduler_configs:
             scheduler = config.scheduler

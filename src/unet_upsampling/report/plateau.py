@@ -117,7 +117,7 @@ def write_plateau(
     out.mkdir(parents=True, exist_ok=True)
     rows, records = [], []
     for d in found:
-        t, (n, n2) = d.gain, d.steps
+        t, (n, n2), said = d.gain, d.steps, verdict(d, tolerance)
         at_n, at_2n = (mean_interval(list(per_seed(runs, KEY).values())) for runs in (d.at_n, d.at_2n))
         largest = float(np.max(np.abs(t.differences))) if t.n else np.nan
         rows.append(
@@ -130,7 +130,7 @@ def write_plateau(
                 fmt_interval(*at_2n),
                 fmt_interval(t.mean, t.low, t.high),
                 fmt(largest),
-                verdict(d, tolerance),
+                said,
             ]
         )
         records.append(
@@ -147,7 +147,7 @@ def write_plateau(
                 "gain high": t.high,
                 "largest seed gain": largest,
                 "tolerance": tolerance,
-                "at plateau": verdict(d, tolerance).startswith("**at plateau"),
+                "at plateau": said.startswith("**at plateau"),
             }
         )
     reached = [r for r, rec in zip(rows, records, strict=True) if rec["at plateau"]]
