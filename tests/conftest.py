@@ -47,10 +47,21 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 
 @pytest.fixture(autouse=True)
-def _seeded_random_state() -> None:
-    """Every test starts from the same random state, whichever tests ran before it in its worker."""
+def _same_start_state():
+    """Every test starts from the same random state and thread settings, whichever tests ran before it in its
+    worker: a run in this process (SplitThreads, the benchmark) may set torch's threads and OMP_NUM_THREADS, and
+    two threads per worker on a 2-core machine made later tests up to 7x slower."""
     torch.manual_seed(0)
     np.random.seed(0)
+    threads = torch.get_num_threads()
+    env = {key: os.environ.get(key) for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    yield
+    torch.set_num_threads(threads)
+    for key, value in env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -75,12 +75,11 @@ def positive(value) -> bool:
 
 @pytest.fixture
 def one_thread(monkeypatch):
-    """One torch thread: on a shared 2-core CPU, tiny ops spend most of their time in thread barriers."""
-    threads = torch.get_num_threads()
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # restored afterwards; the benchmark sets it for train.py
+    """One torch thread here and in train.py runs (conftest restores the setting afterwards): on a shared 2-core
+    CPU, tiny ops spend most of their time in thread barriers."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("MKL_NUM_THREADS", "1")
-    yield
-    torch.set_num_threads(threads)
+    torch.set_num_threads(1)
 
 
 def run_tiny(tmp_path: Path, *extra: str) -> dict:

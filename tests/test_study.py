@@ -214,13 +214,9 @@ def test_the_cpus_are_split_between_the_runs_side_by_side(monkeypatch):
     assert packing.cpu_share(4, cpus=2) == (1, 0)  # more runs than cores: one thread each, loading in-process
     monkeypatch.setattr(packing, "host_cpus", lambda: 6)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    threads = torch.get_num_threads()
-    try:
-        for mode, expected in ((RunMode.MULTIRUN, 3), (RunMode.RUN, 6)):
-            packing.SplitThreads(n_jobs=2).on_job_start(OmegaConf.create({"hydra": {"mode": mode}}))
-            assert torch.get_num_threads() == expected and os.environ["OMP_NUM_THREADS"] == str(expected)
-    finally:
-        torch.set_num_threads(threads)
+    for mode, expected in ((RunMode.MULTIRUN, 3), (RunMode.RUN, 6)):  # conftest restores the threads afterwards
+        packing.SplitThreads(n_jobs=2).on_job_start(OmegaConf.create({"hydra": {"mode": mode}}))
+        assert torch.get_num_threads() == expected and os.environ["OMP_NUM_THREADS"] == str(expected)
 
 
 def composed_sweep(*overrides: str):
