@@ -17,11 +17,11 @@ from omegaconf import OmegaConf
 from unet_upsampling.builders import build_task, build_trainer
 from unet_upsampling.errors import ConfigError
 
-from conftest import ROOT, compose_config
+from conftest import ROOT, TINY, compose_config, run_app
 
 sys.path.insert(0, str(ROOT / "scripts"))  # the benchmark is a tool beside the package: scripts/bench/
 
-from bench import ceilings, cli, machine, report, timing
+from bench import ceilings, cli, lightning_loop, machine, report, timing
 from bench.inference import fuse_batchnorm
 
 TINY_BENCH = [
@@ -525,6 +525,19 @@ def test_steady_step_keeps_validations_and_needs_three_steps():
         steady_step([0.0, 1.0])
 
 
+def test_a_packed_sweep_runs_one_run_per_seed_whatever_grid_its_experiment_sweeps(tmp_path, monkeypatch):
+    """The study experiments sweep learning rates too; the throughput sweep must still be N runs, not 3N. The
+    packed command runs here in this process, one job after the other (the basic launcher for joblib's)."""
+    from bench.throughput import packed_command
+
+    args = SimpleNamespace(modes=["deconv"], throughput_steps=3, device="cpu")
+    command = packed_command(args, ["experiment=upsample_study", *TINY], runs=2, sweep_dir=tmp_path / "sweep")
+    overrides = [o for o in command[command.index("unet_upsampling.train") + 1 :] if "launcher" not in o]
+    assert run_app("train.py", *overrides, "validations=1", cwd=tmp_path, monkeypatch=monkeypatch) == 0
+    runs = sorted(p.parent.name for p in (tmp_path / "sweep").glob("*/step_timer.json"))
+    assert runs == ["0", "1"]
+
+
 def test_roofline_names_the_limit_that_binds():
     """Each limit's floor is the time it alone allows; the largest binds (numbers of an H200-like device)."""
     device = {"matmul_flops_per_s": {"bfloat16": 800e12}, "copy_bytes_per_s": 4e12, "launch_s": 5e-6}
@@ -560,6 +573,15 @@ def test_device_ceilings_and_a_step_profile_on_a_cpu(one_thread):
     assert lines[1].startswith("device ceilings (cpu): 64^3 matrix product") and lines[-1].startswith(
         "| deconv | 1.00 |"
     )
+
+
+def test_the_train_py_runs_get_an_absolute_data_dir(tmp_path, monkeypatch):
+    """They start in their own directories: ``DATA_DIR=../shared/data`` (the dry run's) must still find the data."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATA_DIR", "../data")
+    assert lightning_loop.subprocess_env()["DATA_DIR"] == str(tmp_path.parent / "data")
+    monkeypatch.delenv("DATA_DIR")
+    assert "DATA_DIR" not in lightning_loop.subprocess_env()
 
 
 def test_the_gpu_session_script_parses_and_brings_back_one_tarball():

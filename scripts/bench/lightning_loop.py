@@ -78,9 +78,13 @@ def plain_loop(args, overrides: list[str], epochs: int, max_steps: int | None = 
 
 
 def subprocess_env() -> dict[str, str]:
-    """This process's environment with ``scripts/`` first on PYTHONPATH and the launcher's clock."""
+    """This process's environment with ``scripts/`` first on PYTHONPATH, the launcher's clock, and DATA_DIR made
+    absolute (the runs start in their own directories, where a relative one names nothing)."""
     path = os.pathsep.join(p for p in (str(SCRIPTS), os.environ.get("PYTHONPATH", "")) if p)
-    return {**os.environ, "PYTHONPATH": path, "UNET_BENCH_T0": repr(time.time())}
+    env = {**os.environ, "PYTHONPATH": path, "UNET_BENCH_T0": repr(time.time())}
+    if env.get("DATA_DIR"):
+        env["DATA_DIR"] = str(Path(env["DATA_DIR"]).resolve())
+    return env
 
 
 def train_py_command(args, overrides: list[str], workdir: Path, index: int, out: Path) -> list[str]:

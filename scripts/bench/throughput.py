@@ -39,6 +39,7 @@ def packed_command(args, overrides: list[str], runs: int, sweep_dir: Path) -> li
         *overrides,
         f"upsample={args.modes[0]}",
         f"seed={','.join(str(s) for s in range(runs))}",
+        "hydra.sweeper.params=null",  # the seeds alone: an experiment's own grid (its rates) would multiply the runs
         f"trainer.max_steps={args.throughput_steps}",
         "trainer.max_epochs=-1",
         "test=false",
