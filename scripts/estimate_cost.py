@@ -95,7 +95,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             net = build_task(OmegaConf.to_container(job, resolve=True)).net
             crop = (job.data.crop_size, job.data.crop_size)
             val_size = tuple(int(v) for v in args.val_size.split("x")) if args.val_size else crop
-            steps, batch, validations = job.trainer.max_steps, job.data.batch_size, (job.validations or 0) + 2
+            # the validations while training, the one before training, the best checkpoint's at the end (roughly: it
+            # is left out where the best is the final weights)
+            extra = int(job.get("validate_at_init", True)) + int(job.get("eval_weights", "best") == "best")
+            steps, batch, validations = job.trainer.max_steps, job.data.batch_size, (job.validations or 0) + extra
         train = flops(net, crop, backward=True) * steps * batch
         evaluate = flops(net.eval(), val_size, backward=False) * validations * args.val_images
         per_run[mode], gpu_s[mode] = train + evaluate, steps * rate

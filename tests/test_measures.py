@@ -16,6 +16,7 @@ from unet_upsampling.measures import (
     DETAILS,
     END,
     EVAL,
+    FINAL,
     FIT,
     HPARAMS,
     INITIAL,
@@ -24,6 +25,7 @@ from unet_upsampling.measures import (
     MEASURES,
     PROGRESS,
     REPORT,
+    REVALIDATION,
     SUMMARY,
     MeasuredValues,
     across_keys,
@@ -62,8 +64,10 @@ def test_every_screen_reads_the_catalogue():
     assert all(not k.startswith("test/") for k in keys(SUMMARY))
 
 
-def trainer(fn: str, global_step: int = 0, ckpt_path: str | None = None) -> SimpleNamespace:
-    return SimpleNamespace(state=SimpleNamespace(fn=fn), global_step=global_step, ckpt_path=ckpt_path)
+def trainer(fn: str, global_step: int = 0, ckpt_path: str | None = None, steps: int = 100) -> SimpleNamespace:
+    return SimpleNamespace(
+        state=SimpleNamespace(fn=fn), global_step=global_step, ckpt_path=ckpt_path, estimated_stepping_batches=steps
+    )
 
 
 @pytest.mark.parametrize(
@@ -72,12 +76,18 @@ def trainer(fn: str, global_step: int = 0, ckpt_path: str | None = None) -> Simp
         (trainer("validate"), None, (INITIAL, 0, "validation before training")),
         (trainer("fit", 30), None, (FIT, 30, "validation")),
         (trainer("fit", 30), 20, (FIT, 30, "validation")),  # resumed from step 20, now at 30
+        (trainer("fit", 100), None, (FINAL, 100, "final validation")),  # after the run's last step
+        (trainer("fit", 100, steps=float("inf")), None, (FIT, 100, "validation")),  # no step or epoch limit
         (
             trainer("validate", 90, "run/checkpoints/step_000060.ckpt"),
             60,
-            (END, 60, "validation of the best checkpoint"),
+            (REVALIDATION, 60, "validation of the best checkpoint"),
         ),
-        (trainer("test", 90, "run/checkpoints/step_000060.ckpt"), 60, (END, 60, "validation of the best checkpoint")),
+        (
+            trainer("test", 90, "run/checkpoints/step_000060.ckpt"),
+            60,
+            (REVALIDATION, 60, "validation of the best checkpoint"),
+        ),
         (trainer("validate", 90), None, (END, 90, "validation of the final weights")),  # checkpointing off
         (trainer("validate"), 60, (EVAL, 60, "evaluation of the checkpoint")),  # eval.py: load_checkpoint's weights
     ],

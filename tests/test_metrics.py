@@ -16,11 +16,10 @@ from unet_upsampling.metrics import (
     constant_in_constant_out,
     flat_field_response,
     kernel_imbalance,
-    nyquist_flips,
+    local_periodic_energy_fraction,
     periodic_energy_fraction,
     phase_gain_imbalance,
     radial_power_spectrum,
-    remove_nyquist,
     shift_disagreement,
 )
 from unet_upsampling.metrics.boundary import class_boundaries
@@ -268,7 +267,7 @@ def test_boundary_f1_of_a_wrong_prediction_stays_below_one_with_ignored_pixels()
     assert 0 < metric.compute() < 0.7
 
 
-# What a user sees: label flips from the Nyquist band, probabilities, shifts, flat fields at several grey levels.
+# What a user sees: the pattern tile by tile and in the probabilities, shifts, flat fields at several grey levels.
 
 
 def smooth_logits(size: int = 64) -> torch.Tensor:
@@ -276,33 +275,6 @@ def smooth_logits(size: int = 64) -> torch.Tensor:
     i, j = grid(size, size)
     f = torch.cos(2 * math.pi * 3 * i / size) + 0.7 * torch.sin(2 * math.pi * 2 * j / size) + 0.05
     return torch.stack([f, -f])[None].double()
-
-
-def test_removing_the_nyquist_band_removes_a_checkerboard_and_nothing_else():
-    smooth = smooth_logits()
-    i, j = grid(64, 64)
-    checkerboard = (-1.0) ** (i + j) + 0.5 * (-1.0) ** i * torch.cos(2 * math.pi * 5 * j / 64)  # both on the band
-    torch.testing.assert_close(remove_nyquist(smooth), smooth)
-    torch.testing.assert_close(remove_nyquist(smooth + checkerboard), smooth)
-    with pytest.raises(ValueError, match="odd side"):
-        remove_nyquist(torch.randn(5, 8))
-
-
-def test_nyquist_flips_are_zero_for_smooth_logits_and_count_a_checkerboard_near_the_class_boundary():
-    smooth = smooth_logits()
-    assert not nyquist_flips(smooth).any() and not nyquist_flips(100 * smooth).any()  # large logits, still none
-    i, j = grid(64, 64)
-    a = 0.2
-    pattern = a * (-1.0) ** (i + j)
-    f = smooth[0, 0]
-    flips = nyquist_flips(smooth + torch.stack([pattern, -pattern])[None])
-    # a label flips where the checkerboard beats the margin |f| with the opposite sign: about half of |f| < a
-    expected = (f.abs() < a) & (torch.sign(pattern) != torch.sign(f))
-    assert expected.sum() > 100 and torch.equal(flips[0], expected)
-
-
-def test_nyquist_flips_crop_odd_sides():
-    assert nyquist_flips(torch.randn(2, 3, 33, 47)).shape == (2, 32, 46)
 
 
 def blurred_disk(size: int = 64, width: float = 3.0) -> torch.Tensor:
@@ -389,20 +361,21 @@ class FixedLogits(torch.nn.Module):
 
 
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
-def test_validation_logs_flips_and_the_periodic_energy_of_the_probabilities():
+def test_validation_logs_the_local_and_the_probability_periodic_energy():
     i, j = grid(64, 64)
-    pattern = 0.2 * (-1.0) ** (i + j)
+    pattern = 0.2 * (-1.0) ** (i + j) * torch.where(j < 32, 1.0, -1.0)  # a checkerboard whose sign flips at j = 32
     logits = (smooth_logits() + torch.stack([pattern, -pattern])[None]).float()
     task = SegmentationTask(FixedLogits(logits), num_classes=2)
     task._evaluate((torch.zeros(2, 1, 64, 64), torch.zeros(2, 64, 64, dtype=torch.long)), "val")
     metrics = task.metrics["val"]
-    assert metrics["nyquist_flips_pm"].compute() == pytest.approx(1000 * float(nyquist_flips(logits).double().mean()))
-    assert metrics["nyquist_flips_pm"].compute() > 20
+    local = float(local_periodic_energy_fraction(logits, 2, window=32).mean())
+    assert metrics["lpef2"].compute() == pytest.approx(local) and local > 0.01
+    assert metrics["pef2"].compute() < 0.01 * local  # the halves cancel in the global phase means
     prob_pef = float(periodic_energy_fraction(logits.softmax(1), 2).mean())
     assert metrics["prob_pef2"].compute() == pytest.approx(prob_pef) and 0 < prob_pef < 1
     smooth = SegmentationTask(FixedLogits(smooth_logits().float()), num_classes=2)
     smooth._evaluate((torch.zeros(1, 1, 64, 64), torch.zeros(1, 64, 64, dtype=torch.long)), "val")
-    assert smooth.metrics["val"]["nyquist_flips_pm"].compute() == 0
+    assert smooth.metrics["val"]["lpef2"].compute() < 0.05 * local  # a smooth map's tiles: a little at every period
     assert smooth.metrics["val"]["prob_pef2"].compute() < 1e-3
 
 

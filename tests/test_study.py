@@ -82,15 +82,18 @@ def test_runs_log_what_a_user_sees_at_init_after_training_and_on_the_test_split(
     for run in ("0", "1"):
         metrics = read_metrics(tiny_sweep / run)
         for stage in ("init", "val", "test"):
-            assert {f"{stage}/nyquist_flips_pm", f"{stage}/prob_pef2", f"{stage}/shift1_disagree_pm"} <= metrics.keys()
-            assert {f"{stage}/shift2_disagree_pm", f"{stage}/prob_pef4"} <= metrics.keys()
+            assert {f"{stage}/lpef2", f"{stage}/prob_pef2", f"{stage}/shift1_disagree_pm"} <= metrics.keys()
+            assert {f"{stage}/shift2_disagree_pm", f"{stage}/prob_pef4", f"{stage}/phase_excess4_pm"} <= metrics.keys()
+            assert {f"{stage}/phase_fp_c{c}_{a}{b}_pm" for c in (0, 1) for a in range(4) for b in range(4)} <= (
+                metrics.keys()
+            )
         for grey in (25, 50, 75):
             assert {
                 f"val/flat_std_grey{grey}",
                 f"val/flat_pef_grey{grey}",
                 f"init/flat_std_grey{grey}",
             } <= metrics.keys()
-        assert 0 <= metrics["val/shift1_disagree_pm"] <= 1000 and 0 <= metrics["val/nyquist_flips_pm"] <= 1000
+        assert 0 <= metrics["val/shift1_disagree_pm"] <= 1000 and 0 <= metrics["val/phase_excess2_pm"] <= 1000
     assert read_metrics(tiny_sweep / "1")["init/flat_std_grey25"] == 0  # nearest_conv: flat at every grey level
     assert read_metrics(tiny_sweep / "0")["init/flat_std_grey25"] > 0  # deconv_k3
 
@@ -124,7 +127,7 @@ def test_runs_log_artifacts_at_init_and_after_training(tiny_sweep):
 
 @pytest.mark.slow
 def test_the_study_sweeps_every_mode_and_a_new_mode_joins_by_its_yaml_alone(tmp_path, monkeypatch):
-    """experiment=upsample_study sweeps upsample=glob(*): one YAML file more in configs/upsample/ is one mode more.
+    """experiment=upsample_study with upsample='glob(*)': one YAML file more in configs/upsample/ is one mode more.
     (On a copy of the configs, so that tests running beside this one see the package's own.)"""
     configs = tmp_path / "configs"
     shutil.copytree(CONFIGS, configs)
@@ -136,8 +139,8 @@ def test_the_study_sweeps_every_mode_and_a_new_mode_joins_by_its_yaml_alone(tmp_
             f"--config-path={configs}",  # before the overrides, as on a command line
             "-m",
             "experiment=upsample_study",
+            "upsample=glob(*)",
             "seed=0",
-            "task.optimizer.lr=0.003",  # one rate: the grid is tested below
             *TINY,
             "trainer.fast_dev_run=true",
             f"hydra.sweep.dir={tmp_path / 'sweep'}",
@@ -225,21 +228,38 @@ def composed_sweep(*overrides: str):
         return compose("train", overrides=list(overrides), return_hydra_config=True).hydra.sweeper.params
 
 
-def test_the_study_sweeps_every_mode_three_learning_rates_and_three_seeds():
+def test_the_study_sweeps_the_protocols_modes_on_the_first_block_of_seeds_at_their_frozen_rates():
+    protocol = OmegaConf.load(ROOT / "docs" / "study" / "protocol.yaml")
     sweep = composed_sweep("experiment=upsample_study", "data=isbi2012")
-    assert sweep.upsample == "glob(*)" and sweep.seed == "0,1,2"
-    assert [float(v) for v in sweep["task.optimizer.lr"].split(",")] == [0.001, 0.003, 0.01]
+    assert sweep.upsample.split(",") == [protocol.reference, *protocol.primary_modes]
+    assert sweep.seed == ",".join(map(str, protocol.first_block)) and "task.optimizer.lr" not in sweep
+    for data in protocol.datasets:
+        cfg = compose_config("train", ["experiment=upsample_study", f"data={data}"])
+        assert cfg.trainer.max_steps == protocol.budgets[data] and (cfg.eval_weights, cfg.validate_at_init) == (
+            "last",
+            False,
+        )
+    frozen = "+study_rates.isbi2012.nearest_conv=0.01"
+    rates = {  # resolved at once: ${hydra:...} answers for the config composed last
+        mode: compose_config(
+            "train", ["experiment=upsample_study", "data=isbi2012", f"upsample={mode}", frozen]
+        ).task.optimizer.lr
+        for mode in ("nearest_conv", "deconv")
+    }
+    assert rates == {"nearest_conv": 0.01, "deconv": 0.003}
+    pilot = ["experiment=upsample_study", "data=isbi2012", "upsample=nearest_conv", frozen, "task.optimizer.lr=0.001"]
+    assert compose_config("train", pilot).task.optimizer.lr == 0.001  # the pilot's grid on the command line wins
 
 
 def test_a_mode_trains_its_own_steps_where_the_budget_names_them():
-    mode_steps = "+study_budget.isbi2012.mode_steps.deconv_k3=1600"
+    mode_steps = "+study_budget.isbi2012.mode_steps.deconv_k3=3200"
     steps = {  # resolved at once: ${hydra:...} answers for the config composed last
         mode: compose_config(
             "train", ["experiment=upsample_study", "data=isbi2012", f"upsample={mode}", mode_steps]
         ).trainer.max_steps
         for mode in ("deconv_k3", "deconv")
     }
-    assert steps == {"deconv_k3": 1600, "deconv": 400}
+    assert steps == {"deconv_k3": 3200, "deconv": 1600}
     assert compose_config("train", ["experiment=upsample_study", "data=vnc_em"]).trainer.max_steps == 800
 
 
@@ -270,7 +290,8 @@ def test_the_gpu_study_config_runs_on_a_cpu_on_a_tiny_pet_tree(tmp_path, monkeyp
         == 0
     )
     metrics = read_metrics(tmp_path / "sweep" / "0")
-    assert {"val/dice", "val/dice_c1", "val/flat_std", "init/flat_std"} <= metrics.keys()
+    assert {"val/dice", "val/dice_c1", "val/flat_std"} <= metrics.keys()
+    assert not any(k.startswith("init/") for k in metrics)  # the study's runs start training at once
     threads, workers = packing.cpu_share(1)
     assert (
         f"1 run(s) side by side on {packing.host_cpus()} CPUs: {threads} torch thread(s) and {workers} data"
@@ -288,10 +309,12 @@ def test_cost_estimate_counts_every_mode_and_seed_and_scales_with_steps(capsys):
     twice = estimate([*tiny, "trainer.max_steps=20", "--val-images", "3", "--tflops", "1"])
     study = estimate([*tiny, "experiment=upsample_study", "trainer.max_steps=10", "--val-images", "3", "--tflops", "1"])
     assert 0 < one["flop"] < twice["flop"] < 2 * one["flop"]  # training doubles, evaluation stays
-    # every mode x 3 learning rates x 3 seeds: exact, so that a missing third of the seeds (or rates) fails
-    assert study["runs"] == len(UPSAMPLE_MODES) * 3 * 3 and study["per_run"].keys() == set(UPSAMPLE_MODES)
-    assert study["flop"] == pytest.approx(9 * sum(study["per_run"].values()))
-    assert study["per_run"]["deconv"] == pytest.approx(one["flop"])  # the same run, counted alone
+    # the protocol's 5 modes x the first block's 4 seeds: exact, so that a missing seed (or mode) fails
+    primary = {"deconv", "deconv_bilinear", "deconv_bilinear_trainable", "nearest_conv", "bilinear_conv"}
+    assert study["runs"] == 5 * 4 and study["per_run"].keys() == primary
+    assert study["flop"] == pytest.approx(4 * sum(study["per_run"].values()))
+    # the same run but for the study's evaluations: no validation before training, the final weights measured
+    assert study["per_run"]["deconv"] < one["flop"]
     narrowed = estimate(
         [
             *tiny,
@@ -311,7 +334,7 @@ def test_cost_estimate_counts_every_mode_and_seed_and_scales_with_steps(capsys):
     per_step = 50.0 / 8 / 1000  # the default measured sweep: 8 runs side by side, 1000 steps each, 50 s
     assert one["gpu_seconds_per_run"] == {"deconv": pytest.approx(10 * per_step)}
     gpu = estimate([*tiny, "experiment=upsample_study_gpu", "data=isbi2012", "upsample=deconv", "--val-images", "3"])
-    assert gpu["gpu_seconds_per_run"] == {"deconv": pytest.approx(2000 * per_step)}  # 10 seeds x 3 learning rates
-    assert gpu["runs"] == 10 * 3
-    assert gpu["measured_gpu_hours"] == pytest.approx(10 * 3 * 2000 * per_step / 3600)
+    assert gpu["gpu_seconds_per_run"] == {"deconv": pytest.approx(2000 * per_step)}  # 10 seeds at its frozen rate
+    assert gpu["runs"] == 10
+    assert gpu["measured_gpu_hours"] == pytest.approx(10 * 2000 * per_step / 3600)
     assert "| h200_packed8_64px | 8 | 1000 | 50 | 6.2 | 6.2 | issue 25, H200, 2026-12-04" in capsys.readouterr().out

@@ -225,10 +225,15 @@ def test_step_cadence_validates_every_n_steps_across_epochs(tmp_path, monkeypatc
     dice, step = header.index("val/dice"), header.index("step")
     probed = header.index("val/flat_std")
     validated = [(int(r.split(",")[step]), bool(r.split(",")[probed])) for r in rows[1:] if r.split(",")[dice]]
-    # init (probed), after 4, 8 and 12 optimiser steps (not probed: every 5th validation only), and the best
-    # checkpoint's validation at the end (probed), each at the step of the weights it measured
-    best = int(read_metrics(tmp_path)["step"])
-    assert validated == [(0, True), (4, False), (8, False), (12, False), (best, True)] and best in (4, 8, 12)
+    # init (probed), after 4 and 8 optimiser steps (not probed: every 5th validation only) and after the last step
+    # (probed: the final weights), each once at the step of the weights it measured: the curves never go back
+    assert validated == [(0, True), (4, False), (8, False), (12, True)]
+    # the best checkpoint's values reach the loggers under their own keys, at its step
+    best_column = header.index("best/dice")
+    best_rows = [r.split(",") for r in rows[1:] if r.split(",")[best_column]]
+    metrics = read_metrics(tmp_path)
+    assert len(best_rows) == 1 and int(best_rows[0][step]) == int(metrics["step"]) in (4, 8, 12)
+    assert float(best_rows[0][best_column]) == pytest.approx(metrics["val/dice"])
     probe = compose_config("train", overrides)
     assert probe.validations == 3
 

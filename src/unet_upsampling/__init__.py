@@ -1,9 +1,13 @@
 """UNet segmentation with a configurable decoder upsampling block."""
 
-import os
+import time
 
-from unet_upsampling.packing import register_resolvers
-from unet_upsampling.versions import check_versions
+STARTED = time.perf_counter()  # before torch and Lightning are imported: a run's start-up counts from here (phases.py)
+
+import os  # noqa: E402
+
+from unet_upsampling.packing import register_resolvers  # noqa: E402
+from unet_upsampling.versions import check_versions  # noqa: E402
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations must not call the network at import
 check_versions()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 import tempfile
 from collections.abc import Iterable
@@ -15,6 +16,8 @@ from lightning.pytorch.strategies import StrategyRegistry
 from omegaconf import DictConfig, OmegaConf
 
 from unet_upsampling.errors import ConfigError, DataError, OutputError
+
+log = logging.getLogger(__name__)
 
 # key: (lowest value, integer only, None allowed, an example of a good value)
 VALUES = {
@@ -42,6 +45,35 @@ POSITIVE = {"task.optimizer.lr"}
 NONZERO = {"trainer.max_steps": "-1 for no step limit", "trainer.max_epochs": "-1 for no epoch limit"}
 # Lightning's _MultiProcessingLauncher starts the processes of these DDP start methods; only popen re-runs train.py.
 FORKED = ("spawn", "fork", "forkserver")
+# key: the values it takes
+CHOICES = {"eval_weights": ("best", "last"), "validate_at_init": (True, False)}
+# /proc/cpuinfo flags of x86 CPUs with bfloat16 arithmetic: without one, oneDNN has no bf16 convolution and torch
+# runs its reference kernels (training steps 13x slower than 32-true on an AMD EPYC of family 25 model 1:
+# docs/performance.md).
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_has_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool | None:
+    """Whether this CPU computes in bfloat16 (``BF16_FLAGS``); None where /proc/cpuinfo does not tell."""
+    try:
+        flags = set(Path(cpuinfo).read_text().split())
+    except OSError:
+        return None
+    return any(flag in flags for flag in BF16_FLAGS) if "flags" in flags else None
+
+
+def warn_precision(cfg: DictConfig) -> None:
+    """A warning for ``trainer.precision=bf16-*`` on a CPU without bfloat16 arithmetic: it runs, many times slower."""
+    precision = str(OmegaConf.select(cfg, "trainer.precision", default="32-true"))
+    accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="auto"))
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    if precision.startswith("bf16") and on_cpu and cpu_has_bf16() is False:
+        log.warning(
+            "trainer.precision=%s on a CPU without bfloat16 arithmetic (no %s flag): training steps run many times "
+            "slower than with trainer.precision=32-true",
+            precision,
+            " or ".join(BF16_FLAGS),
+        )
 
 
 def value_problem(key: str, value: object) -> str | None:
@@ -96,6 +128,10 @@ def check_config(cfg: DictConfig) -> None:
         node = OmegaConf.select(cfg, key, default="<absent>", throw_on_missing=False)
         if node != "<absent>":
             problems.append(value_problem(key, node))
+    for key, choices in CHOICES.items():
+        value = OmegaConf.select(cfg, key, default=choices[0])
+        if value not in choices or isinstance(value, bool) != isinstance(choices[0], bool):
+            problems.append(f"{key}={value!r} is not one of {', '.join(map(str, choices))} (e.g. {key}={choices[0]})")
     problems.append(strategy_problem(OmegaConf.select(cfg, "trainer.strategy", default="auto")))
     accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="auto"))
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
@@ -106,6 +142,7 @@ def check_config(cfg: DictConfig) -> None:
     problems = [p for p in problems if p]
     if problems:
         raise ConfigError("bad config value(s):\n  - " + "\n  - ".join(problems))
+    warn_precision(cfg)
 
 
 def check_writable(directories: Iterable[str | Path]) -> None:

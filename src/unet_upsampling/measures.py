@@ -80,17 +80,26 @@ MEASURES: tuple[Measure, ...] = (
     Measure(
         "kernel_imbalance", "kernel imbalance", frozenset({SUMMARY, HPARAMS, REPORT}), kind=ARTIFACT, splits=PROBED
     ),
-    # What a user sees of the pattern (docs/modes.md): labels that change when the Nyquist band of the logits is
-    # removed, the pattern in the class probabilities, labels that change when the image moves by 1 or 2 px.
+    # What a user sees of the pattern (docs/modes.md): the pattern tile by tile in the logits, in the class
+    # probabilities, wrong labels that concentrate on output phases, labels that change when the image moves by 1 or
+    # 2 px.
+    Measure("lpef2", "logit local PEF2", SCREENS, kind=ARTIFACT, splits=SPLITS, across=True),
+    Measure("prob_pef2", "probability PEF2", frozenset({LOG, SUMMARY, HPARAMS, REPORT}), kind=ARTIFACT, splits=SCORED),
     Measure(
-        "nyquist_flips_pm",
-        "Nyquist label flips (per mille)",
+        "phase_excess2_pm",
+        "phase excess of wrong labels, period 2 (per mille)",
         frozenset({LOG, SUMMARY, HPARAMS, REPORT}),
         kind=ARTIFACT,
         splits=SCORED,
         across=True,
     ),
-    Measure("prob_pef2", "probability PEF2", frozenset({LOG, SUMMARY, HPARAMS, REPORT}), kind=ARTIFACT, splits=SCORED),
+    Measure(
+        "phase_excess4_pm",
+        "phase excess of wrong labels, period 4 (per mille)",
+        REPORTED,
+        kind=ARTIFACT,
+        splits=SCORED,
+    ),
     Measure(
         "shift1_disagree_pm",
         "1 px shift disagreement (per mille)",
@@ -116,16 +125,20 @@ MEASURES: tuple[Measure, ...] = (
 )
 
 # Keys of metrics.json that are not headline measures: the report shows per-class values in its Dice per class
-# tables and the other periods of each PEF in periodic_energy.png; quality and the label measures at init are not
-# compared (the untrained network's labels); the rest is bookkeeping (the loss, the last epoch and step, the best
-# checkpoint, whether the block maps a constant to a constant at init).
+# tables, the other periods of each PEF in periodic_energy.png and tests the rates of false labels per phase across
+# seeds; quality and the label measures at init are not compared (the untrained network's labels); the rest is
+# bookkeeping (the loss, the last epoch and step, the measured weights, the best checkpoint, whether the block maps a
+# constant to a constant at init, each phase's time, the commit, CPU and date of the run).
 DETAILS = (
     r"(init|val|test)/(dice|iou)_c\d+",
-    r"(init|val|test)/(flat_|noise_|prob_)?pef\d+",
+    r"(init|val|test)/(flat_|noise_|prob_|l)?pef\d+",
+    r"(init|val|test)/phase_fp_c\d+_\d\d_pm",
     r"init/(dice|iou|boundary_f1)",
     r"(init|val|test)/loss",
-    r"init/(nyquist_flips_pm|prob_pef2|shift\d+_disagree_pm)",
-    r"(epoch|global_step|step|best_checkpoint|upsample_flat_at_init)",
+    r"init/(prob_pef2|phase_excess\d_pm|shift\d+_disagree_pm)",
+    r"time/\w+_s",
+    r"(epoch|global_step|step|best_checkpoint|upsample_flat_at_init|eval_weights|precision)",
+    r"(git_commit|cpu|finished)",
 )
 
 
@@ -167,14 +180,17 @@ def line(where: str, values: dict[str, float], split: str = "val") -> str:
 
 INITIAL = "initial"  # train.py's validation of the untrained network
 FIT = "fit"  # a validation while fitting
-END = "end"  # train.py's validation after fitting: the best checkpoint (the final weights without checkpoints)
+FINAL = "final"  # the validation while fitting after the run's last step: the final weights
+END = "end"  # train.py's validation after fitting of the final weights, when fitting did not validate them
+REVALIDATION = "revalidation"  # train.py's validation after fitting of a checkpoint fitting validated (the best)
 EVAL = "eval"  # eval.py's: weights read from a checkpoint file
+MEASURED = (FINAL, END, REVALIDATION, EVAL)  # the validations of a run's measured weights: figures, probes
 
 
 @dataclass(frozen=True)
 class Validation:
-    """``kind`` (INITIAL, FIT, END, EVAL), ``step``: the optimiser steps behind the weights validated, ``label``:
-    how a line names it."""
+    """``kind`` (INITIAL, FIT, FINAL, END, REVALIDATION, EVAL), ``step``: the optimiser steps behind the weights
+    validated, ``label``: how a line names it."""
 
     kind: str
     step: int
@@ -184,17 +200,20 @@ class Validation:
 def which_validation(trainer: Any, module: Any) -> Validation:
     """What the trainer is validating now.
 
-    While fitting, the trainer's weights at ``trainer.global_step``. A validation does not restore the
-    trainer's step: weights restored by Lightning (``ckpt_path=``) or read by ``load_checkpoint`` carry
-    theirs in the module's ``checkpoint_step``. After steps of this trainer it is train.py's validation at
-    the end; before any, an evaluation of a checkpoint (eval.py) or of the untrained network.
+    While fitting, the trainer's weights at ``trainer.global_step``: the final ones once it reaches the run's
+    planned steps (``trainer.estimated_stepping_batches``). A validation does not restore the trainer's step:
+    weights restored by Lightning (``ckpt_path=``) or read by ``load_checkpoint`` carry theirs in the module's
+    ``checkpoint_step``. After steps of this trainer it is train.py's validation at the end; before any, an
+    evaluation of a checkpoint (eval.py) or of the untrained network.
     """
     if trainer.state.fn == "fit":
+        if trainer.global_step >= trainer.estimated_stepping_batches:
+            return Validation(FINAL, trainer.global_step, "final validation")
         return Validation(FIT, trainer.global_step, "validation")
     step = getattr(module, "checkpoint_step", None)
     if trainer.global_step > 0:
         if trainer.ckpt_path and step is not None:
-            return Validation(END, step, "validation of the best checkpoint")
+            return Validation(REVALIDATION, step, "validation of the best checkpoint")
         return Validation(END, trainer.global_step, "validation of the final weights")
     if step is not None:
         return Validation(EVAL, step, "evaluation of the checkpoint")

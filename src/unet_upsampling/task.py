@@ -15,7 +15,7 @@ from torchmetrics.classification import MulticlassStatScores
 
 from unet_upsampling.errors import CheckpointError, ConfigError
 from unet_upsampling.measures import which_validation
-from unet_upsampling.metrics import BoundaryF1, nyquist_flips, periodic_energy_fraction, periods
+from unet_upsampling.metrics import BoundaryF1, local_periodic_energy_fraction, periodic_energy_fraction, periods
 
 log = logging.getLogger(__name__)
 LOSS_MEAN_KEY = "unet_upsampling_loss_mean"
@@ -47,9 +47,9 @@ class SegmentationTask(L.LightningModule):
     Jaccard index; ``val/dice`` and ``val/iou`` are their means over the classes present in the
     split's targets or predictions. ``val/boundary_f1`` scores class edges within 2 px;
     ``val/pef{P}`` is the mean periodic energy fraction of the logit maps for P = 2 .. 2^depth,
-    ``val/prob_pef{P}`` that of the class probabilities (softmax), and ``val/nyquist_flips_pm`` the
-    per mille of pixels whose label changes when the Nyquist band of the logits is removed (both cost
-    an FFT or a softmax per batch, so they run at every validation and test).
+    ``val/prob_pef{P}`` that of the class probabilities (softmax), and ``val/lpef{P}`` the local PEF of the
+    logit maps (tiles of 32 px, or of twice the largest period: it sees a pattern whose sign changes across the image);
+    they cost a softmax and a few reductions per batch, so they run at every validation and test.
     ``optimizer(params)`` and ``scheduler(optimizer, T_max)`` are Hydra partials; the schedule
     steps every batch over the whole run (``on_train_start`` stretches it when a resumed run is
     given more steps). Only parameters with ``requires_grad`` are optimised. A network with an
@@ -104,6 +104,8 @@ class SegmentationTask(L.LightningModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.fused_optimizer = fused_optimizer
         self.periods = periods(net.depth)
+        # tiles of at least 32 px (a smooth map's 32 px tile holds ~1e-4 of its energy at period 2) and 2 periods
+        self.lpef_window = max(32, 2 * self.periods[-1])
         self.checkpoint_step: int | None = None  # set by load_checkpoint: the step its weights were saved at
         # The training loss summed since train/loss_mean was last logged, and the steps summed; they travel in
         # checkpoints (LOSS_MEAN_KEY), so a resumed run logs the means the uninterrupted run logs.
@@ -119,7 +121,7 @@ class SegmentationTask(L.LightningModule):
                         "boundary_f1": BoundaryF1(tolerance=2, ignore_index=ignore_index),
                         **{f"pef{p}": MeanMetric() for p in self.periods},
                         **{f"prob_pef{p}": MeanMetric() for p in self.periods},
-                        "nyquist_flips_pm": MeanMetric(),
+                        **{f"lpef{p}": MeanMetric() for p in self.periods},
                     }
                 )
                 for split in ("val", "test")
@@ -191,11 +193,13 @@ class SegmentationTask(L.LightningModule):
         metrics["stats"].update(preds, mask)
         metrics["boundary_f1"].update(preds, mask)
         probabilities = logits.detach().float().softmax(1)
+        largest = self.periods[-1]  # an image smaller than a tile is one tile (a multiple of every period)
+        window = min(self.lpef_window, min(logits.shape[-2:]) // largest * largest)
         for p in self.periods:
             metrics[f"pef{p}"].update(periodic_energy_fraction(logits.detach(), p).mean(), weight=image.shape[0])
             metrics[f"prob_pef{p}"].update(periodic_energy_fraction(probabilities, p).mean(), weight=image.shape[0])
-        flips = nyquist_flips(logits.detach())
-        metrics["nyquist_flips_pm"].update(1000 * flips.double().mean(), weight=flips.numel())
+            local = local_periodic_energy_fraction(logits.detach(), p, window)
+            metrics[f"lpef{p}"].update(local.mean(), weight=image.shape[0])
         return logits
 
     def _log_metrics(self, split: str) -> None:

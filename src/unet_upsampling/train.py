@@ -1,4 +1,5 @@
-"""``python train.py [overrides]``: validate at init, fit, validate the best checkpoint, test, write metrics.json.
+"""``python train.py [overrides]``: validate at init, fit, validate and test the measured weights (the best
+checkpoint, or the final weights), write metrics.json.
 
 From Python, ``train(cfg)`` takes a config composed by Hydra (``@hydra.main`` or ``compose(...)``,
 with or without ``return_hydra_config=True``) and returns the metrics it writes to metrics.json.
@@ -8,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import math
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from unet_upsampling.builders import (
     build_upsample,
 )
 from unet_upsampling.callbacks import EvaluationTimer, RunRecord
+from unet_upsampling.callbacks.artifact_probe import ArtifactProbe
 from unet_upsampling.callbacks.run_log import describe_run
 from unet_upsampling.checkpoint import CheckpointTrust, StoreConfig, read_checkpoint
 from unet_upsampling.checks import check_config, check_run, check_writable
@@ -34,6 +37,8 @@ from unet_upsampling.errors import ConfigError, UserError
 from unet_upsampling.jobs import job_context
 from unet_upsampling.loggers import log_run, run_params
 from unet_upsampling.metrics import constant_in_constant_out
+from unet_upsampling.phases import PhaseTimes, run_start
+from unet_upsampling.provenance import provenance
 from unet_upsampling.resume import resume_path
 from unet_upsampling.runlock import run_lock
 from unet_upsampling.stops import Stops, stop_on_signals
@@ -65,18 +70,20 @@ def validation_schedule(cfg: DictConfig, datamodule) -> dict[str, Any]:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """One run described by ``cfg``; returns what it writes to ``metrics.json``."""
+    times = PhaseTimes(run_start())
     with job_context(cfg) as job, run_lock(job.paths.output_dir):
         check_config(job)
         run_dir = Path(job.paths.output_dir)
         resume = resume_path(job.ckpt_path, run_dir)
         resume_step = None if resume is None else read_checkpoint(resume)["global_step"]  # refuses a bad file first
         with stop_on_signals(run_dir, resume_step or 0) as stops:
-            return run(job, run_dir, resume, resume_step, stops)
+            return run(job, run_dir, resume, resume_step, stops, times)
 
 
 @dataclass
 class Run:
-    """What the steps of a run share: its config, directory, data, task, Trainer and bookkeeping callbacks."""
+    """What the steps of a run share: its config, directory, data, task, Trainer, bookkeeping callbacks and the
+    time of each phase."""
 
     cfg: DictConfig
     dir: Path
@@ -86,24 +93,37 @@ class Run:
     record: RunRecord
     timer: EvaluationTimer
     stops: Stops
+    times: PhaseTimes
     launcher_env: Any
 
+    def begin(self, phase: str, says: str) -> None:
+        """Enters a phase of ``phases.PHASES``; ``says`` names it in a stop's message."""
+        self.stops.begin(says)
+        self.times.begin(phase)
 
-def run(cfg: DictConfig, run_dir: Path, resume: Path | None, resume_step: int | None, stops: Stops) -> dict[str, Any]:
-    """Build, validate at init (a fresh run), fit, evaluate the best checkpoint, write the results; each step names
-    its phase to ``stops``."""
-    job = build_run(cfg, run_dir, resume, resume_step, stops)
-    if resume is None:
+    def probe_seconds(self) -> float:
+        return sum(c.seconds for c in self.trainer.callbacks if isinstance(c, ArtifactProbe))
+
+
+def run(
+    cfg: DictConfig, run_dir: Path, resume: Path | None, resume_step: int | None, stops: Stops, times: PhaseTimes
+) -> dict[str, Any]:
+    """Build, validate at init (a fresh run, unless ``validate_at_init`` is off), fit, validate and test the
+    measured weights (``eval_weights``), write the results."""
+    job = build_run(cfg, run_dir, resume, resume_step, stops, times)
+    if resume is None and cfg.get("validate_at_init", True):
         validate_at_init(job)
-    fit_time = fit(job, resume)
-    metrics = evaluate_best(job, fit_time)
+    fit(job, resume)
+    metrics = evaluate_end(job)
     write_results(job, metrics)
     end_job(job.launcher_env)
     stops.check()  # a signal after metrics.json was written: the run is complete, yet reported as stopped
     return metrics
 
 
-def build_run(cfg: DictConfig, run_dir: Path, resume: Path | None, resume_step: int | None, stops: Stops) -> Run:
+def build_run(
+    cfg: DictConfig, run_dir: Path, resume: Path | None, resume_step: int | None, stops: Stops, times: PhaseTimes
+) -> Run:
     """Checks and builds what the run needs; the resolved config is the one its checkpoints store."""
     config = OmegaConf.to_container(cfg, resolve=True)
     check_writable(
@@ -124,22 +144,21 @@ def build_run(cfg: DictConfig, run_dir: Path, resume: Path | None, resume_step: 
     trainer = build_trainer(  # the checkpoint trust boundary: checkpoint.py
         cfg, callbacks, loggers, plugins=[CheckpointTrust.of(callbacks)], **validation_schedule(cfg, datamodule)
     )
-    return Run(cfg, run_dir, datamodule, task, trainer, record, timer, stops, launcher_env)
+    return Run(cfg, run_dir, datamodule, task, trainer, record, timer, stops, times, launcher_env)
 
 
 def validate_at_init(job: Run) -> None:
     """The artifacts of the untrained network (Odena et al. 2016), as init/..."""
-    job.stops.begin("the validation before training")
+    job.begin("init_validation", "the validation before training")
     initial = job.trainer.validate(job.task, datamodule=job.datamodule, verbose=False)[0]
     job.record.init_metrics = {key.replace("val/", "init/", 1): float(v) for key, v in initial.items()}
 
 
-def fit(job: Run, resume: Path | None) -> float:
-    """Trains (from ``resume`` when given); returns the seconds it took."""
-    job.stops.begin("training")
-    start = time.perf_counter()
+def fit(job: Run, resume: Path | None) -> None:
+    """Trains (from ``resume`` when given); the validations while fitting get a phase of their own."""
+    job.begin("training", "training")
     job.trainer.fit(job.task, datamodule=job.datamodule, ckpt_path=resume, weights_only=True)
-    return time.perf_counter() - start
+    job.times.split(job.timer.seconds, into="fit_validations", out_of="training")
 
 
 def best_checkpoint(job: Run) -> str:
@@ -147,44 +166,85 @@ def best_checkpoint(job: Run) -> str:
     return job.trainer.checkpoint_callback.best_model_path if job.trainer.checkpoint_callback else ""
 
 
-def evaluate_best(job: Run, fit_time: float) -> dict[str, Any]:
-    """The metrics of metrics.json: at init, the best checkpoint's validation (and test), the run's facts."""
-    trainer, task, datamodule, best = job.trainer, job.task, job.datamodule, best_checkpoint(job)
+def measured_checkpoint(job: Run) -> str | None:
+    """The checkpoint whose weights the end of the run measures, None for the weights the run ends with:
+    ``eval_weights=best`` names the best checkpoint, unless it holds the final weights (no reload)."""
+    best = best_checkpoint(job) if job.cfg.get("eval_weights", "best") == "best" else ""
+    if not best or read_checkpoint(best)["global_step"] == job.trainer.global_step:
+        return None
+    return best
+
+
+@contextmanager
+def off_the_curves(trainer: L.Trainer, checkpoint: str | None) -> Iterator[None]:
+    """Without loggers while validating ``checkpoint``, weights fitting validated already: a second point at its
+    step, or one back in step, would redraw every curve (``write_results`` gives them ``best/...``)."""
+    loggers = trainer.loggers
+    trainer.loggers = [] if checkpoint else loggers
+    try:
+        yield
+    finally:
+        trainer.loggers = loggers
+
+
+def evaluate_end(job: Run) -> dict[str, Any]:
+    """The metrics of metrics.json: at init, the measured weights' validation and test, the run's facts.
+
+    The validation is the one after the last step when it measured these weights (the final weights), else one
+    of its own."""
+    trainer, task, datamodule = job.trainer, job.task, job.datamodule
+    checkpoint = measured_checkpoint(job)
     metrics = dict(job.record.init_metrics)
-    job.stops.begin("the validation of the best checkpoint (and its figures)")
-    metrics |= trainer.validate(task, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=True)[
-        0
-    ]
+    if checkpoint is None and job.record.final:
+        metrics |= job.record.final
+    else:
+        job.begin("end_validation", f"the validation of {checkpoint or 'the final weights'} (and its figures)")
+        metrics |= trainer.validate(
+            task, datamodule=datamodule, ckpt_path=checkpoint, verbose=False, weights_only=True
+        )[0]
     if job.cfg.test and datamodule.has_test:
-        job.stops.begin("the test of the best checkpoint")
-        metrics |= trainer.test(task, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=True)[
-            0
-        ]
+        job.begin("test", f"the test of {checkpoint or 'the final weights'}")
+        metrics |= trainer.test(task, datamodule=datamodule, ckpt_path=checkpoint, verbose=False, weights_only=True)[0]
+    job.begin("results", "writing metrics.json")
     return metrics | {
         "params": sum(p.numel() for p in task.net.parameters()),
         "trainable_params": sum(p.numel() for p in task.net.parameters() if p.requires_grad),
-        "train_time_s": fit_time,
+        "train_time_s": job.times.seconds.get("training", 0.0) + job.timer.seconds,
         "eval_time_s": job.timer.seconds,
         "epoch": trainer.current_epoch,
         "global_step": trainer.global_step,
-        "best_checkpoint": best or None,
+        "eval_weights": "best checkpoint" if checkpoint else "final",
+        "best_checkpoint": best_checkpoint(job) or None,
         "upsample_flat_at_init": constant_in_constant_out(build_upsample(job.cfg)),
+        "precision": str(job.cfg.trainer.precision),
+        **provenance(),
+        **job.times.metrics(job.probe_seconds()),
     }
 
 
 def write_results(job: Run, metrics: dict[str, Any]) -> None:
     """metrics.json, the console summary, and the run's settings and final metrics to its loggers (rank 0)."""
-    job.stops.begin("writing metrics.json")
     if not job.trainer.is_global_zero:
         return
     cfg, best = job.cfg, best_checkpoint(job)
+    log.info("time: %s", job.times.line(job.probe_seconds()))
     path = write_metrics(job.dir / "metrics.json", metrics)
+    step = int(metrics.get("step", job.trainer.global_step))
     print_summary(
         f"{cfg.experiment_name}: upsample={cfg.upsample_name}, seed={cfg.seed}",
         metrics,
-        {"best checkpoint": best or "none (checkpointing off)", "metrics": path, "run directory": job.dir},
+        {
+            "measured": f"the {metrics['eval_weights']} weights (step {step})",
+            "best checkpoint": best or "none (checkpointing off)",
+            "metrics": path,
+            "run directory": job.dir,
+        },
         job.datamodule.class_names,
     )
+    if cfg.get("eval_weights", "best") == "best":  # the curves hold the best's values at its step already
+        best_values = {f"best/{k[4:]}": float(v) for k, v in metrics.items() if k.startswith("val/") and v is not None}
+        for logger in job.trainer.loggers:
+            logger.log_metrics(best_values, step=step)
     log_run(job.trainer.loggers, run_params(cfg), metrics, job.dir)  # after the summary, which train.log ends with
 
 

@@ -1,9 +1,11 @@
-"""The flat-field probe, the shift disagreement, the kernel imbalance and the logit spectra, at validations of their
-own cadence."""
+"""The flat-field probe, the label measures (shift disagreement, phase excess), the kernel imbalance and the logit
+spectra, at validations of their own cadence."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +15,14 @@ import torch
 
 from unet_upsampling.figures import flat_field_figure, save
 from unet_upsampling.loggers import log_figure
-from unet_upsampling.measures import INITIAL, which_validation
+from unet_upsampling.measures import FIT, INITIAL, which_validation
 from unet_upsampling.metrics import (
+    coarser_phases,
     flat_field_response,
     kernel_imbalance,
     periodic_energy_fraction,
+    phase_counts,
+    phase_excess,
     radial_power_spectrum,
     shift_disagreement,
 )
@@ -32,12 +37,19 @@ class ArtifactProbe(L.Callback):
     period 2^depth, which counts every period the UNet can imprint; and ``val/shift{S}_disagree_pm`` for
     each shift s in ``shifts``: the per mille of validation pixels whose label changes when the image is shifted by s px
     (``shift_disagreement``, ``shift_margin`` px of the overlap's border left out; one more forward pass
-    per image and shift, which is why it runs here and not at every validation). The shift disagreement
-    is measured at every test too (``test/shift{S}_disagree_pm``).
+    per image and shift, which is why it runs here and not at every validation); ``val/phase_excess{P}_pm``
+    for P = 2 and 4 (``phase_excess``, per mille) and the rates of false labels of each class at each phase of
+    period 4 (``val/phase_fp_c{c}_{a}{b}_pm``): each batch is predicted once more, cut by an offset of 0 to
+    2^depth - 1 px per axis drawn from the run's seed and the batch, so that which content falls on which
+    output phase varies between images and seeds (on the uncut images it is the same in every run, and
+    an unequal share of edges per phase would read as a phase effect). The label measures run on the
+    images of ``label_splits``: the test (``test/...``) at every test, the validation images when the
+    probe runs.
 
-    It runs at every ``trainer.validate`` (the one before training and the one of the best checkpoint
-    at the end, whose values reach metrics.json) and at every ``every_n_validations``-th validation
-    during fitting (0: never during fitting). ``<dir>/artifacts.npz`` holds the flat-field logit maps
+    It runs at every ``trainer.validate`` (the one before training, the one of the best checkpoint
+    at the end, eval.py's), at the validation after the last step while fitting (the final weights), and at
+    every ``every_n_validations``-th validation during fitting (0: none of the others).
+    ``seconds`` is the time it took. ``<dir>/artifacts.npz`` holds the flat-field logit maps
     and the radial log power spectrum of the validation logits at initialisation and at the latest
     probe; ``<dir>/flat_field.png`` shows the responses. Its arrays travel in checkpoints, so a
     resumed run keeps the initial ones.
@@ -54,16 +66,27 @@ class ArtifactProbe(L.Callback):
         normalize: Mapping[str, float | Sequence[float]] | None = None,
         shifts: Sequence[int] = (),
         shift_margin: int = 16,
+        label_splits: Sequence[str] = ("val", "test"),
     ):
         self.dir, self.value, self.noise_std, self.spectrum_batches = Path(dir), value, noise_std, spectrum_batches
         self.every_n_validations = every_n_validations
         self.grey_levels, self.normalize = list(grey_levels), normalize
-        self.shifts, self.shift_margin = list(shifts), shift_margin
+        self.shifts, self.shift_margin, self.label_splits = list(shifts), shift_margin, set(label_splits)
         self.arrays: dict[str, np.ndarray] = {}
         self.spectra: list[torch.Tensor] = []
         self.shift_counts: dict[int, tuple[torch.Tensor, int]] = {}  # shift -> (disagreeing, compared) pixels
+        self.phases: tuple[torch.Tensor, torch.Tensor] | None = None  # (false labels, pixels) per phase of period 4
         self.fit_validations = 0
         self.active = False
+        self.seconds = 0.0
+
+    @contextmanager
+    def timed(self) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds += time.perf_counter() - start
 
     def grey_inputs(self, datamodule: Any = None) -> dict[int, float | list[float]]:
         """Each grey level (key: 100 g) in the network's input units, normalised as the data are."""
@@ -76,50 +99,80 @@ class ArtifactProbe(L.Callback):
         self.active = False
         if trainer.sanity_checking:
             return
-        if trainer.state.fn != "fit":
-            self.active = True
-        else:
+        kind = which_validation(trainer, pl_module).kind
+        if trainer.state.fn == "fit":
             self.fit_validations += 1
-            self.active = self.every_n_validations > 0 and self.fit_validations % self.every_n_validations == 0
-        self.shift_counts = {}
+        every = self.every_n_validations
+        self.active = kind != FIT or (every > 0 and self.fit_validations % every == 0)
+        self.shift_counts, self.phases = {}, None
 
     def on_test_epoch_start(self, trainer, pl_module) -> None:
-        self.shift_counts = {}
+        self.shift_counts, self.phases = {}, None
 
-    def count_shift_disagreement(self, pl_module, batch) -> None:
-        """Adds the batch's disagreeing and compared pixels for every shift (on the device: no host sync).
+    def count_labels(self, pl_module, batch, logits: torch.Tensor | None, batch_idx: int) -> None:
+        """Adds the batch's disagreeing and compared pixels for every shift, and its false labels per phase (on the
+        device: no host sync).
 
-        The margin shrinks, for images too small to keep it, to what leaves one row and column."""
-        image = batch[0]
+        The shift margin shrinks, for images too small to keep it, to what leaves one row and column."""
+        image, mask = batch
+        labels = None if logits is None else logits.argmax(1)
         for shift in self.shifts:
             margin = min(self.shift_margin, (min(image.shape[-2:]) - shift - 1) // 2)
-            disagreeing = shift_disagreement(pl_module.net, image, shift, margin)
+            disagreeing = shift_disagreement(pl_module.net, image, shift, margin, labels)
             count, compared = self.shift_counts.get(shift, (0, 0))
             self.shift_counts[shift] = count + disagreeing.sum(), compared + disagreeing.numel()
+        grid = pl_module.periods[-1]
+        seed = (torch.initial_seed() * 1_000_003 + batch_idx) % 2**63
+        dy, dx = torch.randint(0, grid, (2,), generator=torch.Generator().manual_seed(seed)).tolist()
+        if min(image.shape[-2] - dy, image.shape[-1] - dx) < grid:
+            dy = dx = 0  # an image too small to cut keeps its content's phases
+        preds = pl_module.net(image[..., dy:, dx:]).argmax(1)
+        fp, pixels = phase_counts(preds, mask[..., dy:, dx:], pl_module.num_classes, 4, pl_module.ignore_index)
+        self.phases = (fp, pixels) if self.phases is None else (self.phases[0] + fp, self.phases[1] + pixels)
 
-    def log_shift_disagreement(self, pl_module, split: str) -> None:
+    def log_labels(self, pl_module, split: str) -> None:
         """Per mille of the compared pixels, pooled over the split (each process's share on several)."""
         for shift, (count, compared) in self.shift_counts.items():
             pl_module.log(f"{split}/shift{shift}_disagree_pm", 1000 * count / compared, sync_dist=True)
+        if self.phases is None:
+            return
+        fp, pixels = self.phases
+        for period in (2, 4):
+            excess = phase_excess(coarser_phases(fp, period), coarser_phases(pixels, period))
+            pl_module.log(f"{split}/phase_excess{period}_pm", 1000 * excess, sync_dist=True)
+        rates = 1000 * fp.double() / pixels.double().clamp_min(1)
+        for (c, a, b), rate in zip(np.ndindex(*rates.shape), rates.flatten(), strict=True):
+            pl_module.log(f"{split}/phase_fp_c{c}_{a}{b}_pm", rate, sync_dist=True)
 
+    @torch.no_grad()
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         if not self.active:
             return
-        if batch_idx < self.spectrum_batches and outputs is not None:
-            self.spectra.append(radial_power_spectrum(outputs.detach().float().cpu()).mean(dim=(0, 1)))
-        self.count_shift_disagreement(pl_module, batch)
+        with self.timed():
+            if batch_idx < self.spectrum_batches and outputs is not None:
+                self.spectra.append(radial_power_spectrum(outputs.detach().float().cpu()).mean(dim=(0, 1)))
+            if "val" in self.label_splits:
+                self.count_labels(pl_module, batch, outputs, batch_idx)
 
+    @torch.no_grad()
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self.count_shift_disagreement(pl_module, batch)
+        if "test" in self.label_splits:
+            with self.timed():
+                self.count_labels(pl_module, batch, outputs, batch_idx)
 
     def on_test_epoch_end(self, trainer, pl_module) -> None:
-        self.log_shift_disagreement(pl_module, "test")
+        self.log_labels(pl_module, "test")
 
     @torch.no_grad()
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if not self.active:
             return
-        self.log_shift_disagreement(pl_module, "val")
+        with self.timed():
+            self.probe(trainer, pl_module)
+
+    def probe(self, trainer, pl_module) -> None:
+        """The flat fields, kernel imbalance and spectra of the weights validated; artifacts.npz, flat_field.png."""
+        self.log_labels(pl_module, "val")
         net = pl_module.net
         flat = flat_field_response(net, net.in_channels, net.receptive_field(), self.value)
         noisy = flat_field_response(net, net.in_channels, net.receptive_field(), self.value, self.noise_std)

@@ -10,7 +10,7 @@ import torch
 
 from unet_upsampling.figures import prediction_figure, save
 from unet_upsampling.loggers import log_figure
-from unet_upsampling.measures import END, EVAL, which_validation
+from unet_upsampling.measures import MEASURED, which_validation
 
 
 class PredictionFigure(L.Callback):
@@ -29,11 +29,11 @@ class PredictionFigure(L.Callback):
         self.preds: list[torch.Tensor] = []
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Active at a ``trainer.validate`` of trained weights (train.py's best checkpoint, eval.py): not at
-        initialisation, nor while fitting."""
+        """Active at a validation of a run's measured weights (the one after the last step, train.py's of the best
+        checkpoint, eval.py's): not at initialisation, nor at the other validations while fitting."""
         self.images, self.masks, self.preds = [], [], []
         self.active = (
-            which_validation(trainer, pl_module).kind in (END, EVAL)
+            which_validation(trainer, pl_module).kind in MEASURED
             and trainer.is_global_zero
             and not trainer.fast_dev_run
         )

@@ -7,9 +7,13 @@ from typing import Any
 
 import lightning as L
 
+from unet_upsampling.measures import FINAL, MeasuredValues, which_validation
+
 
 class RunRecord(L.Callback):
-    """Carries the metrics of the validation before training (``init/...``) inside every checkpoint.
+    """Carries the metrics of the validation before training (``init/...``) inside every checkpoint, and keeps
+    what the validation after the last step measured (``final``: its ``val/...``), which train.py reports
+    for the final weights instead of validating them again.
 
     A run resumed from a checkpoint does not validate at initialisation again, yet writes the same
     ``init/`` keys as the uninterrupted run, restored from here.
@@ -17,6 +21,16 @@ class RunRecord(L.Callback):
 
     def __init__(self) -> None:
         self.init_metrics: dict[str, float] = {}
+        self.final: dict[str, float] = {}
+        self._measured = MeasuredValues()
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._measured.start(trainer)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking and which_validation(trainer, pl_module).kind == FINAL:
+            values = self._measured.measured(trainer)
+            self.final = {k: v for k, v in values.items() if k.startswith("val/") or k == "step"}
 
     def state_dict(self) -> dict[str, Any]:
         return {"init_metrics": dict(self.init_metrics)}

@@ -138,42 +138,74 @@ def radial_power_spectrum(y: torch.Tensor, bins: int = 32) -> torch.Tensor:
     return torch.log10(sums / counts / (h * w) + 1e-12).float()
 
 
-def even_crop(y: torch.Tensor) -> torch.Tensor:
-    """``y[..., H, W]`` without its last row and column where H or W is odd: even sides have a Nyquist bin."""
-    return y[..., : y.shape[-2] // 2 * 2, : y.shape[-1] // 2 * 2]
+def local_periodic_energy_fraction(y: torch.Tensor, period: int, window: int = 32) -> torch.Tensor:
+    """LPEF_P of maps ``y[..., H, W]``: the PEF_P of each ``window`` x ``window`` tile (the map cut into whole
+    tiles, the rest dropped), averaged over the tiles.
 
-
-def remove_nyquist(y: torch.Tensor) -> torch.Tensor:
-    """Maps ``y[..., H, W]`` (even sides) with the Nyquist row (k_y = H/2) and column (k_x = W/2) of their DFT set to 0.
-
-    These bins hold what alternates sign from pixel to pixel along an axis: the period-2 patterns a
-    stride-2 upsampling can imprint, e.g. a (-1)^(i+j) checkerboard, are removed whole, and a map
-    without a period-2 component loses nothing. A map that is not periodic over the image leaks into
-    these bins too, by the alternating sums of its rows and columns over H (or W): for a step of
-    height a, at most a / H per column. Computed in float64.
+    A pattern whose sign or amplitude changes across the image (a checkerboard times an envelope that
+    changes sign, or one present only along edges) cancels or drowns in the global phase means of
+    ``periodic_energy_fraction``; inside a tile it is a pattern of its own. A constant tile counts 0, as
+    in PEF. ``window`` is a multiple of ``period``.
     """
-    h, w = y.shape[-2:]
-    if h % 2 or w % 2:
-        raise ValueError(f"map {(h, w)} has an odd side: crop it to even sides first (even_crop)")
-    spectrum = torch.fft.fft2(y.double())
-    spectrum[..., h // 2, :] = 0
-    spectrum[..., :, w // 2] = 0
-    return torch.fft.ifft2(spectrum).real
+    if window % period:
+        raise ValueError(f"window {window} is not a multiple of the period {period}")
+    h, w = y.shape[-2] // window * window, y.shape[-1] // window * window
+    if h == 0 or w == 0:
+        raise ValueError(f"map {tuple(y.shape[-2:])} is smaller than the window {window}")
+    tiles = y[..., :h, :w].unflatten(-2, (h // window, window)).unflatten(-1, (w // window, window)).movedim(-3, -2)
+    return periodic_energy_fraction(tiles, period).mean(dim=(-2, -1))
 
 
-def nyquist_flips(logits: torch.Tensor) -> torch.Tensor:
-    """(N, H', W') bool: the pixels whose argmax label changes when the Nyquist band of the logits is removed.
+def phase_counts(
+    preds: torch.Tensor, target: torch.Tensor, num_classes: int, period: int, ignore_index: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """False positives of each class at each output phase, and the pixels of each phase.
 
-    ``logits`` are (N, C, H, W), cropped to even sides (``even_crop``), every class map filtered by
-    ``remove_nyquist``. Its mean, per mille, is the share of the labels a user sees that the period-2
-    part of the logits decides: 0 when the logits have no period-2 component, however large the logits.
+    ``preds`` and ``target`` are label maps (..., H, W) whose pixel (i, j) is the network's output pixel
+    (i, j); its phase is (i mod P, j mod P). Returns ``(fp, pixels)``: fp[c, a, b] counts the pixels of
+    phase (a, b) labelled c whose target is another class, pixels[a, b] those of the phase (pixels whose
+    target is ``ignore_index`` left out). Summed over c, fp counts every wrong label once.
     """
-    logits = even_crop(logits).double()
-    return remove_nyquist(logits).argmax(1) != logits.argmax(1)
+    h, w = preds.shape[-2:]
+    rows = torch.arange(h, device=preds.device)[:, None] % period
+    cols = torch.arange(w, device=preds.device)[None, :] % period
+    phase = (rows * period + cols).expand_as(preds)
+    valid = target != ignore_index if ignore_index is not None else torch.ones_like(target, dtype=torch.bool)
+    wrong = valid & (preds != target)
+    index = (preds.clamp(0, num_classes - 1) * period**2 + phase)[wrong]
+    fp = torch.bincount(index, minlength=num_classes * period**2).reshape(num_classes, period, period)
+    pixels = torch.bincount(phase[valid], minlength=period**2).reshape(period, period)
+    return fp, pixels
+
+
+def coarser_phases(counts: torch.Tensor, period: int) -> torch.Tensor:
+    """Counts (..., P, P) at phases of period P summed into phases of ``period``, a divisor of P."""
+    p = counts.shape[-1]
+    return counts.unflatten(-2, (p // period, period)).unflatten(-1, (p // period, period)).sum(dim=(-4, -2))
+
+
+def phase_excess(fp: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+    """The wrong labels owed to the output phase: sum over classes c of mean_phi(r_c,phi - min_phi r_c,phi), where
+    r_c,phi = fp[c, phi] / pixels[phi] is the rate of false c labels at phase phi.
+
+    The errors that would go if every phase did as well as its best one, as a share of the pixels: for a
+    stride-2 checkerboard that flips a share f of the labels (to one class at two phases, to another at
+    the other two) it is f. A network whose errors do not depend on the phase gives 0 plus sampling
+    noise (the minimum of noisy rates lies below their mean), so it is compared across modes and tested
+    across seeds, not read alone. Blind to a pattern whose sign changes across the image: its errors move
+    between phases from region to region and cancel in the totals (the shift disagreement and the local
+    PEF see it).
+    """
+    rates = fp.double() / pixels.double().clamp_min(1)
+    return (rates - rates.flatten(-2).amin(-1)[..., None, None]).flatten(-2).mean(-1).sum(-1)
 
 
 def shift_disagreement(
-    predict: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, shift: int, margin: int = 0
+    predict: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    shift: int,
+    margin: int = 0,
+    labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(N, H', W') bool: the pixels whose label changes when the input is shifted by ``shift`` px along both axes.
 
@@ -184,7 +216,8 @@ def shift_disagreement(
     where padding rather than the shift moves the prediction. A translation-equivariant network gives
     0; a UNet is equivariant only to shifts by multiples of 2^depth, and an upsampling block whose
     output phases get unequal gains adds to the disagreement at the other shifts. Its mean, per
-    mille, is the shift disagreement.
+    mille, is the shift disagreement. ``labels``: those of ``images`` when already predicted (one forward pass
+    fewer).
     """
     h, w = images.shape[-2] - shift, images.shape[-1] - shift
     if shift < 1 or min(h, w) <= max(2 * margin, shift - 1):
@@ -193,5 +226,6 @@ def shift_disagreement(
             f"{tuple(images.shape[-2:])} image"
         )
     shifted = F.pad(images[..., shift:, shift:], (0, shift, 0, shift), mode="reflect")
-    labels, shifted_labels = predict(images).argmax(1)[..., shift:, shift:], predict(shifted).argmax(1)[..., :h, :w]
+    labels = (predict(images).argmax(1) if labels is None else labels)[..., shift:, shift:]
+    shifted_labels = predict(shifted).argmax(1)[..., :h, :w]
     return (labels != shifted_labels)[..., margin : h - margin, margin : w - margin]

@@ -35,7 +35,16 @@ from unet_upsampling.report.compare import (
     selection_lines,
 )
 from unet_upsampling.report.plateau import DEFAULT_TOLERANCE, write_plateau
-from unet_upsampling.report.runs import RUN_COLUMNS, Run, by_mode, collect_runs, deduplicate, is_results_csv, load_runs
+from unet_upsampling.report.runs import (
+    PROVENANCE,
+    RUN_COLUMNS,
+    Run,
+    by_mode,
+    collect_runs,
+    deduplicate,
+    is_results_csv,
+    load_runs,
+)
 from unet_upsampling.report.stats import finite, mean_interval, paired_difference
 from unet_upsampling.report.tables import fmt, fmt_interval, left_out_line, per_seed, row_cells, table
 
@@ -84,6 +93,7 @@ def write_csv(runs: list[Run], path: Path, left_out: list[Run]) -> Path:
                     "|".join(r.class_names or []),
                     "" if r.lr is None else r.lr,
                     "" if r.max_steps is None else r.max_steps,
+                    *(r.provenance.get(k, "") for k in PROVENANCE),
                     *(r.metrics.get(k, "") for k in keys),
                 ]
             )

@@ -14,8 +14,22 @@ from omegaconf import OmegaConf
 
 from unet_upsampling.errors import ReportError
 
+# Where and when a run ran (metrics.json's strings, provenance.py): a column each in results.csv.
+PROVENANCE = ("git_commit", "cpu", "finished")
 # results.csv: these columns, then one per metric.
-RUN_COLUMNS = ("mode", "seed", "status", "run_dir", "error", "data", "model", "class_names", "lr", "max_steps")
+RUN_COLUMNS = (
+    "mode",
+    "seed",
+    "status",
+    "run_dir",
+    "error",
+    "data",
+    "model",
+    "class_names",
+    "lr",
+    "max_steps",
+    *PROVENANCE,
+)
 
 
 @dataclass
@@ -30,6 +44,7 @@ class Run:
     class_names: list[str] | None = None  # data.class_names, when the config has it
     lr: float | None = None  # task.optimizer.lr, when the config has it (a study may sweep it)
     max_steps: int | None = None  # trainer.max_steps, when the config has it and it bounds the run
+    provenance: dict[str, str] = field(default_factory=dict)  # metrics.json's git_commit, cpu, finished (PROVENANCE)
 
     @property
     def steps(self) -> int | None:
@@ -98,6 +113,7 @@ def collect_runs(root: Path) -> list[Run]:
         metrics_path = run_dir / "metrics.json"
         if metrics_path.is_file():
             run.metrics = json.loads(metrics_path.read_text())
+            run.provenance = {k: str(run.metrics.pop(k)) for k in PROVENANCE if run.metrics.get(k) is not None}
         else:
             tail = last_log_line(run_dir, OmegaConf.select(hydra, "job.name", default="train"))
             run.error = "no metrics.json" + (f" (last log line: {tail})" if tail else "")
@@ -133,6 +149,7 @@ def runs_from_csv(path: Path) -> tuple[list[Run], list[Run]]:
             class_names=names.split("|") if names else None,
             lr=float(row["lr"]) if row.get("lr") else None,
             max_steps=int(float(row["max_steps"])) if row.get("max_steps") else None,
+            provenance={k: row[k] for k in PROVENANCE if row.get(k)},
         )
         (duplicates if row["status"] == "duplicate" else runs).append(run)
     return runs, duplicates
