@@ -1,6 +1,6 @@
-"""Report an upsampling study: python scripts/report.py <multirun dir> [--out DIR] [--reference deconv]"""
+"""Report an upsampling study: python scripts/report.py [sweep|summary|plateau|protocol|shard] ... (--help)"""
 
-from unet_upsampling.report.build import main
+from unet_upsampling.report.cli import main
 
 if __name__ == "__main__":
     main()

@@ -19,19 +19,12 @@ from scipy import stats
 
 from unet_upsampling.report.across import load_studies, resolvable_difference, write_summary
 from unet_upsampling.report.across_figures import quality_vs_artifacts_figure
-from unet_upsampling.report.build import (
-    TABLES,
-    findings,
-    flat_at_init,
-    kept_figure_lines,
-    main,
-    write_csv,
-    write_report,
-)
-from unet_upsampling.report.compare import Comparison, compare, pooled_model_fits, select, verdict
+from unet_upsampling.report.build import TABLES, findings, flat_at_init, kept_figure_lines, write_csv, write_report
+from unet_upsampling.report.cli import main
+from unet_upsampling.report.compare import Comparison, correct, select, verdict
 from unet_upsampling.report.figures import curve, curves, image_dice, predictions_figure, quality_figure
 from unet_upsampling.report.runs import RUN_COLUMNS, Run, by_mode, collect_runs, deduplicate, runs_from_csv
-from unet_upsampling.report.stats import PairedTest, dunnett, holm, paired_test, seeds_needed, tost
+from unet_upsampling.report.stats import PairedTest, holm, paired_test, seeds_needed
 from unet_upsampling.report.tables import fmt, fmt_interval, fmt_p
 
 
@@ -187,17 +180,20 @@ def report(tmp_path_factory):
 
 def test_report_tables_give_means_intervals_and_the_seeds_behind_them(report):
     _, text = report
-    deconv = fmt_interval(*interval([0.2, 0.82, 0.85]))  # sweep2's seed 0, not sweep1's
+    mean, low, high = interval([0.2, 0.82, 0.85])  # sweep2's seed 0, not sweep1's
+    deconv = fmt_interval(mean, max(low, 0), min(high, 1))  # a Dice interval stays within [0, 1]
+    assert low < 0 and high > 1
     assert f"| deconv | 3 | {deconv} |" in text
-    nearest = fmt_interval(*interval([0.81, 0.86]))  # the NaN is not a value: 2 of the row's 3 seeds
-    assert f"| nearest_conv | 3 | {nearest} (n=2) |" in text
+    # the NaN is not a value: 2 of the row's 3 seeds, too few for an interval
+    assert f"| nearest_conv | 3 | {fmt(np.mean([0.81, 0.86]))} (n=2) |" in text
     cost = fmt_interval(*interval([10.0, 11.0, 12.0]))
     assert "| mode | seeds | params | train_time_s |" in text and f"| deconv | 3 | 1000 | {cost} |" in text
     left_out = re.search(r"Left out, without a value in any run .*: (.*)\.", text).group(1)
     assert "`trainable_params`" in left_out and "`test/dice`" in left_out and "`val/dice`" not in left_out
-    paired = fmt_interval(*interval([0.81 - 0.2, 0.86 - 0.85]))
+    paired = f"{fmt(np.mean([0.81 - 0.2, 0.86 - 0.85]))} (no interval below 3 seeds)"
     p = stats.ttest_rel([0.81, 0.86], [0.2, 0.85]).pvalue
-    assert f"| nearest_conv | {paired} | 2 | {fmt_p(p)} | {fmt_p(p)} |" in text  # one comparison: Holm p = p
+    row = f"| nearest_conv | {paired} | {paired} | 2 | {fmt_p(p)} | {fmt_p(p)} | too few seeds (n = 2 < 3) |"
+    assert row in text  # one comparison: Holm p = p
 
 
 def test_report_flags_duplicates_and_failures(report):
@@ -295,7 +291,7 @@ def summary(tmp_path_factory):
     os.utime(b / "old" / "metrics.json", (1e9, 1e9))
     c = write_sweep(root / "c", {"deconv": [0.50, 0.52, 0.50], "bilinear_conv": [0.51, float("nan"), 0.55]})
     out = root / "out"
-    main(["--summary", str(a), str(b), str(c), "--out", str(out)])
+    main(["summary", str(a), str(b), str(c), "--out", str(out)])
     with (out / "summary.csv").open() as f:
         rows = {(r["dataset"], r["mode"]): r for r in csv.DictReader(f)}
     return SimpleNamespace(out=out, text=(out / "summary.md").read_text(), rows=rows, sweeps={"a": a, "b": b, "c": c})
@@ -329,7 +325,7 @@ def test_summary_counts_the_seeds_behind_each_value_and_leaves_duplicates_out(su
     counts = (row["seeds"], row["val/dice n"], row["val/boundary_f1 n"], row["Dice - deconv n"])
     assert counts == ("3", "2", "3", "2")
     assert float(row["Dice - deconv"]) == pytest.approx(np.mean([0.51 - 0.50, 0.55 - 0.50]))
-    assert f"| synthetic (c) | bilinear_conv | {fmt_interval(*interval([0.51, 0.55]))} (n=2) |" in summary.text
+    assert f"| synthetic (c) | bilinear_conv | {fmt(np.mean([0.51, 0.55]))} (n=2) |" in summary.text
     pixelshuffle = summary.rows[("isbi2012 / encoder_unet", "pixelshuffle")]  # the older seed 0 is left out
     assert float(pixelshuffle["val/dice"]) == pytest.approx(0.635) and pixelshuffle["seeds"] == "2"
     assert f"| isbi2012 / encoder_unet | {summary.sweeps['b']} | 5 | 0 | 1 |" in summary.text
@@ -388,7 +384,7 @@ def test_a_summary_from_the_reports_results_csv_equals_the_one_from_the_run_dire
 def test_a_file_that_is_not_a_results_csv_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "results.csv").write_text("a,b\n1,2\n")
     with pytest.raises(SystemExit) as exit_:
-        main(["--summary", str(tmp_path), "--out", str(tmp_path / "out")])
+        main(["summary", str(tmp_path), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert exit_.value.code == 1 and "Traceback" not in err
     assert f"error: {tmp_path / 'results.csv'} is not a results.csv written by scripts/report.py" in err
@@ -406,20 +402,6 @@ def test_holm_matches_the_textbook_example():
     with_nan = holm([0.01, np.nan, 0.02])  # NaN is no test: m = 2
     assert with_nan[0] == pytest.approx(0.02) and np.isnan(with_nan[1]) and with_nan[2] == pytest.approx(0.02)
     assert holm([0.6, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
-
-
-def test_tost_calls_a_small_difference_equivalent_and_a_large_one_not():
-    small = [0.002, 0.0025, 0.0015, 0.002, 0.0022]
-    assert tost(small, 0.01) < 0.05
-    assert tost([0.02, 0.021, 0.019, 0.020, 0.022], 0.01) > 0.95
-    assert tost(small, 0.001) > 0.05  # a margin below the difference: not equivalent
-    # p < alpha exactly when the (1 - 2 alpha) interval lies inside ±margin
-    d = np.array([0.004, -0.003, 0.006, 0.001])
-    half = stats.t.ppf(0.95, 3) * d.std(ddof=1) / 2
-    for margin in (abs(d.mean()) + half - 1e-4, abs(d.mean()) + half + 1e-4):
-        assert (tost(d, margin) < 0.05) == (abs(d.mean()) + half < margin)
-    assert np.isnan(tost([0.001], 0.01))
-    assert tost([0.002, 0.002], 0.01) == 0.0 and tost([0.02, 0.02], 0.01) == 1.0  # no spread: inside or not
 
 
 def test_seeds_needed_gives_the_textbook_sample_sizes():
@@ -448,32 +430,27 @@ def test_paired_test_pairs_by_seed_and_matches_scipy():
     assert constant.mean == 0.25 and constant.p == 0.0 and paired_test({0: 1.0}, {0: 0.5}).n == 1
 
 
-def test_dunnett_runs_where_a_pooled_model_fits_and_not_elsewhere():
-    rng = np.random.default_rng(0)
-    control, better, same = 0.8 + 0.01 * rng.standard_normal((3, 6))
-    samples = {"deconv": control, "better": better + 0.05, "same": same}
-    p = dunnett(samples, "deconv")
-    assert p == pytest.approx(
-        dict(zip(["better", "same"], stats.dunnett(better + 0.05, same, control=control, rng=0).pvalue, strict=True))
-    )
-    assert p["better"] < 0.01 and p["same"] > 0.05
-    groups = {m: runs_of(m, [{"val/dice": v} for v in values]) for m, values in samples.items()}
-    assert pooled_model_fits(groups, "val/dice")
-    groups["wild"] = runs_of("wild", [{"val/dice": v} for v in (0.1, 0.9, 0.2, 0.95, 0.05, 0.85)])
-    assert not pooled_model_fits(groups, "val/dice")  # variances differ 10^4-fold: no Dunnett p
-    comparisons = compare(select(groups), "deconv")
-    assert all(np.isnan(c.p_dunnett) for c in comparisons)
+def comparison(differences: list[float], family: int = 1) -> Comparison:
+    d = np.array(differences)
+    test = PairedTest(d.mean(), *interval(d)[1:], len(d), d.std(ddof=1) if len(d) > 1 else np.nan, 0.5, d)
+    return correct([Comparison("d", "m", test) for _ in range(family)])[0]
 
 
-def test_verdicts_follow_holm_then_tost():
-    def comparison(p: float, p_holm: float, p_tost: float, mean: float = -0.02, n: int = 3) -> Comparison:
-        return Comparison("d", "m", PairedTest(mean, 0, 0, n, 0.01, p, np.zeros(n)), p_tost, p_holm=p_holm)
+def test_verdicts_read_the_simultaneous_interval_with_the_protocols_rule():
+    assert verdict(comparison([-0.03, -0.031, -0.029, -0.030]), 0.01) == "worse by more than the margin"
+    assert verdict(comparison([0.001, 0.002, 0.0015, 0.001]), 0.01) == "better within the margin"
+    assert verdict(comparison([0.004, -0.003, 0.002, -0.001]), 0.01) == "level within ±0.01"
+    assert verdict(comparison([0.0, 0.02, 0.005, 0.015]), 0.01) == "non-inferior"
+    assert verdict(comparison([0.03, -0.05, 0.02, -0.04]), 0.01) == "not resolved"
+    assert verdict(comparison([0.03, -0.05]), 0.01) == "too few seeds (n = 2 < 3)"
 
-    assert verdict(comparison(0.001, 0.01, 0.9), 0.01) == "**lower, survives Holm**"
-    assert verdict(comparison(0.02, 0.4, 0.9), 0.01).startswith("exploratory: lower at p < 0.05")
-    assert verdict(comparison(0.5, 1.0, 0.01, mean=0.001), 0.01) == "equivalent within ±0.01 (TOST)"
-    assert verdict(comparison(0.5, 1.0, 0.3), 0.01) == "not resolved"
-    assert verdict(comparison(np.nan, np.nan, np.nan, n=1), 0.01) == "too few seeds"
+
+def test_a_larger_family_widens_each_interval_by_bonferroni():
+    d = [0.004, -0.003, 0.006, 0.001]
+    one, eight = comparison(d), comparison(d, family=8)
+    half = stats.t.ppf(1 - 0.05 / 16, 3) * np.std(d, ddof=1) / 2
+    assert (eight.low, eight.high) == pytest.approx((np.mean(d) - half, np.mean(d) + half))
+    assert one.high - one.low < eight.high - eight.low
 
 
 # ---- learning-rate selection, test outcome, merging
@@ -514,7 +491,7 @@ def test_each_mode_is_chosen_at_its_best_validation_lr_and_reported_on_test(tmp_
     assert "Outcome: `test/dice`, on the test split" in text
     assert "| nearest_conv | 0.78 (n=3)** | 0.601 (n=3) |".replace("0.78", "**0.781") in text  # chosen in bold
     # test/dice at the chosen learning rates: nearest_conv 0.68 + 0.01 s, deconv 0.70 + 0.01 s: -0.02 every seed
-    assert "| nearest_conv | -0.02 | 3 |" in text
+    assert "| nearest_conv | -0.02 | -0.02 | 3 |" in text
     assert "Mean `test/dice_c<i>` [95%]" in text
     with (tmp_path / "out" / "results.csv").open() as f:
         assert sorted({r["lr"] for r in csv.DictReader(f)}) == ["0.001", "0.003"]
@@ -524,7 +501,7 @@ def test_without_a_test_metric_the_report_falls_back_to_validation_and_says_so(t
     main([str(lr_sweep(tmp_path / "sweep", with_test=False)), "--out", str(tmp_path / "out")])
     text = (tmp_path / "out" / "report.md").read_text()
     assert "Outcome: `val/dice`, because not every run holds a `test/dice`" in text and "not held out" in text
-    assert "| nearest_conv | -0.02 | 3 |" in text  # 0.781 - 0.801 at the chosen learning rates, every seed
+    assert "| nearest_conv | -0.02 | -0.02 | 3 |" in text  # 0.781 - 0.801 at the chosen learning rates, every seed
 
 
 def test_a_report_merges_sweep_directories_of_one_study(tmp_path):
@@ -534,25 +511,25 @@ def test_a_report_merges_sweep_directories_of_one_study(tmp_path):
     main([str(first), str(second), "--out", str(tmp_path / "out")])
     text = (tmp_path / "out" / "report.md").read_text()
     assert f"# Upsampling study: {first}, {second}" in text and "16 runs: 16 finished" in text
-    assert "| nearest_conv | -0.02 | 4 |" in text  # four seeds paired
+    assert "| nearest_conv | -0.02 | -0.02 | 4 |" in text  # four seeds paired
     with (tmp_path / "out" / "results.csv").open() as f:
         assert len(list(csv.DictReader(f))) == 16
 
 
-def test_the_margin_flag_sets_the_equivalence_margin(tmp_path, capsys):
+def test_the_margin_flag_sets_the_margin_of_the_verdicts(tmp_path, capsys):
     root = write_sweep(tmp_path / "s", {"deconv": [0.80, 0.82, 0.85], "nearest_conv": [0.802, 0.823, 0.851]})
     main([str(root), "--out", str(tmp_path / "a")])
-    assert "| p TOST ±0.01 |" in (tmp_path / "a" / "report.md").read_text()
+    assert "| nearest_conv | " in (text := (tmp_path / "a" / "report.md").read_text()) and "level within ±0.01" in text
     main([str(root), "--out", str(tmp_path / "b"), "--margin", "0.0001"])
     text = (tmp_path / "b" / "report.md").read_text()
-    assert "| p TOST ±0.0001 |" in text and "not resolved" in text
+    assert "not resolved" in text and "±0.0001" in text  # the same interval, read against a tiny margin
     with pytest.raises(SystemExit):
         main([str(root), "--margin", "-1"])
-    assert "--margin must be a positive Dice difference" in capsys.readouterr().err
+    assert "a positive Dice difference such as 0.01, not -1" in capsys.readouterr().err
 
 
 def test_summary_corrects_over_every_comparison_it_holds(summary):
-    """One Holm family over the four comparisons of three sweeps, not one family per sweep."""
+    """One family over the four comparisons of three sweeps, not one family per sweep."""
     deconv = {"a": [0.80, 0.82, 0.85], "b": [0.60, 0.62], "c": [0.50, 0.50]}
     rows = {
         ("synthetic (a)", "deconv_k3"): ([0.70, 0.75, 0.72], deconv["a"]),
@@ -565,8 +542,9 @@ def test_summary_corrects_over_every_comparison_it_holds(summary):
         assert f"| {dataset} | {mode} | " in summary.text
         row = [line for line in summary.text.splitlines() if line.startswith(f"| {dataset} | {mode} | ")][1]
         assert f"| {fmt_p(raw)} | {fmt_p(adjusted)} |" in row
-    assert "Holm's step-down correction over all 4 comparisons of this summary" in summary.text
-    assert f"Surviving Holm: {sum(holm(p) < 0.05)} of 4" in summary.text and "### Seeds needed" in summary.text
+    assert "at 95% over all 4 comparisons of this summary" in summary.text
+    assert "Resolved as worse or better by the simultaneous intervals: " in summary.text
+    assert "### Seeds needed" in summary.text
 
 
 def test_summary_gives_artifact_measures_as_median_and_range(summary):
@@ -647,7 +625,7 @@ def test_report_modules_import_each_other_without_a_cycle():
 def test_a_summary_of_studies_with_and_without_a_test_split_names_each_rows_outcome(tmp_path):
     held_out = lr_sweep(tmp_path / "held_out")
     validation_only = lr_sweep(tmp_path / "validation_only", with_test=False)
-    main(["--summary", str(held_out), str(validation_only), "--out", str(tmp_path / "out")])
+    main(["summary", str(held_out), str(validation_only), "--out", str(tmp_path / "out")])
     text = (tmp_path / "out" / "summary.md").read_text()
     assert "| dataset | mode | Dice | Δ Dice vs deconv |" in text
     assert "| synthetic (held_out) | nearest_conv | " in text and "(test/dice) |" in text
@@ -743,7 +721,8 @@ def doubling_csv(path: Path, steps: int, dice: dict[str, list[float]]) -> Path:
         writer.writerow([*RUN_COLUMNS, "val/dice"])
         for mode, values in dice.items():
             for seed, value in enumerate(values):
-                writer.writerow([mode, seed, "ok", f"{mode}/{seed}", "", "", "", "", "", steps, value])
+                row = {"mode": mode, "seed": seed, "status": "ok", "run_dir": f"{mode}/{seed}", "max_steps": steps}
+                writer.writerow([*(row.get(c, "") for c in RUN_COLUMNS), value])
     return path
 
 
@@ -757,7 +736,7 @@ def test_the_doubling_rule_pairs_seeds_and_calls_a_plateau_only_inside_the_toler
                 sweep_n / f"{job}_{seed}", mode, seed, {"val/dice": value}, config={"trainer": {"max_steps": 100}}
             )
     sweep_2n = doubling_csv(tmp_path / "2n" / "results.csv", 200, at_2n)
-    main(["--plateau", str(sweep_n), str(sweep_2n), "--out", str(tmp_path / "out")])
+    main(["plateau", str(sweep_n), str(sweep_2n), "--out", str(tmp_path / "out")])
     text = (tmp_path / "out" / "plateau.md").read_text()
     rows = {r["mode"]: r for r in csv.DictReader((tmp_path / "out" / "plateau.csv").open())}
     for mode in at_n:
@@ -769,27 +748,27 @@ def test_the_doubling_rule_pairs_seeds_and_calls_a_plateau_only_inside_the_toler
     assert "**not at plateau**: 2N gains more than 0.005" in text
     assert "not resolved: the mean is within ±0.005, the interval reaches beyond" in text  # noisy: mean +0.0033
     assert "At plateau: 1 of 3 (flat)." in text
-    main(["--plateau", str(sweep_n), str(sweep_2n), "--out", str(tmp_path / "tight"), "--tolerance", "0.0001"])
+    main(["plateau", str(sweep_n), str(sweep_2n), "--out", str(tmp_path / "tight"), "--tolerance", "0.0001"])
     assert "At plateau: 0 of 3." in (tmp_path / "tight" / "plateau.md").read_text()  # flat gains 0.0005 to 0.001
-    main(["--plateau", str(sweep_n), str(sweep_2n), "--out", str(tmp_path / "one"), "--modes", "rising"])
+    main(["plateau", str(sweep_n), str(sweep_2n), "--out", str(tmp_path / "one"), "--modes", "rising"])
     assert [r["mode"] for r in csv.DictReader((tmp_path / "one" / "plateau.csv").open())] == ["rising"]
 
 
 def test_the_doubling_rule_says_when_the_steps_were_not_doubled_and_names_wrong_modes(tmp_path, capsys):
     sweep_n = doubling_csv(tmp_path / "n.csv", 100, {"deconv": [0.8, 0.81]})
     sweep_3n = doubling_csv(tmp_path / "3n.csv", 300, {"deconv": [0.8, 0.81]})
-    main(["--plateau", str(sweep_n), str(sweep_3n), "--out", str(tmp_path / "out")])
+    main(["plateau", str(sweep_n), str(sweep_3n), "--out", str(tmp_path / "out")])
     assert "no rule: 300 steps are not twice 100" in (tmp_path / "out" / "plateau.md").read_text()
     with pytest.raises(SystemExit):
-        main(["--plateau", str(sweep_n), str(sweep_3n), "--out", str(tmp_path / "out"), "--modes", "pixelshuffle"])
+        main(["plateau", str(sweep_n), str(sweep_3n), "--out", str(tmp_path / "out"), "--modes", "pixelshuffle"])
     assert (
         "--modes names pixelshuffle, which the two sweeps do not both hold; they hold: deconv"
         in capsys.readouterr().err
     )
-    for argv in (["--plateau", str(sweep_n)], ["--plateau", str(sweep_n), str(sweep_3n)]):
+    for argv in (["plateau", str(sweep_n)], ["plateau", str(sweep_n), str(sweep_3n)]):
         with pytest.raises(SystemExit):
             main(argv)
-    assert "--plateau needs --out" in capsys.readouterr().err
+    assert "the following arguments are required: --out" in capsys.readouterr().err
 
 
 def test_results_csv_records_each_runs_max_steps(tmp_path):

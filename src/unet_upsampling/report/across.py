@@ -28,6 +28,7 @@ from unet_upsampling.report.compare import (
     power_table,
     rms_sd,
     select,
+    verdict,
 )
 from unet_upsampling.report.runs import Run, by_mode, load_runs
 from unet_upsampling.report.stats import finite, mean_interval, median_range, paired_difference
@@ -183,21 +184,21 @@ def per_class_section(studies: list[Study], reference: str) -> list[str]:
 def corrected_section(studies: list[Study], reference: str, margin: float) -> list[str]:
     """Every mode against the reference on every dataset, Holm-corrected as one family, and the seeds needed."""
     comparisons: list[Comparison] = correct(
-        [c for study in studies for c in compare(study.selection, reference, margin, study.label)]
+        [c for study in studies for c in compare(study.selection, reference, study.label)]
     )
     if not comparisons:
         return []
     outcomes = sorted({s.selection.outcome for s in studies})
-    survive = [c for c in comparisons if c.p_holm < 0.05]
+    resolved = [c for c in comparisons if verdict(c, margin).startswith(("worse", "better"))]
     return [
         "## Which differences survive correction",
         "",
         f"Outcome: {' and '.join(f'`{o}`' for o in outcomes)}"
         + (
             f" ({'no' if outcomes == ['val/dice'] else 'in some studies no'} test split: that Dice is the one of the "
-            "checkpoint chosen on the same validation images). Dunnett's p controls the error within a dataset only."
+            "checkpoint chosen on the same validation images)."
             if "val/dice" in outcomes
-            else ". Dunnett's p controls the error within a dataset only."
+            else "."
         ),
         "",
         *comparison_table(comparisons, reference, margin, datasets=True),
@@ -207,8 +208,8 @@ def corrected_section(studies: list[Study], reference: str, margin: float) -> li
             margin,
         ),
         "",
-        f"Surviving Holm: {len(survive)} of {len(comparisons)}"
-        + (": " + ", ".join(f"{c.dataset} {c.mode}" for c in survive) if survive else "")
+        f"Resolved as worse or better by the simultaneous intervals: {len(resolved)} of {len(comparisons)}"
+        + (": " + ", ".join(f"{c.dataset} {c.mode}" for c in resolved) if resolved else "")
         + ".",
         "",
         "### Seeds needed",

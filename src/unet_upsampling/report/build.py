@@ -1,16 +1,8 @@
-"""``python scripts/report.py <multirun dir> [<multirun dir> ...]``: report.md, results.csv and figures from run
-directories (several directories of one study are merged).
-
-``python scripts/report.py --summary DIR1 DIR2 ... --out DIR``: one summary across datasets (report/across.py).
-
-``python scripts/report.py --plateau SWEEP_N SWEEP_2N --out DIR``: the doubling rule per mode (report/plateau.py).
-
-Each directory may be a report's results.csv instead (a file, or a folder holding one and no run directory).
-"""
+"""A study's report.md, results.csv and figures from run directories (several directories of one study are
+merged), or from the results.csv files a report wrote (a file, or a folder holding them and no run directory)."""
 
 from __future__ import annotations
 
-import argparse
 import csv
 import shutil
 import subprocess
@@ -18,10 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from unet_upsampling.errors import UserError
 from unet_upsampling.measures import ARTIFACT, COST, QUALITY, measure_of, report_keys
 from unet_upsampling.report import figures
-from unet_upsampling.report.across import write_summary
 from unet_upsampling.report.compare import (
     DEFAULT_MARGIN,
     POWER_NOTE,
@@ -34,7 +24,6 @@ from unet_upsampling.report.compare import (
     select,
     selection_lines,
 )
-from unet_upsampling.report.plateau import DEFAULT_TOLERANCE, write_plateau
 from unet_upsampling.report.runs import (
     PROVENANCE,
     RUN_COLUMNS,
@@ -177,7 +166,7 @@ def comparisons_section(groups: dict[str, list[Run]], reference: str, margin: fl
     """Outcome and learning rates, the corrected comparisons against the reference, the power table and Dice per
     class; Holm's family is this sweep's modes against the reference."""
     selection = select(groups)
-    comparisons = correct(compare(selection, reference, margin))
+    comparisons = correct(compare(selection, reference))
     lines = ["## Comparisons against " + reference, "", *selection_lines(selection)]
     if comparisons:
         lines += [
@@ -209,8 +198,11 @@ def measure_tables(groups: dict[str, list[Run]]) -> tuple[list[str], list[str]]:
         if not present:
             continue
         spread = [k for k in present if measure_of(k).kind == ARTIFACT]
+        bounded = [k for k in present if measure_of(k).kind == QUALITY and not k.endswith("/loss")]
         rows = [
-            [mode, str(n), *cells] for mode, group in groups.items() for n, cells in [row_cells(group, present, spread)]
+            [mode, str(n), *cells]
+            for mode, group in groups.items()
+            for n, cells in [row_cells(group, present, spread, bounded)]
         ]
         md += [f"## {title}", "", *table(["mode", "seeds", *present], rows), ""]
     return md, left_out
@@ -353,8 +345,9 @@ def write_report(
         "`prob_pef2` the same of the class probabilities; `flat_*` probe the network with a constant image (at "
         "`grey{G}`: G % of the pixel range), `noise_*` with the constant plus weak noise, on the interior beyond "
         "the receptive field; `kernel_imbalance` is the spread of the transposed convolutions' phase gains "
-        "relative to their RMS DC gain (0 for the bilinear kernel); `nyquist_flips_pm`: per mille of pixels whose "
-        "label changes when the Nyquist band of the logits is removed; `shift{S}_disagree_pm`: per mille of pixels "
+        "relative to their RMS DC gain (0 for the bilinear kernel); `lpef{P}`: the PEF of the logits in tiles of 32 "
+        "px, averaged (it sees a pattern whose sign changes across the image); `phase_excess{P}_pm`: per mille of "
+        "wrong labels owed to the output phase (docs/modes.md); `shift{S}_disagree_pm`: per mille of pixels "
         "whose label changes when the image moves by S px; `boundary_f1` scores class edges within 2 px. `seeds` "
         "counts the finite values behind a row; a cell with fewer shows its own `n`. "
         "Bit-identical numbers need the same CPU type (the order of float operations differs between CPUs); "
@@ -364,78 +357,3 @@ def write_report(
     paths["report.md"] = out / "report.md"
     paths["report.md"].write_text("\n".join(md))
     return paths
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "multirun_dir",
-        type=Path,
-        nargs="*",
-        help="Hydra multirun directories (or any folders of run directories) of one study: several are merged "
-        "into one report (a study split over sittings by seeds or modes)",
-    )
-    parser.add_argument(
-        "--summary",
-        type=Path,
-        nargs="+",
-        metavar="SWEEP_DIR",
-        help="instead: one study per dataset, each a sweep directory or the results.csv of its report; writes "
-        "summary.md, summary.csv and quality_vs_artifacts.png to --out",
-    )
-    parser.add_argument(
-        "--plateau",
-        type=Path,
-        nargs=2,
-        metavar=("SWEEP_N", "SWEEP_2N"),
-        help="instead: the same study at N and at 2N steps (each a sweep directory or its report's results.csv); "
-        "writes plateau.md and plateau.csv to --out: per mode, val/dice at N against 2N paired by seed",
-    )
-    parser.add_argument(
-        "--tolerance",
-        type=float,
-        default=DEFAULT_TOLERANCE,
-        help=f"with --plateau: a mode is at its plateau when 2N - N lies within ±this Dice (default "
-        f"{DEFAULT_TOLERANCE})",
-    )
-    parser.add_argument("--modes", nargs="+", help="with --plateau: only these modes (default: every common mode)")
-    parser.add_argument("--out", type=Path, default=None, help="where to write (default: the first multirun directory)")
-    parser.add_argument("--reference", default="deconv", help="the mode paired differences are taken against")
-    parser.add_argument(
-        "--margin",
-        type=float,
-        default=DEFAULT_MARGIN,
-        help=f"equivalence margin in Dice for the TOST behind a 'level' claim (default {DEFAULT_MARGIN})",
-    )
-    parser.add_argument(
-        "--no-data-figures",
-        action="store_true",
-        help="leave out predictions.png, which shows the dataset's images (for data you may not redistribute)",
-    )
-    args = parser.parse_args(argv)
-    if sum([bool(args.multirun_dir), args.summary is not None, args.plateau is not None]) != 1:
-        parser.error(
-            "give either multirun directories, --summary SWEEP_DIR [SWEEP_DIR ...] or --plateau SWEEP_N SWEEP_2N"
-        )
-    for flag in ("summary", "plateau"):
-        if getattr(args, flag) and args.out is None:
-            parser.error(f"--{flag} needs --out")
-    if not args.tolerance > 0:
-        parser.error(f"--tolerance must be a positive Dice difference such as 0.005, not {args.tolerance}")
-    if not args.margin > 0:
-        parser.error(f"--margin must be a positive Dice difference such as 0.01, not {args.margin}")
-    try:
-        if args.summary:
-            paths = write_summary(args.summary, args.out, args.reference, args.margin)
-        elif args.plateau:
-            paths = write_plateau(*args.plateau, args.out, args.tolerance, args.modes)
-        else:
-            paths = write_report(args.multirun_dir, args.out, args.reference, not args.no_data_figures, args.margin)
-    except (FileNotFoundError, UserError) as error:  # a wrong path or file: the message names it and the fix
-        parser.exit(1, f"{parser.prog}: error: {error}\n")
-    for name, path in paths.items():
-        print(f"{name}: {path}")
-
-
-if __name__ == "__main__":
-    main()

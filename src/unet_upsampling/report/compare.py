@@ -1,5 +1,8 @@
 """Each mode at its best learning rate, chosen on validation and reported on test; comparisons against the
-reference mode with Holm's correction, Dunnett's test, equivalence tests (TOST) and the seeds a decision needs.
+reference mode: the paired difference with its 95% interval, simultaneous intervals (Bonferroni over the
+report's comparisons) judged by the protocol's verdict rule (report/protocol.py), Holm's p, and the seeds a
+decision needs. Exploratory: a sweep's modes and rates are whatever it ran; the confirmatory study is
+report/confirmatory.py's.
 
 Shared by the per-sweep report (build.py) and the cross-dataset summary (across.py).
 """
@@ -10,24 +13,15 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as scipy_stats
 
+from unet_upsampling.report.protocol import verdict as interval_verdict
 from unet_upsampling.report.runs import Run
-from unet_upsampling.report.stats import (
-    PairedTest,
-    dunnett,
-    finite,
-    holm,
-    mean_interval,
-    paired_test,
-    seeds_needed,
-    tost,
-)
-from unet_upsampling.report.tables import fmt, fmt_interval, fmt_p, per_seed, table
+from unet_upsampling.report.stats import PairedTest, finite, holm, mean_interval, paired_test, seeds_needed
+from unet_upsampling.report.tables import MIN_SEEDS, fmt, fmt_interval, fmt_p, per_seed, table
 
 SELECT_KEY = "val/dice"  # the learning rate (and, in training, the checkpoint) is chosen on this
 ALPHA = 0.05
-DEFAULT_MARGIN = 0.01  # Dice: a difference within ±margin counts as "level" when TOST shows it
+DEFAULT_MARGIN = 0.01  # Dice: a difference whose simultaneous interval lies within ±margin is "level"
 POWER_DELTAS = (0.01, 0.005)
 
 
@@ -106,90 +100,72 @@ def lr_cell(selection: Selection, mode: str, lr: float) -> str:
 
 @dataclass
 class Comparison:
-    """One mode against the reference on one dataset, on the outcome key."""
+    """One mode against the reference on one dataset, on the outcome key; ``low`` and ``high`` bound the
+    simultaneous interval over the comparisons ``correct`` was given (its family)."""
 
     dataset: str
     mode: str
     test: PairedTest
-    p_tost: float
-    p_dunnett: float = np.nan
     p_holm: float = np.nan
+    low: float = np.nan
+    high: float = np.nan
 
 
-def compare(
-    selection: Selection, reference: str, margin: float = DEFAULT_MARGIN, dataset: str = ""
-) -> list[Comparison]:
-    """Every mode but the reference: the paired difference by seed (each at its chosen lr), the paired t-test,
-    TOST at ±margin and Dunnett's p (unpaired, pooled variance; NaN where the pooled model does not fit)."""
+def compare(selection: Selection, reference: str, dataset: str = "") -> list[Comparison]:
+    """Every mode but the reference: the paired difference by seed (each at its chosen lr) and the paired t-test."""
     groups, key = selection.groups, selection.outcome
     if reference not in groups:
         return []
-    pooled = pooled_model_fits(groups, key)
-    dunnett_p = dunnett({m: [r.metrics.get(key) for r in g] for m, g in groups.items()}, reference) if pooled else {}
-    comparisons = []
-    for mode, group in groups.items():
-        if mode == reference:
-            continue
-        test = paired_test(per_seed(group, key), per_seed(groups[reference], key))
-        comparisons.append(Comparison(dataset, mode, test, tost(test.differences, margin), dunnett_p.get(mode, np.nan)))
-    return comparisons
+    return [
+        Comparison(dataset, mode, paired_test(per_seed(group, key), per_seed(groups[reference], key)))
+        for mode, group in groups.items()
+        if mode != reference
+    ]
 
 
-def pooled_model_fits(groups: dict[str, list[Run]], key: str) -> bool:
-    """Dunnett's test pools one variance over all modes: it fits when the Brown-Forsythe test (Levene's with the
-    median) does not reject equal variances at ALPHA, with at least 2 values in every mode."""
-    samples = [finite([r.metrics.get(key) for r in g]) for g in groups.values()]
-    if len(samples) < 2 or any(len(s) < 2 for s in samples):
-        return False
-    if all(s.std() == 0 for s in samples):
-        return False
-    return bool(scipy_stats.levene(*samples, center="median").pvalue >= ALPHA)
-
-
-def correct(comparisons: list[Comparison]) -> list[Comparison]:
-    """Holm's correction over the paired t-tests of all ``comparisons`` (one family), in place."""
+def correct(comparisons: list[Comparison], alpha: float = ALPHA) -> list[Comparison]:
+    """One family: Holm's p over the comparisons' paired t-tests, and each one's interval at 1 - alpha / m
+    (Bonferroni: simultaneous 1 - alpha over the m comparisons), in place."""
+    level = 1 - alpha / max(1, len(comparisons))
     for comparison, adjusted in zip(comparisons, holm([c.test.p for c in comparisons]), strict=True):
+        _, comparison.low, comparison.high = mean_interval(comparison.test.differences, level)
         comparison.p_holm = float(adjusted)
     return comparisons
 
 
 def verdict(c: Comparison, margin: float) -> str:
-    """What one comparison supports, in words: a corrected difference, an exploratory one, equivalence, or none."""
-    if c.test.n < 2:
-        return "too few seeds"
-    direction = "higher" if c.test.mean > 0 else "lower"
-    if c.p_holm < ALPHA:
-        return f"**{direction}, survives Holm**"
-    if c.test.p < ALPHA:
-        return f"exploratory: {direction} at p < {ALPHA} before correction, not after Holm"
-    if c.p_tost < ALPHA:
-        return f"equivalent within ±{fmt(margin)} (TOST)"
-    return "not resolved"
+    """The protocol's rule on the simultaneous interval; no interval below MIN_SEEDS seeds."""
+    if c.test.n < MIN_SEEDS:
+        return f"too few seeds (n = {c.test.n} < {MIN_SEEDS})"
+    return interval_verdict(c.low, c.high, margin)
+
+
+def difference_cell(mean: float, low: float, high: float, n: int) -> str:
+    """mean [low, high], or the mean alone below MIN_SEEDS seeds, saying so."""
+    return fmt_interval(mean, low, high) if n >= MIN_SEEDS else f"{fmt(mean)} (no interval below {MIN_SEEDS} seeds)"
 
 
 def comparison_table(comparisons: list[Comparison], reference: str, margin: float, datasets: bool) -> list[str]:
-    """Rows (dataset,) mode: paired Δ [95%], n, p, Holm p, TOST p, Dunnett p, verdict."""
+    """Rows (dataset,) mode: paired Δ [95%], [simultaneous 95%], n, p, Holm p, verdict."""
     header = [
         *(["dataset"] if datasets else []),
         "mode",
         f"Δ vs {reference} [95%]",
+        "[simultaneous 95%]",
         "n",
         "p (paired t)",
         "p Holm",
-        f"p TOST ±{fmt(margin)}",
-        "p Dunnett",
         "verdict",
     ]
     rows = [
         [
             *([c.dataset] if datasets else []),
             c.mode,
-            fmt_interval(c.test.mean, c.test.low, c.test.high),
+            difference_cell(c.test.mean, c.test.low, c.test.high, c.test.n),
+            difference_cell(c.test.mean, c.low, c.high, c.test.n),
             str(c.test.n),
             fmt_p(c.test.p),
             fmt_p(c.p_holm),
-            fmt_p(c.p_tost),
-            fmt_p(c.p_dunnett),
             verdict(c, margin),
         ]
         for c in comparisons
@@ -199,17 +175,17 @@ def comparison_table(comparisons: list[Comparison], reference: str, margin: floa
 
 def comparison_notes(family: str, margin: float) -> str:
     return (
-        f"Paired by seed, each mode at its chosen learning rate. `p Holm`: Holm's step-down correction over {family}, "
-        f"at a family-wise error of {ALPHA}; a difference is claimed only where it survives. `p TOST`: two one-sided "
-        f"t-tests that the difference lies within ±{fmt(margin)} Dice (equivalence, i.e. “level”, is claimed only "
-        f"where p < {ALPHA}; uncorrected). `p Dunnett`: many-to-one test under one pooled variance, unpaired "
-        "(scipy.stats.dunnett), where a Brown-Forsythe test does not reject equal variances; n/a otherwise. "
-        "“not resolved”: neither a difference nor equivalence is shown."
+        f"Paired by seed, each mode at its chosen learning rate; exploratory. The simultaneous intervals hold together "
+        f"at 95% over {family} (Bonferroni); the verdict reads them with the confirmatory protocol's rule "
+        f"(docs/study/protocol.md): worse or better where the interval excludes 0, level where it lies within "
+        f"±{fmt(margin)} Dice, non-inferior where it lies above -{fmt(margin)}, else not resolved. `p Holm`: Holm's "
+        f"step-down correction over the same family. Below {MIN_SEEDS} seeds no interval is given."
     )
 
 
 def power_table(rows: list[tuple[str, float]]) -> list[str]:
-    """Rows (label, paired SD): the seeds a two-sided paired t-test (alpha 0.05, power 0.8) needs per delta."""
+    """Rows (label, paired SD): the seeds a two-sided paired t-test (alpha 0.05, power 0.8) needs per delta; none
+    from an SD of fewer than MIN_SEEDS seeds (the caller passes NaN)."""
     header = ["", "paired SD", *(f"seeds for {d:g}" for d in POWER_DELTAS)]
     body = [[label, fmt(sd), *(fmt(seeds_needed(sd, d)) for d in POWER_DELTAS)] for label, sd in rows]
     return table(header, body)
@@ -217,15 +193,15 @@ def power_table(rows: list[tuple[str, float]]) -> list[str]:
 
 POWER_NOTE = (
     "Seeds needed to detect a paired Dice difference of the given size with a two-sided paired t-test at alpha "
-    "0.05 and power 0.8, at the observed SD of the per-seed differences: the smallest n with "
-    "((t(0.975, n-1) + t(0.8, n-1)) SD / delta)^2 <= n. An SD from 3 seeds is itself uncertain; read these as "
-    "orders of magnitude."
+    "0.05 and power 0.8, at the observed SD of the per-seed differences (statsmodels' TTestPower), for one "
+    "comparison: a family of m comparisons corrected by Bonferroni needs more (docs/study/protocol.md). An SD from "
+    "a few seeds is itself uncertain; read these as orders of magnitude."
 )
 
 
 def rms_sd(comparisons: list[Comparison]) -> float:
-    """The root mean square of the comparisons' paired SDs: one SD for a dataset."""
-    sds = finite([c.test.sd for c in comparisons])
+    """The root mean square of the comparisons' paired SDs (of MIN_SEEDS seeds or more): one SD for a dataset."""
+    sds = finite([c.test.sd for c in comparisons if c.test.n >= MIN_SEEDS])
     return float(np.sqrt(np.mean(sds**2))) if sds.size else np.nan
 
 

@@ -155,23 +155,34 @@ def runs_from_csv(path: Path) -> tuple[list[Run], list[Run]]:
     return runs, duplicates
 
 
+def results_files(folder: Path) -> list[Path]:
+    """A folder's results.csv, else every .csv in it that a report wrote (its header starts with mode, seed,
+    status): a published study, or a study's shards, one per block."""
+    if (folder / "results.csv").is_file():
+        return [folder / "results.csv"]
+    return [p for p in sorted(folder.glob("*.csv")) if p.open().readline().startswith("mode,seed,status")]
+
+
 def is_results_csv(path: Path) -> bool:
-    """Whether ``path`` stands for a report's results.csv: the file, or a folder holding one and no run directory
-    (a published study whose run directories are gone)."""
+    """Whether ``path`` stands for results.csv files a report wrote: the file, or a folder holding such files
+    (``results_files``) and no run directory."""
     path = Path(path)
     if path.is_file():
         return True
-    return (path / "results.csv").is_file() and next(path.rglob(".hydra/config.yaml"), None) is None
+    return bool(results_files(path)) and next(path.rglob(".hydra/config.yaml"), None) is None
 
 
 def load_runs(path: Path) -> tuple[Path, list[Run], list[Run], list[Run]]:
-    """(folder, runs, counted, left out) of a sweep directory, or of the results.csv a report wrote
+    """(folder, runs, counted, left out) of a sweep directory, or of the results.csv files a report wrote
     (``is_results_csv``)."""
     path = Path(path)
     if is_results_csv(path):
-        csv_path = path if path.is_file() else path / "results.csv"
-        counted, left_out = runs_from_csv(csv_path)
-        return csv_path.parent, counted + left_out, counted, left_out
+        files = [path] if path.is_file() else results_files(path)
+        counted, left_out = [], []
+        for csv_path in files:
+            file_counted, file_left_out = runs_from_csv(csv_path)
+            counted, left_out = counted + file_counted, left_out + file_left_out
+        return files[0].parent, counted + left_out, counted, left_out
     runs = collect_runs(path)
     return (path, runs, *deduplicate(runs))
 

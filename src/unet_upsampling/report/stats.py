@@ -1,13 +1,18 @@
-"""Means with Student-t intervals over seeds, paired differences and t-tests between modes, Holm's correction,
-Dunnett's test, equivalence (TOST) and the seeds a paired t-test needs."""
+"""Means with Student-t intervals over seeds, paired differences and t-tests between modes, Holm's correction, the
+seeds a paired t-test needs, and the test of equal means across the columns of seeds x phases."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy import stats
+from statsmodels.stats.anova import AnovaRM
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestPower
 
 
 def finite(values: Sequence[float | None]) -> np.ndarray:
@@ -68,59 +73,34 @@ def paired_test(a: dict[int, float], b: dict[int, float]) -> PairedTest:
 
 
 def holm(pvalues: Sequence[float]) -> np.ndarray:
-    """Holm's step-down adjusted p-values: sorted ascending, p_(i) * (m - i + 1), made monotone, capped at 1.
-
-    NaN p-values are not tests: they stay NaN and do not count in m.
-    """
+    """Holm's step-down adjusted p-values (statsmodels' ``multipletests``); NaN p-values are not tests: they stay
+    NaN and do not count."""
     p = np.asarray(pvalues, dtype=float)
     adjusted = np.full_like(p, np.nan)
-    tested = np.flatnonzero(np.isfinite(p))
-    order = tested[np.argsort(p[tested], kind="stable")]
-    m = len(order)
-    running = 0.0
-    for rank, index in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[index]))
-        adjusted[index] = running
+    tested = np.isfinite(p)
+    if tested.any():
+        adjusted[tested] = multipletests(p[tested], method="holm")[1]
     return adjusted
 
 
-def tost(differences: Sequence[float], margin: float) -> float:
-    """Two one-sided t-tests of equivalence: p = max(p of mean > -margin, p of mean < +margin).
-
-    p < alpha means the difference lies within ±margin at level alpha (the (1 - 2 alpha) interval inside ±margin).
-    NaN below 2 values.
-    """
-    d = finite(differences)
-    if len(d) < 2:
-        return np.nan
-    if d.std(ddof=1) == 0:
-        return 0.0 if abs(d.mean()) < margin else 1.0
-    lower = stats.ttest_1samp(d, -margin, alternative="greater").pvalue
-    upper = stats.ttest_1samp(d, margin, alternative="less").pvalue
-    return float(max(lower, upper))
-
-
 def seeds_needed(sd: float, delta: float, alpha: float = 0.05, power: float = 0.8) -> float:
-    """Seeds (pairs) a two-sided paired t-test needs to detect a mean difference ``delta`` at the paired ``sd``:
-    the smallest n >= 2 with ((t_{1-alpha/2, n-1} + t_{power, n-1}) sd / delta)^2 <= n. The normal quantiles'
-    n is a lower bound (t quantiles are larger), so the search starts there; NaN when sd is not positive."""
+    """Seeds (pairs) a two-sided paired t-test needs to detect a mean difference ``delta`` at the paired ``sd``
+    (statsmodels' ``TTestPower``, the noncentral t), rounded up; NaN when sd is not positive."""
     if not np.isfinite(sd) or sd <= 0:
         return np.nan
-    ratio = (sd / delta) ** 2
-    n = max(2, int(np.ceil((stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)) ** 2 * ratio)))
-    while (stats.t.ppf(1 - alpha / 2, n - 1) + stats.t.ppf(power, n - 1)) ** 2 * ratio > n:
-        n += 1
-    return float(n)
+    return float(math.ceil(TTestPower().solve_power(effect_size=delta / sd, alpha=alpha, power=power)))
 
 
-def dunnett(samples: dict[str, Sequence[float]], control: str) -> dict[str, float]:
-    """Dunnett's many-to-one test (``scipy.stats.dunnett``): each group against ``control`` under one pooled
-    variance, unpaired; the p-values already control the family-wise error over these groups. Groups with fewer
-    than 2 finite values are left out; empty when fewer than one group remains or the control has < 2 values."""
-    groups = {name: finite(values) for name, values in samples.items() if name != control}
-    groups = {name: values for name, values in groups.items() if len(values) >= 2}
-    reference = finite(samples.get(control, []))
-    if not groups or len(reference) < 2:
-        return {}
-    result = stats.dunnett(*groups.values(), control=reference, rng=0)
-    return dict(zip(groups, map(float, result.pvalue), strict=True))
+def equal_means_in_blocks(matrix: np.ndarray) -> float:
+    """p of the repeated-measures F test (statsmodels' ``AnovaRM``: seeds as subjects, the columns as the levels of
+    one factor) that the columns of ``matrix`` (n seeds x k phases) share one mean; seeds with a missing value are
+    left out. NaN below 2 seeds or 2 columns, or without residual variance."""
+    x = np.asarray(matrix, dtype=float)
+    if x.ndim != 2:
+        return np.nan
+    x = x[np.isfinite(x).all(axis=1)]
+    n, k = x.shape
+    if n < 2 or k < 2 or np.allclose(x - x.mean(axis=1, keepdims=True) - x.mean(axis=0) + x.mean(), 0):
+        return np.nan
+    long = pd.DataFrame({"seed": np.repeat(np.arange(n), k), "phase": np.tile(np.arange(k), n), "y": x.ravel()})
+    return float(AnovaRM(long, "y", "seed", within=["phase"]).fit().anova_table["Pr > F"].iloc[0])

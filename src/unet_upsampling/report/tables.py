@@ -40,17 +40,31 @@ def per_seed(group: list[Run], key: str) -> dict[int, float]:
     return {r.seed: r.metrics[key] for r in group if finite([r.metrics.get(key)]).size}
 
 
-def row_cells(group: list[Run], keys: Sequence[str], spread: Sequence[str] = ()) -> tuple[int, list[str]]:
-    """A table row's seeds (the most finite values any of its metrics has) and one cell per metric: mean [95%
-    interval], or for the keys in ``spread`` median [min, max].
+MIN_SEEDS = 3  # below, a t interval says nothing (two values: t(0.975, 1) = 12.7)
 
-    A cell built from fewer values says how many: ``0.91 [0.88, 0.94] (n=2)``.
+
+def mean_cell(values: Sequence[float | None], bounded: bool) -> str:
+    """mean [95% interval], the interval clipped to [0, 1] for a ``bounded`` measure (Dice, IoU, F1); the mean
+    alone below MIN_SEEDS values."""
+    mean, low, high = mean_interval(values)
+    if len(finite(values)) < MIN_SEEDS:
+        return fmt(mean)
+    return fmt_interval(mean, max(low, 0.0), min(high, 1.0)) if bounded else fmt_interval(mean, low, high)
+
+
+def row_cells(
+    group: list[Run], keys: Sequence[str], spread: Sequence[str] = (), bounded: Sequence[str] = ()
+) -> tuple[int, list[str]]:
+    """A table row's seeds (the most finite values any of its metrics has) and one cell per metric: mean [95%
+    interval] (``mean_cell``), or for the keys in ``spread`` median [min, max].
+
+    A cell built from fewer values says how many: ``0.91 [0.88, 0.94] (n=4)``.
     """
     columns = [[r.metrics.get(k) for r in group] for k in keys]
     counts = [len(finite(values)) for values in columns]
     seeds = max(counts, default=0)
     cells = [
-        fmt_interval(*(median_range if key in spread else mean_interval)(values))
+        (fmt_interval(*median_range(values)) if key in spread else mean_cell(values, key in bounded))
         + (f" (n={n})" if 0 < n < seeds else "")
         for key, values, n in zip(keys, columns, counts, strict=True)
     ]
