@@ -23,6 +23,7 @@ from unet_upsampling.checkpoint import (
     read_checkpoint,
 )
 from unet_upsampling.errors import CheckpointError
+from unet_upsampling.summary import write_metrics
 
 from conftest import ROOT, TINY, offline_timm, run_app, tiny_run
 
@@ -383,12 +384,16 @@ def test_a_checkpoint_is_written_beside_its_destination_whatever_tmpdir_is(tmp_p
     elsewhere.mkdir()
     monkeypatch.setenv("TMPDIR", str(elsewhere))
     monkeypatch.setattr("tempfile.tempdir", str(elsewhere))
-    written = []
-    save = torch.save
-    monkeypatch.setattr(torch, "save", lambda obj, file: (written.append(file.name), save(obj, file)))
     destination = tmp_path / "checkpoints" / "last.ckpt"
+    beside = []  # the destination's directory while the checkpoint is written
+    save = torch.save
+    monkeypatch.setattr(
+        torch,
+        "save",
+        lambda obj, file: (beside.append([p.name for p in destination.parent.iterdir()]), save(obj, file)),
+    )
     CheckpointTrust([destination.parent]).save_checkpoint({"weights": torch.ones(3)}, str(destination))
-    assert written == [f"{destination}.tmp-{os.getpid()}"]
+    assert beside == [[f"last.ckpt.tmp-{os.getpid()}"]]
     assert torch.equal(torch.load(destination, weights_only=True)["weights"], torch.ones(3))
     assert list(elsewhere.iterdir()) == [] and [p.name for p in destination.parent.iterdir()] == ["last.ckpt"]
 
@@ -407,6 +412,50 @@ def test_a_write_that_fails_midway_leaves_the_old_checkpoint_whole(tmp_path, mon
     with pytest.raises(OSError, match="No space left"):
         trust.save_checkpoint({"step": 2}, str(destination))
     assert destination.read_bytes() == old and [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def plant_links(destination: pathlib.Path, victim: pathlib.Path) -> None:
+    """Symbolic links to ``victim`` where a write of ``destination`` could follow one: the destination itself and
+    the temporary files of this process and the next pids."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    destination.symlink_to(victim)
+    for pid in range(os.getpid(), os.getpid() + 3):
+        destination.with_name(f"{destination.name}.tmp-{pid}").symlink_to(victim)
+
+
+def write_csv_row(path: pathlib.Path) -> None:
+    from unet_upsampling.loggers import CSVLogger
+
+    CSVLogger(save_dir=path.parents[1], name=path.parent.name, version="").log_metrics({"val/dice": 0.5}, step=1)
+
+
+def write_figure(path: pathlib.Path) -> None:
+    from matplotlib.figure import Figure
+
+    from unet_upsampling.figures import save
+
+    save(Figure(), path)
+
+
+WRITERS = {
+    "checkpoints/last.ckpt": lambda path: CheckpointTrust([path.parent]).save_checkpoint({"step": torch.ones(1)}, path),
+    "metrics.json": lambda path: write_metrics(path, {"val/dice": 0.5}),
+    "csv/metrics.csv": write_csv_row,
+    "flat_field.png": write_figure,
+}
+
+
+@pytest.mark.parametrize("name", WRITERS)
+def test_no_write_follows_a_planted_symbolic_link(name, tmp_path):
+    """Links planted at a file's name and at its temporary names (``<file>.tmp-<pid>`` for this and the next
+    pids): the file is written in their place, the file they point to is untouched."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    destination = tmp_path / "run" / name
+    plant_links(destination, victim)
+    WRITERS[name](destination)
+    assert victim.read_text() == "keep"
+    assert destination.is_file() and not destination.is_symlink() and destination.stat().st_size > 0
 
 
 # --- The dependency floor

@@ -23,6 +23,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from unet_upsampling.errors import CheckpointError, ConfigError
+from unet_upsampling.files import replaced
 from unet_upsampling.trust import check_stored_task, rebuild_task
 
 log = logging.getLogger(__name__)
@@ -168,9 +169,10 @@ class CheckpointTrust(TorchCheckpointIO):
     """Lightning's checkpoint reads, writes and removals for a run whose checkpoints live in ``directories``.
 
     Load: ``read_checkpoint`` (weights_only, whatever Lightning asks; the stored config checked), then
-    ``confine_states``. Save: ``<file>.tmp-<pid>`` in the same directory, fsynced, then ``os.replace``, so the
-    file is whole, old or new, whatever the temporary directory is and whenever the process dies. Remove:
-    only a ``.ckpt`` file directly in ``directories``, never recursively, never a URL.
+    ``confine_states``. Save: through ``files.replaced`` (a new ``<file>.tmp-<pid>`` in the same directory, never
+    a link planted there, fsynced, then renamed), so the file is whole, old or new, whatever the temporary
+    directory is and whenever the process dies. Remove: only a ``.ckpt`` file directly in ``directories``, never
+    recursively, never a URL.
     """
 
     def __init__(self, directories: Iterable[str | Path]):
@@ -193,22 +195,8 @@ class CheckpointTrust(TorchCheckpointIO):
                 f"checkpoint {path}: checkpoints are written to local directories only (callbacks.*.dirpath), "
                 f"without storage_options"
             )
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-        try:
-            with open(temporary, "wb") as file:
-                torch.save(checkpoint, file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, path)
-        finally:
-            temporary.unlink(missing_ok=True)
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)  # the rename itself survives a power loss
-        finally:
-            os.close(directory)
+        with replaced(path) as file:
+            torch.save(checkpoint, file)
 
     def remove_checkpoint(self, path) -> None:
         if inside(str(path), self.directories):

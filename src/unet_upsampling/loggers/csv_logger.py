@@ -15,11 +15,14 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 
+from unet_upsampling.files import replaced
+
 
 def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    """The header and whole rows of a CSV file (none when it does not exist): a last line without its line break,
-    cut short by a process killed while appending it, is left out."""
-    if not path.is_file():
+    """The header and whole rows of a CSV file (none when it does not exist, or is a symbolic link, which is never
+    read or written through): a last line without its line break, cut short by a process killed while appending
+    it, is left out."""
+    if path.is_symlink() or not path.is_file():
         return [], []
     with path.open(newline="") as file:
         text = file.read()
@@ -34,7 +37,7 @@ def append_rows(path: Path, header: Sequence[str], rows: Sequence[Mapping[str, A
     buffer = io.StringIO()
     csv.DictWriter(buffer, fieldnames=list(header)).writerows(rows)
     data = buffer.getvalue().encode()
-    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND)
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
     try:
         while data:
             data = data[os.write(descriptor, data) :]
@@ -43,14 +46,14 @@ def append_rows(path: Path, header: Sequence[str], rows: Sequence[Mapping[str, A
 
 
 def write_rows(path: Path, header: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
-    """Writes a temporary file beside ``path`` and renames it over ``path``: a process stopped at any moment
-    leaves the old file or the new one, never a truncated one."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(header))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(temporary, path)
+    """Writes ``path`` through ``files.replaced``: a process stopped at any moment leaves the old file or the new
+    one, never a truncated one."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(header))
+    writer.writeheader()
+    writer.writerows(rows)
+    with replaced(path) as file:
+        file.write(buffer.getvalue().encode())
 
 
 class CSVLogger(LightningCSVLogger):
@@ -107,7 +110,7 @@ class CSVLogger(LightningCSVLogger):
             return
         path = Path(writer.metrics_file_path)
         keys = set().union(*writer.metrics)
-        if path.is_file() and keys <= set(writer.metrics_keys):
+        if path.is_file() and not path.is_symlink() and keys <= set(writer.metrics_keys):
             append_rows(path, writer.metrics_keys, writer.metrics)
         else:
             _, rows = read_rows(path)
