@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
+import os
 import re
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -191,6 +194,22 @@ def test_an_unwritable_checkpoint_directory_fails_before_training_naming_it(tmp_
     err = capsys.readouterr().err
     assert code == 1 and f"cannot write to {run_dir / 'checkpoints'}" in err
     assert not (run_dir / "csv").exists()  # nothing trained or logged
+
+
+def test_a_second_run_in_a_locked_run_directory_is_refused_before_it_writes_there(tmp_path, monkeypatch, capsys):
+    """The lock of a run that is going on (held here, as that run's process holds it): refused, naming the holder,
+    before Hydra writes .hydra/ or train.log, and the holder's lock left as it was."""
+    lock = tmp_path / "train.lock"
+    record = {"pid": os.getpid(), "host": socket.gethostname(), "started": "2026-12-07T09:00:00"}
+    lock.write_text(json.dumps(record))
+    with lock.open("r+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        code = run_app("train.py", *TINY, f"hydra.run.dir={tmp_path}", cwd=tmp_path, monkeypatch=monkeypatch)
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert f"{tmp_path} is in use by another run (pid {os.getpid()} on {socket.gethostname()}, started " in err
+    assert f"its lock is {lock}). Wait for that run to end" in err
+    assert [p.name for p in tmp_path.iterdir()] == ["train.lock"] and json.loads(lock.read_text()) == record
 
 
 def test_a_run_directory_that_cannot_be_made_is_named_before_anything_else(tmp_path, monkeypatch, capsys):

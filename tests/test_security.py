@@ -458,6 +458,44 @@ def test_no_write_follows_a_planted_symbolic_link(name, tmp_path):
     assert destination.is_file() and not destination.is_symlink() and destination.stat().st_size > 0
 
 
+# --- The run lock
+
+
+def plant_lock(lock: pathlib.Path, kind: str, victim: pathlib.Path) -> None:
+    if kind == "symlink":
+        lock.symlink_to(victim)
+    elif kind == "hard link":
+        os.link(victim, lock)
+    elif kind == "directory":
+        lock.mkdir()
+    else:
+        os.mkfifo(lock)
+
+
+@pytest.mark.parametrize(
+    "kind, what",
+    [
+        ("symlink", "a symbolic link"),
+        ("hard link", "another name of a file"),
+        ("directory", "a directory"),
+        ("fifo", "not a regular file"),
+    ],
+)
+def test_a_planted_train_lock_is_refused_and_nothing_is_written_through_it(kind, what, tmp_path, monkeypatch, capsys):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    plant_lock(run_dir / "train.lock", kind, victim)
+    code = run_app("train.py", *TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path, monkeypatch=monkeypatch)
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert f"{run_dir / 'train.lock'} cannot be this run directory's lock ({what}): " in err
+    assert f"Remove {run_dir / 'train.lock'}" in err
+    assert victim.read_text() == "keep" and os.path.lexists(run_dir / "train.lock")  # refused, left as found
+    assert sorted(p.name for p in run_dir.iterdir()) == ["train.lock"]  # nothing else written
+
+
 # --- The dependency floor
 
 
