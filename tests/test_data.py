@@ -304,3 +304,13 @@ def test_resuming_with_other_passes_per_epoch_is_refused_naming_the_setting(stat
         datamodule.load_state_dict(state)
     with pytest.raises(CheckpointError, match="not three counts"):
         datamodule.load_state_dict(state | {"train_passes_per_epoch": 0})
+
+
+def test_a_data_position_beyond_the_epoch_is_refused():
+    """An epoch of the tiny data is 2 batches: a checkpoint cannot have taken 10**12 of them."""
+    datamodule = tiny_datamodule()
+    datamodule.load_state_dict({"train_epoch": 0, "train_batches_taken": 2, "train_passes_per_epoch": 1})
+    with pytest.raises(
+        CheckpointError, match=r"train_batches_taken=1000000000000, more than the 2 batches of an epoch"
+    ):
+        datamodule.load_state_dict({"train_epoch": 0, "train_batches_taken": 10**12, "train_passes_per_epoch": 1})

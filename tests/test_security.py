@@ -25,7 +25,7 @@ from unet_upsampling.checkpoint import (
 from unet_upsampling.errors import CheckpointError
 from unet_upsampling.summary import write_metrics
 
-from conftest import ROOT, TINY, offline_timm, run_app, tiny_run
+from conftest import ROOT, TINY, offline_timm, run_app, tampered, tiny_run
 
 
 class Payload:
@@ -47,14 +47,6 @@ def trained(tmp_path_factory) -> pathlib.Path:
 @pytest.fixture(scope="module")
 def checkpoint(trained) -> pathlib.Path:
     return trained / "checkpoints" / "last.ckpt"
-
-
-def tampered(checkpoint: pathlib.Path, tmp_path: pathlib.Path, edit) -> pathlib.Path:
-    contents = torch.load(checkpoint, weights_only=True)
-    edit(contents[CONFIG_KEY])
-    path = tmp_path / "tampered.ckpt"
-    torch.save(contents, path)
-    return path
 
 
 def test_project_checkpoints_load_as_plain_data(checkpoint):
@@ -245,6 +237,129 @@ def test_an_eval_transform_that_reads_files_is_refused(checkpoint, tmp_path):
     assert rebuild_eval_transform(config, "x.ckpt")
 
 
+# --- A checkpoint's state is what train.py writes
+
+
+def altered(checkpoint: pathlib.Path, tmp_path: pathlib.Path, edit) -> pathlib.Path:
+    """A copy of ``checkpoint`` with ``edit(contents)`` applied (nesting deeper than Python's recursion limit
+    allows to be written)."""
+    contents = torch.load(checkpoint, weights_only=True)
+    edit(contents)
+    path = tmp_path / "altered.ckpt"
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(20_000)
+    try:
+        torch.save(contents, path)
+    finally:
+        sys.setrecursionlimit(limit)
+    return path
+
+
+def nested(depth: int) -> list:
+    outer = inner = []
+    for _ in range(depth):
+        inner.append([])
+        inner = inner[0]
+    return outer
+
+
+def best_state(contents: dict) -> dict:
+    return states(contents)["best"]
+
+
+URL = "s3://bucket/x"
+ALTERATIONS = {
+    "a NUL byte in a path": (
+        lambda c: best_state(c).update(best_model_path=best_state(c)["best_model_path"] + "\0"),
+        r"\['best_model_path'\] holds '.*\\x00', where train\.py writes strings without NUL bytes",
+    ),
+    "nesting 5000 deep": (
+        lambda c: c[CONFIG_KEY]["model"].update(extra=nested(5000)),
+        r"unet_upsampling_config\['model'\]\['extra'\](\[0\])+ holds a list of 1 entries, where train\.py writes at "
+        r"most 32 levels of nesting",
+    ),
+    "a best-k score of shape [2]": (
+        lambda c: best_state(c)["best_k_models"].update({p: torch.ones(2) for p in best_state(c)["best_k_models"]}),
+        r"\['best_k_models'\]\['.*'\] holds a float32 tensor of shape \[2\], where train\.py writes a score",
+    ),
+    "an unknown ArtifactProbe array": (
+        lambda c: c["callbacks"]["ArtifactProbe"]["arrays"].update(evil=torch.zeros(3)),
+        r"callbacks\['ArtifactProbe'\]\['arrays'\]\['evil'\] holds a float32 tensor of shape \[3\], where train\.py "
+        r"writes arrays named init_flat, init_spectrum, final_flat, final_spectrum",
+    ),
+    "an ArtifactProbe array of another shape": (
+        lambda c: c["callbacks"]["ArtifactProbe"]["arrays"].update(init_flat=torch.zeros(2, 64, 4096)),
+        r"\['arrays'\]\['init_flat'\] holds a float32 tensor of shape \[2, 64, 4096\], where train\.py writes a "
+        r"float32 tensor of shape \[2, 64, 64\] \(model\.num_classes=2\)",
+    ),
+    "a zero-stride ArtifactProbe array of 8e12 elements": (
+        lambda c: c["callbacks"]["ArtifactProbe"]["arrays"].update(init_spectrum=torch.zeros(1).expand(8 * 10**12)),
+        r"\['init_spectrum'\] holds a float32 tensor of shape \[8000000000000\], where train\.py writes dense "
+        r"tensors whose storage holds every element",
+    ),
+    "fit_validations a string": (
+        lambda c: c["callbacks"]["ArtifactProbe"].update(fit_validations="3"),
+        r"\['fit_validations'\] holds '3', where train\.py writes a count of validations",
+    ),
+    "an init metric that is no number": (
+        lambda c: c["callbacks"]["RunRecord"]["init_metrics"].update({"init/dice": "0.9"}),
+        r"\['init/dice'\] holds '0\.9', where train\.py writes a number",
+    ),
+    "train_epoch 1e6": (
+        lambda c: c["SegmentationDataModule"].update(train_epoch=10**6),
+        r"SegmentationDataModule\['train_epoch'\] holds 1000000, where train\.py writes the checkpoint's epoch \(0\)",
+    ),
+    "a NaN loss sum": (
+        lambda c: c["unet_upsampling_loss_mean"].update(sum=torch.tensor(float("nan"))),
+        r"unet_upsampling_loss_mean\['sum'\] holds a float32 tensor of shape \[\], where train\.py writes a finite "
+        r"loss sum",
+    ),
+    "global_step -5": (
+        lambda c: c.update(global_step=-5),
+        r"global_step holds -5, where train\.py writes a count",
+    ),
+    "a URL in a set": (
+        lambda c: c["loops"]["fit_loop"].update(extra={URL}),
+        r"loops\['fit_loop'\]\['extra'\] holds a set of 1 entries, where train\.py writes plain data",
+    ),
+    "a URL in bytes": (
+        lambda c: c["callbacks"]["RunRecord"].update(extra=URL.encode()),
+        r"callbacks\['RunRecord'\]\['extra'\] holds b's3://bucket/x', where train\.py writes plain data",
+    ),
+    "a stored _partial_ that is no boolean": (
+        lambda c: c[CONFIG_KEY]["model"]["upsample"].update(_partial_="no"),
+        r"model\.upsample\._partial_='no' is refused: Hydra takes true or false there",
+    ),
+}
+
+
+@pytest.mark.parametrize("alteration", ALTERATIONS)
+def test_a_checkpoint_holding_what_train_py_never_writes_is_refused_naming_the_key(alteration, checkpoint, tmp_path):
+    edit, message = ALTERATIONS[alteration]
+    path = altered(checkpoint, tmp_path, edit)
+    with pytest.raises(CheckpointError, match=rf"^{re.escape(str(path))}: .*{message}"):
+        read_checkpoint(path)
+
+
+@pytest.mark.parametrize("alteration", ["global_step -5", "a zero-stride ArtifactProbe array of 8e12 elements"])
+def test_resuming_from_such_a_checkpoint_is_refused_before_anything_is_restored(
+    alteration, trained, tmp_path, monkeypatch, capsys
+):
+    edit, message = ALTERATIONS[alteration]
+    run = moved_run(trained, tmp_path, lambda contents, checkpoints: edit(contents))
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    assert resume(run, monkeypatch) == 1
+    err = capsys.readouterr().err
+    assert re.search(message, err) and "Traceback" not in err
+    assert all(before[name] == (run / name).read_bytes() for name in ("metrics.json", "artifacts.npz"))
+
+
+def test_a_rebuilt_network_is_never_compiled(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda *a, **k: pytest.fail("a rebuilt network was compiled"))
+    task, _ = load_checkpoint(tampered(checkpoint, tmp_path, lambda config: config["model"].update(compile=True)))
+    assert not task.training
+
+
 # --- Paths and URLs in callback states stay inside the run
 
 
@@ -320,9 +435,6 @@ def test_a_run_directory_of_its_own_keeps_every_path(trained, checkpoint):
     before = repr(contents["callbacks"])
     assert confine_states(contents, ((trained / "checkpoints").resolve(),), "x.ckpt") == []
     assert repr(contents["callbacks"]) == before
-
-
-URL = "s3://bucket/x"
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,11 @@
 """Checkpoints that rebuild their own model: the run's resolved config travels inside them.
 
 Loading trusts nothing in the file: it is read with ``torch.load(weights_only=True)`` (tensors and
-plain data only, no pickled objects), its config may name only a network, an upsample block and the
-task (``trust.check_stored_task``), and no path or URL in its callback and loop states reaches the
-filesystem or the network (``confine_states``). ``CheckpointTrust`` is that boundary for Lightning
-(resume, validate the best checkpoint), and writes checkpoints atomically beside their destination.
+plain data only, no pickled objects), its state is what train.py writes (``checkpoint_state.check_state``),
+its config may name only a network, an upsample block and the task (``trust.check_stored_task``), and no
+path or URL in its callback and loop states reaches the filesystem or the network (``confine_states``).
+``CheckpointTrust`` is that boundary for Lightning (resume, validate the best checkpoint), and writes
+checkpoints atomically beside their destination.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from unet_upsampling.checkpoint_state import check_state
 from unet_upsampling.errors import CheckpointError, ConfigError
 from unet_upsampling.files import replaced
 from unet_upsampling.trust import check_stored_task, rebuild_task
@@ -67,6 +69,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise corrupt(path, f"{type(error).__name__}: {str(error).strip()[:200]}") from None
     if not isinstance(checkpoint, dict) or CONFIG_KEY not in checkpoint or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path} was not written by this project's train.py (it has no {CONFIG_KEY!r} entry)")
+    check_state(checkpoint, source=str(path))
     check_stored_task(checkpoint[CONFIG_KEY], source=str(path))
     return checkpoint
 
@@ -81,10 +84,7 @@ def load_checkpoint(path: str | Path) -> tuple[L.LightningModule, dict[str, Any]
         task.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:
         raise CheckpointError(f"{path}: its weights do not fit the network its config describes ({error})") from None
-    step = checkpoint.get("global_step")
-    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
-        raise CheckpointError(f"{path}: its global_step={step!r} is not a step count; use one written by train.py")
-    task.checkpoint_step = step
+    task.checkpoint_step = checkpoint["global_step"]
     return task.eval(), config
 
 
