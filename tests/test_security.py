@@ -570,6 +570,20 @@ def test_no_write_follows_a_planted_symbolic_link(name, tmp_path):
     assert destination.is_file() and not destination.is_symlink() and destination.stat().st_size > 0
 
 
+def test_a_run_writes_none_of_its_files_through_links_planted_in_its_directory(tmp_path, monkeypatch):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    run_dir = tmp_path / "run"
+    names = ["metrics.json", "artifacts.npz", "flat_field.png", "predictions.png", "predictions.npz"]
+    names += ["csv/metrics.csv", "checkpoints/last.ckpt"]
+    for name in names:
+        plant_links(run_dir / name, victim)
+    args = [*TINY, "trainer.max_epochs=1", "test=false", f"hydra.run.dir={run_dir}"]
+    assert run_app("train.py", *args, cwd=tmp_path, monkeypatch=monkeypatch) == 0
+    assert victim.read_text() == "keep"
+    assert all((run_dir / name).is_file() and not (run_dir / name).is_symlink() for name in names)
+
+
 # --- The run lock
 
 
