@@ -368,6 +368,59 @@ def checkpoint(tmp_path_factory) -> Path:
     return tiny_run(tmp_path_factory) / "checkpoints" / "last.ckpt"
 
 
+def resume_into(run_dir: Path, checkpoint: Path, monkeypatch, *overrides: str) -> int:
+    """train.py resuming ``checkpoint`` (TINY's, one epoch) for a second epoch, in ``run_dir``, with ``overrides``."""
+    args = [*TINY, "trainer.max_epochs=2", "test=false", f"ckpt_path={checkpoint}", f"hydra.run.dir={run_dir}"]
+    return run_app("train.py", *args, *overrides, cwd=run_dir.parent, monkeypatch=monkeypatch)
+
+
+@pytest.mark.parametrize(
+    "overrides, lines, fix",
+    [
+        (
+            ["task.optimizer.lr=0.5"],
+            ["task.optimizer.lr: 0.003 in the checkpoint, 0.5 now"],
+            "(task.optimizer.lr: restored from the checkpoint, never changed on resume)",
+        ),
+        (
+            ["seed=5"],
+            ["data.seed: 0 in the checkpoint, 5 now", "seed: 0 in the checkpoint, 5 now"],
+            "resume.allow_changes=[data.seed,seed]",
+        ),
+        (
+            ["model.base_channels=8"],
+            ["model.base_channels: 4 in the checkpoint, 8 now"],
+            "(model.base_channels: restored from the checkpoint, never changed on resume)",
+        ),
+        (
+            ["data.source.train=16"],
+            ["data.source.train: 8 in the checkpoint, 16 now"],
+            "resume.allow_changes=[data.source.train]",
+        ),
+        (["task.optimizer.lr=0.5", "resume.allow_changes=[task.optimizer]"], [], "task.optimizer cannot change"),
+    ],
+)
+def test_a_resume_that_changes_what_shapes_the_run_is_refused_naming_each_change(
+    overrides, lines, fix, checkpoint, tmp_path, monkeypatch, capsys
+):
+    run_dir = tmp_path / "resumed"
+    assert resume_into(run_dir, checkpoint, monkeypatch, *overrides) == 1
+    err = capsys.readouterr().err
+    assert all(f"\n  - {line}" in err for line in lines) and fix in err and "Traceback" not in err
+    assert sorted(p.name for p in run_dir.iterdir()) == [".hydra", "train.log"]  # nothing trained
+
+
+def test_a_resume_goes_on_with_what_cannot_change_the_result_and_with_the_changes_it_allows(
+    checkpoint, tmp_path, monkeypatch
+):
+    run_dir = tmp_path / "resumed"
+    neutral = ["callbacks.progress_bar.every_s=0", "data.eval_batch_size=2", "~logger"]
+    allowed = ["seed=5", "resume.allow_changes=[seed,data.seed]"]
+    assert resume_into(run_dir, checkpoint, monkeypatch, *neutral, *allowed) == 0
+    assert "resume.allow_changes: seed changes from 0 (the checkpoint's) to 5" in (run_dir / "train.log").read_text()
+    assert read_metrics(run_dir)["global_step"] == 4  # the second epoch trained
+
+
 def test_same_seed_twice_gives_the_same_metrics(checkpoint, tmp_path, monkeypatch):
     """A second run of the module's checkpoint run (conftest.tiny_run), same config and seed: the same metrics."""
     first = checkpoint.parents[1]

@@ -27,14 +27,14 @@ from unet_upsampling.builders import (
 )
 from unet_upsampling.callbacks import EvaluationTimer, RunRecord
 from unet_upsampling.callbacks.run_log import describe_run
-from unet_upsampling.checkpoint import CheckpointTrust, StoreConfig, read_checkpoint
+from unet_upsampling.checkpoint import CheckpointTrust, StoreConfig
 from unet_upsampling.checks import check_config, check_run, check_writable
 from unet_upsampling.distributed import adopt_rank_zero_job, end_job, share_job
 from unet_upsampling.errors import ConfigError, UserError
 from unet_upsampling.jobs import job_context
 from unet_upsampling.loggers import log_run, run_params
 from unet_upsampling.metrics import constant_in_constant_out
-from unet_upsampling.resume import resume_path
+from unet_upsampling.resume import resume_from
 from unet_upsampling.runlock import run_lock
 from unet_upsampling.stops import Stops, stop_on_signals
 from unet_upsampling.summary import print_summary, write_metrics
@@ -68,8 +68,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     with job_context(cfg) as job, run_lock(job.paths.output_dir):
         check_config(job)
         run_dir = Path(job.paths.output_dir)
-        resume = resume_path(job.ckpt_path, run_dir)
-        resume_step = None if resume is None else read_checkpoint(resume)["global_step"]  # refuses a bad file first
+        # a bad checkpoint, or one written with other settings, is refused first
+        resume, resume_step = resume_from(job.ckpt_path, run_dir, OmegaConf.to_container(job, resolve=True))
         with stop_on_signals(run_dir, resume_step or 0) as stops:
             return run(job, run_dir, resume, resume_step, stops)
 
