@@ -78,6 +78,18 @@ def test_bad_folder_samples_are_named_with_the_fix(folder_binary_255, fault, mes
         setup_folder(folder_binary_255)
 
 
+def test_images_beyond_pillows_pixel_limit_are_listed_as_bad_samples(folder_binary_255, monkeypatch):
+    """Pillow's limit lowered to 2 x 2000 pixels stands for its 2 x 89 Mpx: img_0 (61x77) and img_2 (70x65) are
+    beyond it."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)
+    with pytest.raises(
+        DataError,
+        match=r"(?s)2 bad sample\(s\).*img_0\.png: Image size \(4697 pixels\) exceeds limit .*"
+        r"Cut it into tiles on disk.*img_2\.png: Image size",
+    ):
+        setup_folder(folder_binary_255)
+
+
 def test_skip_leaves_bad_samples_out_and_lists_them(folder_binary_255, caplog):
     (folder_binary_255 / "images" / "img_1.png").write_bytes(b"not a png")
     dm = setup_folder(folder_binary_255, "data.source.on_bad_sample=skip")

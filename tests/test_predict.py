@@ -202,3 +202,23 @@ def test_predict_reads_the_channels_its_network_takes_without_the_stored_data_se
     ckpt = tampered(checkpoint, tmp_path, lambda config: config["data"].pop("in_channels"))
     assert predict(ckpt, tmp_path, monkeypatch, f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}") == 0
     assert np.asarray(Image.open(tmp_path / "out" / "a.png")).shape == (40, 40)
+
+
+def test_images_beyond_pillows_pixel_limit_are_listed_skipped_or_read_when_the_limit_is_raised(
+    checkpoint, tmp_path, monkeypatch, capsys
+):
+    """Pillow's limit lowered to 2 x 1000 pixels stands for its 2 x 89 Mpx: a 48x48 image is beyond it, 40x40 not."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    grey(tmp_path / "in", "big.png", (48, 48))
+    grey(tmp_path / "in", "small.png", (40, 40))
+    args = [f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}"]
+    assert predict(checkpoint, tmp_path, monkeypatch, *args) == 1
+    err = capsys.readouterr().err
+    assert "1 of 2 input image(s) cannot be predicted, nothing was written" in err and "Traceback" not in err
+    assert f"{tmp_path / 'in' / 'big.png'}: Image size (2304 pixels) exceeds limit of 2000 pixels" in err
+    assert "max_image_pixels=N" in err
+    assert predict(checkpoint, tmp_path, monkeypatch, *args, "on_bad_input=skip") == 0
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["small.png"]
+    args[1] = f"output={tmp_path / 'raised'}"
+    assert predict(checkpoint, tmp_path, monkeypatch, *args, "max_image_pixels=2000") == 0
+    assert sorted(p.name for p in (tmp_path / "raised").iterdir()) == ["big.png", "small.png"]

@@ -30,6 +30,7 @@ from torch import nn
 from unet_upsampling.checkpoint import load_checkpoint
 from unet_upsampling.data.folder import IMAGE_SUFFIXES, inspect_image, listed, read_image
 from unet_upsampling.errors import CheckpointError, ConfigError, DataError, OutputError
+from unet_upsampling.stops import Stops, signals_deferred, stop_on_signals
 from unet_upsampling.trust import rebuild_eval_transform, stored_scale
 
 log = logging.getLogger(__name__)
@@ -170,10 +171,20 @@ def overlay(pixels: np.ndarray, classes: np.ndarray, num_classes: int, alpha: fl
     return np.where(classes[..., None] > 0, blended.round(), rgb).astype(np.uint8)
 
 
-@torch.no_grad()
 def predict(cfg: DictConfig) -> list[Path]:
+    """Writes the masks (see the module); a signal stops it between images, with nothing written (stops.py)."""
+    output = Path(cfg.output).expanduser()
+    again = f"nothing was written to output={output}: run the same command again"
+    with stop_on_signals(lambda: again, "checking the inputs and reading the checkpoint") as stops:
+        return predict_all(cfg, stops)
+
+
+@torch.no_grad()
+def predict_all(cfg: DictConfig, stops: Stops) -> list[Path]:
     source, output = Path(cfg.input).expanduser(), Path(cfg.output).expanduser()
     check_output(source, output)
+    if cfg.get("max_image_pixels") is not None:
+        Image.MAX_IMAGE_PIXELS = int(cfg.max_image_pixels)
     task, config = load_checkpoint(cfg.ckpt_path)
     tile, overlap = cfg.get("tile_size"), cfg.get("tile_overlap", 0.25)
     check_tiling(tile, overlap, task.net.min_size)
@@ -193,25 +204,15 @@ def predict(cfg: DictConfig) -> list[Path]:
     except OSError as error:
         raise OutputError(f"output={output}: cannot write in {output.parent} ({error.strerror or error})") from None
     try:
-        for stem, path in track(files.items(), description="predicting"):
+        for i, (stem, path) in enumerate(track(files.items(), description="predicting"), start=1):
+            stops.begin(f"predicting {path.name} (image {i} of {len(files)})")
             pixels = read_image(path, task.net.in_channels)
             image = transform(image=pixels)["image"].float()
             logits = sliding_window(task, image[None].to(device), tile, overlap)
             if logits.shape[-2:] != pixels.shape[:2]:  # a model trained at data.scale != 1: back to the image's size
                 logits = F.interpolate(logits, size=pixels.shape[:2], mode="bilinear", align_corners=False)
-            classes = logits.argmax(1)[0].cpu().numpy()
-            Image.fromarray(lut[classes].astype(np.uint8 if lut.max() < 256 else np.uint16)).save(
-                staging / f"{stem}.png"
-            )
-            if cfg.get("save_probabilities"):
-                (staging / "probabilities").mkdir(exist_ok=True)
-                for k, p in enumerate(logits.softmax(1)[0].cpu().numpy()):
-                    Image.fromarray((p * 65535).round().astype(np.uint16)).save(
-                        staging / "probabilities" / f"{stem}_c{k}.png"
-                    )
-            if cfg.get("save_overlay"):
-                (staging / "overlays").mkdir(exist_ok=True)
-                Image.fromarray(overlay(pixels, classes, task.num_classes)).save(staging / "overlays" / f"{stem}.png")
+            save_prediction(staging, stem, pixels, logits, lut, cfg)
+        stops.begin(f"moving the masks into output={output}")
         output.mkdir(exist_ok=True)
         written = []
         for path in sorted(p for p in staging.rglob("*") if p.is_file()):
@@ -223,9 +224,30 @@ def predict(cfg: DictConfig) -> list[Path]:
     return written
 
 
+def save_prediction(
+    staging: Path, stem: str, pixels: np.ndarray, logits: torch.Tensor, lut: np.ndarray, cfg: DictConfig
+) -> None:
+    """``<stem>.png`` (the classes' stored values) in ``staging``, and the probabilities and overlay when asked for."""
+    classes = logits.argmax(1)[0].cpu().numpy()
+    Image.fromarray(lut[classes].astype(np.uint8 if lut.max() < 256 else np.uint16)).save(staging / f"{stem}.png")
+    if cfg.get("save_probabilities"):
+        (staging / "probabilities").mkdir(exist_ok=True)
+        for k, p in enumerate(logits.softmax(1)[0].cpu().numpy()):
+            Image.fromarray((p * 65535).round().astype(np.uint16)).save(staging / "probabilities" / f"{stem}_c{k}.png")
+    if cfg.get("save_overlay"):
+        (staging / "overlays").mkdir(exist_ok=True)
+        Image.fromarray(overlay(pixels, classes, len(lut))).save(staging / "overlays" / f"{stem}.png")
+
+
 @hydra.main(version_base="1.3", config_path="configs", config_name="predict")
-def main(cfg: DictConfig) -> None:
+def _main(cfg: DictConfig) -> None:
     predict(cfg)
+
+
+def main() -> None:
+    """The entry point: a signal while Hydra starts stops the prediction before its first image."""
+    with signals_deferred():
+        _main()
 
 
 if __name__ == "__main__":

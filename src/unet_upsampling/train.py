@@ -36,7 +36,7 @@ from unet_upsampling.loggers import log_run, run_params
 from unet_upsampling.metrics import constant_in_constant_out
 from unet_upsampling.resume import resume_from
 from unet_upsampling.runlock import run_lock
-from unet_upsampling.stops import Stops, stop_on_signals
+from unet_upsampling.stops import Stops, resume_hint, signals_deferred, stop_on_signals
 from unet_upsampling.summary import print_summary, write_metrics
 from unet_upsampling.task import SegmentationTask
 
@@ -65,12 +65,15 @@ def validation_schedule(cfg: DictConfig, datamodule) -> dict[str, Any]:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """One run described by ``cfg``; returns what it writes to ``metrics.json``."""
-    with job_context(cfg) as job, run_lock(job.paths.output_dir):
-        check_config(job)
+    with job_context(cfg) as job:
         run_dir = Path(job.paths.output_dir)
-        # a bad checkpoint, or one written with other settings, is refused first
-        resume, resume_step = resume_from(job.ckpt_path, run_dir, OmegaConf.to_container(job, resolve=True))
-        with stop_on_signals(run_dir, resume_step or 0) as stops:
+        starting = "starting (checking the config, reading the checkpoint to resume from)"
+        with stop_on_signals(resume_hint(run_dir), starting) as stops, run_lock(run_dir):
+            check_config(job)
+            # a bad checkpoint, or one written with other settings, is refused first
+            resume, resume_step = resume_from(job.ckpt_path, run_dir, OmegaConf.to_container(job, resolve=True))
+            stops.begin("setting up (reading the data, building the network)")
+            stops.step = resume_step or 0
             return run(job, run_dir, resume, resume_step, stops)
 
 
@@ -218,7 +221,8 @@ def main(cfg: DictConfig | None = None) -> float | None:
     """The entry point; a DDP process started by rank 0 runs rank 0's job, not its argv (distributed.py)."""
     if cfg is None:
         adopt_rank_zero_job()
-    return _main(cfg)
+    with signals_deferred():
+        return _main(cfg)
 
 
 if __name__ == "__main__":
