@@ -311,6 +311,23 @@ def test_small_synthetic_images_work(tmp_path, monkeypatch):
     )
 
 
+FOUR_STEPS = [*TINY, "trainer.max_steps=4", "validations=2"]
+
+
+@pytest.fixture(scope="module")
+def four_steps(tmp_path_factory) -> Path:
+    """The uninterrupted run of the signal tests."""
+    run_dir = tmp_path_factory.mktemp("four_steps")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        assert run_app("train.py", *FOUR_STEPS, f"hydra.run.dir={run_dir}", cwd=run_dir, monkeypatch=monkeypatch) == 0
+    return run_dir
+
+
+def csv_rows(run_dir: Path) -> list[dict]:
+    with (run_dir / "csv" / "metrics.csv").open() as file:
+        return list(csv.DictReader(file))
+
+
 @pytest.mark.parametrize(
     "name, at, phase, step, code",
     [
@@ -318,15 +335,16 @@ def test_small_synthetic_images_work(tmp_path, monkeypatch):
         ("SIGTERM", "fit", "training", 3, 143),
         ("SIGTERM", "figures", "the validation of the best checkpoint (and its figures)", 4, 143),
         ("SIGTERM", "test", "the test of the best checkpoint", 4, 143),
+        ("SIGTERM", "test_end", "the test of the best checkpoint", 4, 143),  # after its last batch: no metrics.json
     ],  # SIGINT (Ctrl-C, exit 130): tests/test_resume.py stops a run with it and resumes
 )
 def test_a_signal_in_any_phase_stops_the_run_saying_where_and_how_to_go_on(
-    name, at, phase, step, code, tmp_path, monkeypatch, capsys
+    name, at, phase, step, code, four_steps, tmp_path, monkeypatch, capsys
 ):
     """SIGTERM (a scheduler, docker stop) or SIGINT (Ctrl-C) in any phase: exit 128 + the signal, one line
     naming the phase and step and how to resume, no metrics.json (a stopped run is not a finished one)."""
     monkeypatch.syspath_prepend(str(ROOT / "tests"))
-    run = [*TINY, "trainer.max_steps=4", "validations=2", f"hydra.run.dir={tmp_path}"]
+    run = [*FOUR_STEPS, f"hydra.run.dir={tmp_path}"]
     send = ["+callbacks.signal._target_=fault_injection.SendSignal", f"+callbacks.signal.signal={name}"]
     assert (
         run_app(
@@ -347,10 +365,14 @@ def test_a_signal_in_any_phase_stops_the_run_saying_where_and_how_to_go_on(
     assert re.search(rf"{re.escape(message)} \(epoch \d\); {re.escape(how)}\n", err)
     assert "Traceback" not in err and message in (tmp_path / "train.log").read_text()
     assert not (tmp_path / "metrics.json").exists()
-    if at == "test":  # the resume command finishes the run: fit has nothing left, then validation and test
+    if at in ("figures", "test"):  # the resume command finishes the run (fit has nothing left) as if never stopped
         assert run_app("train.py", *run, "ckpt_path=last", cwd=tmp_path, monkeypatch=monkeypatch) == 0
-        metrics = read_metrics(tmp_path)
-        assert metrics["global_step"] == 4 and "test/dice" in metrics and "init/dice" in metrics
+        times_and_paths = ("train_time_s", "eval_time_s", "best_checkpoint")
+        resumed, whole = (
+            {k: v for k, v in read_metrics(d).items() if k not in times_and_paths} for d in (tmp_path, four_steps)
+        )
+        assert resumed == whole and resumed["epoch"] == 2 and "test/dice" in resumed and "init/dice" in resumed
+        assert csv_rows(tmp_path) == csv_rows(four_steps)
 
 
 def test_non_finite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):

@@ -19,6 +19,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import lightning as L
+
 from unet_upsampling.checkpoint import CONFIG_KEY, read_checkpoint
 from unet_upsampling.errors import CheckpointError, ConfigError
 
@@ -142,3 +144,12 @@ def resume_from(ckpt_path: str | None, run_dir: Path, config: Mapping[str, Any])
     checkpoint = read_checkpoint(path)
     check_resumable(checkpoint[CONFIG_KEY], config, str(path))
     return path, checkpoint["global_step"]
+
+
+def count_the_last_epoch(trainer: L.Trainer) -> None:
+    """After ``trainer.fit``: a run resumed at its last step (``max_steps`` reached) trains nothing, and Lightning then
+    skips its fit loop, which would have counted the epoch the checkpoint was written in as ended, as the end of the
+    uninterrupted run did; ``trainer.current_epoch`` (metrics.json's ``epoch``) would stay one short."""
+    loop = trainer.fit_loop
+    if loop.restarting and 0 <= loop.max_steps <= trainer.global_step:
+        loop.epoch_progress.increment_completed()

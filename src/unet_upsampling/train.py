@@ -34,7 +34,7 @@ from unet_upsampling.errors import ConfigError, UserError
 from unet_upsampling.jobs import job_context
 from unet_upsampling.loggers import log_run, run_params
 from unet_upsampling.metrics import constant_in_constant_out
-from unet_upsampling.resume import resume_from
+from unet_upsampling.resume import count_the_last_epoch, resume_from
 from unet_upsampling.runlock import run_lock
 from unet_upsampling.stops import Stops, resume_hint, signals_deferred, stop_on_signals
 from unet_upsampling.summary import print_summary, write_metrics
@@ -142,6 +142,7 @@ def fit(job: Run, resume: Path | None) -> float:
     job.stops.begin("training")
     start = time.perf_counter()
     job.trainer.fit(job.task, datamodule=job.datamodule, ckpt_path=resume, weights_only=True)
+    count_the_last_epoch(job.trainer)
     return time.perf_counter() - start
 
 

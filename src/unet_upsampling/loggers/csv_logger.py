@@ -96,8 +96,7 @@ class CSVLogger(LightningCSVLogger):
         writer = super().experiment  # would delete a metrics.csv it found
         if aside.is_file():
             header, rows = read_rows(aside)
-            kept = [r for r in rows if r["step"] and before_step(r, self._resume_step)]
-            write_rows(path, header, kept)
+            write_rows(path, header, before_checkpoint(rows, self._resume_step))
             writer.metrics_keys = header
             aside.unlink()
         self._resume_step = None
@@ -119,8 +118,19 @@ class CSVLogger(LightningCSVLogger):
         writer.metrics = []
 
 
-def before_step(row: Mapping[str, str], step: int) -> bool:
-    """Whether a metrics.csv row was logged before a checkpoint at ``step``: an earlier step, or its validation."""
-    return int(row["step"]) < step or (
-        int(row["step"]) == step and any(row.get(k) for k in row if k.startswith("val/"))
-    )
+def before_checkpoint(rows: Sequence[Mapping[str, str]], step: int) -> list[Mapping[str, str]]:
+    """The rows of a metrics.csv logged before a checkpoint at ``step``, in the order they were logged: those of
+    earlier steps and the validation of that step (a row is placed at the step of the weights it measured, and the
+    checkpoint follows that validation), up to the first row logged after the checkpoint. The validation and test
+    rows a stopped run wrote at its end (at the best checkpoint's step, earlier than ``step``) come after it."""
+    kept = []
+    for row in rows:
+        if not row["step"]:
+            continue
+        validation = any(row.get(k) for k in row if k.startswith("val/"))
+        if int(row["step"]) > step or (int(row["step"]) == step and not validation):
+            break
+        kept.append(row)
+        if int(row["step"]) == step:
+            break
+    return kept
