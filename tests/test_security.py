@@ -635,7 +635,15 @@ def test_pyproject_floors_are_the_ones_checked_at_import():
 
 
 @pytest.mark.parametrize(
-    "name, installed", [("torch", "2.5.1+cu124"), ("torchvision", "0.20.1"), ("lightning", "2.5.6")]
+    "name, installed",
+    [
+        ("torch", "2.5.1+cu124"),
+        ("torchvision", "0.20.1"),
+        ("lightning", "2.5.6"),
+        ("torch", "2.6.0a0+git1d7a4a9"),  # built from source before the 2.6.0 release
+        ("torch", "2.6.0.dev20241112+cpu"),  # a nightly
+        ("lightning", "2.6.0rc1"),
+    ],
 )
 def test_importing_the_package_with_a_version_below_the_floor_names_both(name, installed, monkeypatch):
     import importlib
@@ -648,6 +656,13 @@ def test_importing_the_package_with_a_version_below_the_floor_names_both(name, i
         importlib.reload(unet_upsampling)
     monkeypatch.undo()
     importlib.reload(unet_upsampling)
+
+
+def test_a_release_at_or_above_the_floor_passes_local_build_tags_included():
+    from unet_upsampling.versions import below
+
+    assert not any(below(found, (2, 6)) for found in ["2.6.0", "2.6.0+cu124", "2.6.1", "2.14.1+cpu", "2.7.0rc1"])
+    assert below("2.6.0rc1", (2, 6)) and below("2.5.99", (2, 6))
 
 
 # --- Resuming from a tampered checkpoint (train.py ckpt_path=last) touches nothing outside its run
