@@ -282,8 +282,10 @@ def test_removing_the_nyquist_band_removes_a_checkerboard_and_nothing_else():
     smooth = smooth_logits()
     i, j = grid(64, 64)
     checkerboard = (-1.0) ** (i + j) + 0.5 * (-1.0) ** i * torch.cos(2 * math.pi * 5 * j / 64)  # both on the band
+    columns = 0.5 * (-1.0) ** j * torch.cos(2 * math.pi * 3 * i / 64)  # sign alternating column to column: k_x = W/2
     torch.testing.assert_close(remove_nyquist(smooth), smooth)
     torch.testing.assert_close(remove_nyquist(smooth + checkerboard), smooth)
+    torch.testing.assert_close(remove_nyquist(smooth + columns), smooth)
     with pytest.raises(ValueError, match="odd side"):
         remove_nyquist(torch.randn(5, 8))
 

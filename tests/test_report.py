@@ -422,6 +422,17 @@ def test_tost_calls_a_small_difference_equivalent_and_a_large_one_not():
     assert tost([0.002, 0.002], 0.01) == 0.0 and tost([0.02, 0.02], 0.01) == 1.0  # no spread: inside or not
 
 
+def test_tost_takes_the_larger_one_sided_p_whatever_the_sign_of_the_difference():
+    """p = max(P of the mean's t beyond -margin from below, P beyond +margin from above), from the t distribution;
+    mirrored differences give the same p, and a negative mean at the margin is not called equivalent."""
+    d = np.array([-0.004, -0.003, -0.006, -0.001, -0.005])
+    se, df = d.std(ddof=1) / np.sqrt(len(d)), len(d) - 1
+    lower, upper = stats.t.sf((d.mean() + 0.01) / se, df), stats.t.cdf((d.mean() - 0.01) / se, df)
+    assert tost(d, 0.01) == pytest.approx(max(lower, upper)) and tost(d, 0.01) == pytest.approx(tost(-d, 0.01))
+    at_the_margin = np.array([-0.012, -0.008, -0.010, -0.009, -0.011])
+    assert tost(at_the_margin, 0.01) > 0.3 and tost(at_the_margin, 0.01) == pytest.approx(tost(-at_the_margin, 0.01))
+
+
 def test_seeds_needed_gives_the_textbook_sample_sizes():
     """Paired t-test, two-sided alpha 0.05, power 0.8: effect size 1 needs 10 pairs, 0.5 needs 34 (G*Power);
     the noncentral t confirms n reaches 0.8 and n - 1 does not."""
