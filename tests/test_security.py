@@ -341,11 +341,24 @@ def test_a_checkpoint_holding_what_train_py_never_writes_is_refused_naming_the_k
         read_checkpoint(path)
 
 
-@pytest.mark.parametrize("alteration", ["global_step -5", "a zero-stride ArtifactProbe array of 8e12 elements"])
+RESUME_ALTERATIONS = {
+    "global_step -5": ALTERATIONS["global_step -5"],
+    "a zero-stride ArtifactProbe array of 8e12 elements": ALTERATIONS[
+        "a zero-stride ArtifactProbe array of 8e12 elements"
+    ],
+    "a weight of another shape": (
+        lambda c: c["state_dict"].update({"net.head.weight": torch.zeros(3, 4, 1, 1)}),
+        r"state_dict\['net\.head\.weight'\] holds a float32 tensor of shape \[3, 4, 1, 1\], where train\.py writes a "
+        r"tensor of shape \[2, 4, 1, 1\] there",
+    ),
+}
+
+
+@pytest.mark.parametrize("alteration", RESUME_ALTERATIONS)
 def test_resuming_from_such_a_checkpoint_is_refused_before_anything_is_restored(
     alteration, trained, tmp_path, monkeypatch, capsys
 ):
-    edit, message = ALTERATIONS[alteration]
+    edit, message = RESUME_ALTERATIONS[alteration]
     run = moved_run(trained, tmp_path, lambda contents, checkpoints: edit(contents))
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
     assert resume(run, monkeypatch) == 1

@@ -23,7 +23,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from unet_upsampling.checkpoint_state import check_state
+from unet_upsampling.checkpoint_state import check_state, refused
 from unet_upsampling.errors import CheckpointError, ConfigError
 from unet_upsampling.files import replaced
 from unet_upsampling.trust import check_stored_task, rebuild_task
@@ -72,6 +72,20 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     check_state(checkpoint, source=str(path))
     check_stored_task(checkpoint[CONFIG_KEY], source=str(path))
     return checkpoint
+
+
+def check_weights(weights: Any, shapes: dict[str, tuple[int, ...]], source: str) -> None:
+    """Refuses weights other than those of a network whose state_dict has ``shapes``: each name, each shape."""
+    if not isinstance(weights, dict) or weights.keys() != shapes.keys():
+        names = set(weights) if isinstance(weights, dict) else set()
+        odd = sorted(names ^ shapes.keys())[:5]
+        raise CheckpointError(
+            f"{source}: its state_dict does not hold this run's network's weights (names missing or foreign: "
+            f"{', '.join(odd)}). Refused: the file was not written by a run of this network, or was altered."
+        )
+    for name, shape in shapes.items():
+        if not torch.is_tensor(weights[name]) or tuple(weights[name].shape) != shape:
+            raise refused(source, f"state_dict[{name!r}]", weights[name], f"a tensor of shape {list(shape)} there")
 
 
 def load_checkpoint(path: str | Path) -> tuple[L.LightningModule, dict[str, Any]]:
@@ -175,17 +189,21 @@ class CheckpointTrust(TorchCheckpointIO):
     recursively, never a URL.
     """
 
-    def __init__(self, directories: Iterable[str | Path]):
+    def __init__(self, directories: Iterable[str | Path], module: torch.nn.Module | None = None):
         super().__init__()
         self.directories = tuple(dict.fromkeys(Path(d).resolve() for d in directories))  # once each, in order
+        self.shapes = None if module is None else {k: tuple(v.shape) for k, v in module.state_dict().items()}
 
     @classmethod
-    def of(cls, callbacks: Iterable[L.Callback]) -> CheckpointTrust:
-        """The trust boundary of a run whose checkpoints are written by ``callbacks``' ModelCheckpoints."""
-        return cls(c.dirpath for c in callbacks if isinstance(c, ModelCheckpoint) and c.dirpath)
+    def of(cls, callbacks: Iterable[L.Callback], module: torch.nn.Module) -> CheckpointTrust:
+        """The trust boundary of a run of ``module`` whose checkpoints are written by ``callbacks``'
+        ModelCheckpoints."""
+        return cls((c.dirpath for c in callbacks if isinstance(c, ModelCheckpoint) and c.dirpath), module)
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
         checkpoint = read_checkpoint(path)
+        if self.shapes is not None:
+            check_weights(checkpoint["state_dict"], self.shapes, str(path))
         confine_states(checkpoint, self.directories, str(path))
         return checkpoint
 

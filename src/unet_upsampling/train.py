@@ -125,7 +125,7 @@ def build_run(cfg: DictConfig, run_dir: Path, resume: Path | None, resume_step: 
         if resume_step is not None and hasattr(logger, "resume_at"):
             logger.resume_at(resume_step)
     trainer = build_trainer(  # the checkpoint trust boundary: checkpoint.py
-        cfg, callbacks, loggers, plugins=[CheckpointTrust.of(callbacks)], **validation_schedule(cfg, datamodule)
+        cfg, callbacks, loggers, plugins=[CheckpointTrust.of(callbacks, task)], **validation_schedule(cfg, datamodule)
     )
     return Run(cfg, run_dir, datamodule, task, trainer, record, timer, stops, launcher_env)
 
