@@ -9,8 +9,9 @@ holds and what was expected, unless:
   or other type, where a URL or a path could hide from the checks of ``checkpoint.confine_states``);
 - every tensor is dense and its storage holds each of its elements: a view with a zero stride claims
   trillions of elements from a few bytes, which numpy would write out, zero after zero, for days;
-- the project's own entries are as train.py writes them (``ENTRIES``): the step and epoch counts, the
-  training loss sum (finite) and its count, the data position (counts; its epoch the checkpoint's), the
+- Lightning's entries are the containers it writes (the weights a dict of tensors; the loop, optimiser and
+  schedule states dicts), and the project's own entries as train.py writes them (``ENTRIES``): the step
+  and epoch counts, the training loss sum (finite) and its count, the data position (counts; its epoch the checkpoint's), the
   artifact probe's state (arrays of the shapes and type it writes for the stored network's classes, and
   a count), the metrics before training (numbers) and the scores of ModelCheckpoint's records (numbers).
 """
@@ -60,6 +61,7 @@ def check_state(checkpoint: Mapping[str, Any], source: str) -> None:
     """Refuses (CheckpointError) a checkpoint that holds anything train.py does not write; see the module."""
     check_plain(checkpoint, source)
     check_counts(checkpoint, source)
+    check_containers(checkpoint, source)
     for key, check in ENTRIES.items():
         if key in checkpoint:
             check(checkpoint, source)
@@ -112,6 +114,21 @@ def check_counts(checkpoint: Mapping[str, Any], source: str) -> None:
         expect(is_count(checkpoint.get(key)), source, key, checkpoint.get(key), "a count (an integer, at least 0)")
 
 
+def check_containers(checkpoint: Mapping[str, Any], source: str) -> None:
+    """Lightning's entries as Lightning writes them: the weights a dict of tensors, the loop, optimiser and schedule
+    states dicts (in lists, one per optimiser and schedule)."""
+    for key, kind in (("loops", Mapping), ("optimizer_states", list), ("lr_schedulers", list)):
+        if key in checkpoint:
+            expect(isinstance(checkpoint[key], kind), source, key, checkpoint[key], f"a {kind.__name__}")
+    for key in ("optimizer_states", "lr_schedulers"):
+        for i, state in enumerate(checkpoint.get(key, [])):
+            expect(isinstance(state, Mapping), source, f"{key}[{i}]", state, "a dict (a state_dict)")
+    weights = checkpoint["state_dict"]
+    expect(isinstance(weights, Mapping), source, "state_dict", weights, "a dict of tensors")
+    for name, value in weights.items():
+        expect(torch.is_tensor(value), source, at("state_dict", name), value, "a tensor")
+
+
 def check_loss_mean(checkpoint: Mapping[str, Any], source: str) -> None:
     state = checkpoint[LOSS_MEAN_KEY]
     expect(isinstance(state, Mapping) and set(state) == {"sum", "steps"}, source, LOSS_MEAN_KEY, state, "sum, steps")
@@ -161,34 +178,30 @@ def check_callbacks(checkpoint: Mapping[str, Any], source: str) -> None:
     expect(isinstance(states, Mapping), source, "callbacks", states, "a dict of callback states")
     for name, state in states.items():
         where = at("callbacks", name)
+        expect(isinstance(state, Mapping), source, where, state, "a dict (a callback's state_dict)")
         if name == "ArtifactProbe":
             check_probe(state, source, where, stored_classes(checkpoint))
         elif name == "RunRecord":
-            expect(isinstance(state, Mapping) and set(state) == {"init_metrics"}, source, where, state, "init_metrics")
+            expect(set(state) == {"init_metrics"}, source, where, state, "init_metrics")
             metrics = state["init_metrics"]
             expect(isinstance(metrics, Mapping), source, at(where, "init_metrics"), metrics, "a dict of metrics")
             for key, value in metrics.items():
                 expect(is_number(value), source, at(at(where, "init_metrics"), key), value, "a number")
-        elif isinstance(name, str) and name.startswith("ModelCheckpoint") and isinstance(state, Mapping):
+        elif isinstance(name, str) and name.startswith("ModelCheckpoint"):
             check_scores(state, source, where)
 
 
 def stored_classes(checkpoint: Mapping[str, Any]) -> int | None:
     """The stored network's number of classes (None if its config does not say: the arrays are then refused)."""
-    model = (checkpoint.get("unet_upsampling_config") or {}).get("model")
+    config = checkpoint.get("unet_upsampling_config")
+    model = config.get("model") if isinstance(config, Mapping) else None
     classes = model.get("num_classes") if isinstance(model, Mapping) else None
     return classes if is_count(classes) and classes > 0 else None
 
 
 def check_probe(state: Any, source: str, where: str, classes: int | None) -> None:
     """The artifact probe's arrays, by name, shape and type as it writes them for ``classes``, and its count."""
-    expect(
-        isinstance(state, Mapping) and set(state) == {"arrays", "fit_validations"},
-        source,
-        where,
-        state,
-        "arrays, fit_validations",
-    )
+    expect(set(state) == {"arrays", "fit_validations"}, source, where, state, "arrays, fit_validations")
     expect(
         is_count(state["fit_validations"]),
         source,
