@@ -326,6 +326,14 @@ ALTERATIONS = {
         lambda c: c["callbacks"]["RunRecord"].update(extra=URL.encode()),
         r"callbacks\['RunRecord'\]\['extra'\] holds b's3://bucket/x', where train\.py writes plain data",
     ),
+    "a weight that is no tensor": (
+        lambda c: c["state_dict"].update({"net.head.bias": 0.5}),
+        r"state_dict\['net\.head\.bias'\] holds 0\.5, where train\.py writes a tensor",
+    ),
+    "a callback state that is no dict": (
+        lambda c: c["callbacks"].update(RunRecord=5),
+        r"callbacks\['RunRecord'\] holds 5, where train\.py writes a dict",
+    ),
     "a stored _partial_ that is no boolean": (
         lambda c: c[CONFIG_KEY]["model"]["upsample"].update(_partial_="no"),
         r"model\.upsample\._partial_='no' is refused: Hydra takes true or false there",
