@@ -9,11 +9,12 @@ holds and what was expected, unless:
   or other type, where a URL or a path could hide from the checks of ``checkpoint.confine_states``);
 - every tensor is dense and its storage holds each of its elements: a view with a zero stride claims
   trillions of elements from a few bytes, which numpy would write out, zero after zero, for days;
-- Lightning's entries are the containers it writes (the weights a dict of tensors; the loop, optimiser and
-  schedule states dicts), and the project's own entries as train.py writes them (``ENTRIES``): the step
-  and epoch counts, the training loss sum (finite) and its count, the data position (counts; its epoch the checkpoint's), the
-  artifact probe's state (arrays of the shapes and type it writes for the stored network's classes, and
-  a count), the metrics before training (numbers) and the scores of ModelCheckpoint's records (numbers).
+- Lightning's entries are the containers it writes (the weights a dict of tensors; the loop, optimiser
+  and schedule states dicts), and the project's own entries as train.py writes them (``ENTRIES``): the
+  step and epoch counts, the training loss sum (finite) and its count, the data position (counts; its
+  epoch the checkpoint's), the artifact probe's state (arrays of the shapes and type it writes for the
+  stored network's classes, and a count), the metrics before training (numbers) and the scores of
+  ModelCheckpoint's records (numbers).
 """
 
 from __future__ import annotations
