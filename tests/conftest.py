@@ -136,6 +136,15 @@ def tiny_run(tmp_path_factory) -> Path:
     return run_dir
 
 
+def tampered(checkpoint: Path, tmp_path: Path, edit) -> Path:
+    """A copy of ``checkpoint`` (``tmp_path/tampered.ckpt``) whose stored config ``edit(config)`` changed."""
+    contents = torch.load(checkpoint, weights_only=True)
+    edit(contents["unet_upsampling_config"])
+    path = tmp_path / "tampered.ckpt"
+    torch.save(contents, path)
+    return path
+
+
 def read_metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 

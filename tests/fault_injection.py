@@ -25,7 +25,7 @@ class PoisonWeights(L.Callback):
 class SendSignal(L.Callback):
     """Sends ``signal`` (SIGTERM, SIGINT) to this process once, in phase ``at``: ``init`` (the validation before
     training), ``fit`` (before training step ``step`` + 1), ``best`` (the validation of the best checkpoint),
-    ``figures`` (as that validation draws its figures) or ``test``."""
+    ``figures`` (as that validation draws its figures), ``test`` or ``test_end`` (after the test's last batch)."""
 
     def __init__(self, signal: str, at: str, step: int = 0):
         self.signum, self.at, self.step, self.sent = getattr(signal_module, signal), at, step, False
@@ -48,6 +48,9 @@ class SendSignal(L.Callback):
 
     def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
         self._send("test", trainer)
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        self._send("test_end", trainer)
 
 
 class WaitFor(L.Callback):

@@ -291,6 +291,21 @@ def test_a_run_resumes_mid_epoch_in_the_pass_it_stopped_in():
     assert same_batches(list(resumed.train_dataloader()), uninterrupted[3:])
 
 
+def test_a_resumed_run_stores_its_position_counting_the_batches_it_skipped():
+    """Resumed after 3 of an epoch's 6 batches, one more batch taken: the next checkpoint is at batch 4, so a second
+    resume from it takes batches 5 and 6, the ones the uninterrupted run takes."""
+    whole = tiny_datamodule("data.min_batches_per_epoch=5")
+    uninterrupted = epoch_batches(whole.train_dataloader(), 1)
+    resumed = tiny_datamodule("data.min_batches_per_epoch=5")
+    resumed.load_state_dict({"train_epoch": 1, "train_batches_taken": 3, "train_passes_per_epoch": 3})
+    next(iter(resumed.train_dataloader()))
+    state = resumed.state_dict()
+    assert state == {"train_epoch": 1, "train_batches_taken": 4, "train_passes_per_epoch": 3}
+    again = tiny_datamodule("data.min_batches_per_epoch=5")
+    again.load_state_dict(state)
+    assert same_batches(list(again.train_dataloader()), uninterrupted[4:])
+
+
 @pytest.mark.parametrize(
     "state, fix",
     [
@@ -304,3 +319,13 @@ def test_resuming_with_other_passes_per_epoch_is_refused_naming_the_setting(stat
         datamodule.load_state_dict(state)
     with pytest.raises(CheckpointError, match="not three counts"):
         datamodule.load_state_dict(state | {"train_passes_per_epoch": 0})
+
+
+def test_a_data_position_beyond_the_epoch_is_refused():
+    """An epoch of the tiny data is 2 batches: a checkpoint cannot have taken 10**12 of them."""
+    datamodule = tiny_datamodule()
+    datamodule.load_state_dict({"train_epoch": 0, "train_batches_taken": 2, "train_passes_per_epoch": 1})
+    with pytest.raises(
+        CheckpointError, match=r"train_batches_taken=1000000000000, more than the 2 batches of an epoch"
+    ):
+        datamodule.load_state_dict({"train_epoch": 0, "train_batches_taken": 10**12, "train_passes_per_epoch": 1})

@@ -151,5 +151,7 @@ def test_a_checkpoint_without_a_step_count_is_refused(step, folder_run, tmp_path
     contents = torch.load(read_metrics(folder_run)["best_checkpoint"], weights_only=True)
     contents["global_step"] = step
     torch.save(contents, tmp_path / "odd.ckpt")
-    with pytest.raises(CheckpointError, match=re.escape(f"odd.ckpt: its global_step={step!r} is not a step count")):
+    with pytest.raises(
+        CheckpointError, match=re.escape(f"odd.ckpt: global_step holds {step!r}, where train.py writes a count")
+    ):
         load_checkpoint(tmp_path / "odd.ckpt")

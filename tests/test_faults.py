@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
+import os
 import re
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +75,18 @@ def test_bad_folder_samples_are_named_with_the_fix(folder_binary_255, fault, mes
     else:
         (images / "img_5.png").unlink()
     with pytest.raises(ValueError, match=rf"(?s)1 bad sample\(s\) in .*{message}.*data\.source\.on_bad_sample=skip"):
+        setup_folder(folder_binary_255)
+
+
+def test_images_beyond_pillows_pixel_limit_are_listed_as_bad_samples(folder_binary_255, monkeypatch):
+    """Pillow's limit lowered to 2 x 2000 pixels stands for its 2 x 89 Mpx: img_0 (61x77) and img_2 (70x65) are
+    beyond it."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)
+    with pytest.raises(
+        DataError,
+        match=r"(?s)2 bad sample\(s\).*img_0\.png: Image size \(4697 pixels\) exceeds limit .*"
+        r"Cut it into tiles on disk.*img_2\.png: Image size",
+    ):
         setup_folder(folder_binary_255)
 
 
@@ -193,6 +208,22 @@ def test_an_unwritable_checkpoint_directory_fails_before_training_naming_it(tmp_
     assert not (run_dir / "csv").exists()  # nothing trained or logged
 
 
+def test_a_second_run_in_a_locked_run_directory_is_refused_before_it_writes_there(tmp_path, monkeypatch, capsys):
+    """The lock of a run that is going on (held here, as that run's process holds it): refused, naming the holder,
+    before Hydra writes .hydra/ or train.log, and the holder's lock left as it was."""
+    lock = tmp_path / "train.lock"
+    record = {"pid": os.getpid(), "host": socket.gethostname(), "started": "2026-12-07T09:00:00"}
+    lock.write_text(json.dumps(record))
+    with lock.open("r+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        code = run_app("train.py", *TINY, f"hydra.run.dir={tmp_path}", cwd=tmp_path, monkeypatch=monkeypatch)
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert f"{tmp_path} is in use by another run (pid {os.getpid()} on {socket.gethostname()}, started " in err
+    assert f"its lock is {lock}). Wait for that run to end" in err
+    assert [p.name for p in tmp_path.iterdir()] == ["train.lock"] and json.loads(lock.read_text()) == record
+
+
 def test_a_run_directory_that_cannot_be_made_is_named_before_anything_else(tmp_path, monkeypatch, capsys):
     (tmp_path / "file").write_text("a file where the run directory's parent should be")
     run_dir = tmp_path / "file" / "run"
@@ -280,6 +311,23 @@ def test_small_synthetic_images_work(tmp_path, monkeypatch):
     )
 
 
+FOUR_STEPS = [*TINY, "trainer.max_steps=4", "validations=2"]
+
+
+@pytest.fixture(scope="module")
+def four_steps(tmp_path_factory) -> Path:
+    """The uninterrupted run of the signal tests."""
+    run_dir = tmp_path_factory.mktemp("four_steps")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        assert run_app("train.py", *FOUR_STEPS, f"hydra.run.dir={run_dir}", cwd=run_dir, monkeypatch=monkeypatch) == 0
+    return run_dir
+
+
+def csv_rows(run_dir: Path) -> list[dict]:
+    with (run_dir / "csv" / "metrics.csv").open() as file:
+        return list(csv.DictReader(file))
+
+
 @pytest.mark.parametrize(
     "name, at, phase, step, code",
     [
@@ -287,15 +335,16 @@ def test_small_synthetic_images_work(tmp_path, monkeypatch):
         ("SIGTERM", "fit", "training", 3, 143),
         ("SIGTERM", "figures", "the validation of the best checkpoint (and its figures)", 4, 143),
         ("SIGTERM", "test", "the test of the best checkpoint", 4, 143),
+        ("SIGTERM", "test_end", "the test of the best checkpoint", 4, 143),  # after its last batch: no metrics.json
     ],  # SIGINT (Ctrl-C, exit 130): tests/test_resume.py stops a run with it and resumes
 )
 def test_a_signal_in_any_phase_stops_the_run_saying_where_and_how_to_go_on(
-    name, at, phase, step, code, tmp_path, monkeypatch, capsys
+    name, at, phase, step, code, four_steps, tmp_path, monkeypatch, capsys
 ):
     """SIGTERM (a scheduler, docker stop) or SIGINT (Ctrl-C) in any phase: exit 128 + the signal, one line
     naming the phase and step and how to resume, no metrics.json (a stopped run is not a finished one)."""
     monkeypatch.syspath_prepend(str(ROOT / "tests"))
-    run = [*TINY, "trainer.max_steps=4", "validations=2", f"hydra.run.dir={tmp_path}"]
+    run = [*FOUR_STEPS, f"hydra.run.dir={tmp_path}"]
     send = ["+callbacks.signal._target_=fault_injection.SendSignal", f"+callbacks.signal.signal={name}"]
     assert (
         run_app(
@@ -316,10 +365,14 @@ def test_a_signal_in_any_phase_stops_the_run_saying_where_and_how_to_go_on(
     assert re.search(rf"{re.escape(message)} \(epoch \d\); {re.escape(how)}\n", err)
     assert "Traceback" not in err and message in (tmp_path / "train.log").read_text()
     assert not (tmp_path / "metrics.json").exists()
-    if at == "test":  # the resume command finishes the run: fit has nothing left, then validation and test
+    if at in ("figures", "test"):  # the resume command finishes the run (fit has nothing left) as if never stopped
         assert run_app("train.py", *run, "ckpt_path=last", cwd=tmp_path, monkeypatch=monkeypatch) == 0
-        metrics = read_metrics(tmp_path)
-        assert metrics["global_step"] == 4 and "test/dice" in metrics and "init/dice" in metrics
+        times_and_paths = ("train_time_s", "eval_time_s", "best_checkpoint")
+        resumed, whole = (
+            {k: v for k, v in read_metrics(d).items() if k not in times_and_paths} for d in (tmp_path, four_steps)
+        )
+        assert resumed == whole and resumed["epoch"] == 2 and "test/dice" in resumed and "init/dice" in resumed
+        assert csv_rows(tmp_path) == csv_rows(four_steps)
 
 
 def test_non_finite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
@@ -347,6 +400,59 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     return tiny_run(tmp_path_factory) / "checkpoints" / "last.ckpt"
+
+
+def resume_into(run_dir: Path, checkpoint: Path, monkeypatch, *overrides: str) -> int:
+    """train.py resuming ``checkpoint`` (TINY's, one epoch) for a second epoch, in ``run_dir``, with ``overrides``."""
+    args = [*TINY, "trainer.max_epochs=2", "test=false", f"ckpt_path={checkpoint}", f"hydra.run.dir={run_dir}"]
+    return run_app("train.py", *args, *overrides, cwd=run_dir.parent, monkeypatch=monkeypatch)
+
+
+@pytest.mark.parametrize(
+    "overrides, lines, fix",
+    [
+        (
+            ["task.optimizer.lr=0.5"],
+            ["task.optimizer.lr: 0.003 in the checkpoint, 0.5 now"],
+            "(task.optimizer.lr: restored from the checkpoint, never changed on resume)",
+        ),
+        (
+            ["seed=5"],
+            ["data.seed: 0 in the checkpoint, 5 now", "seed: 0 in the checkpoint, 5 now"],
+            "resume.allow_changes=[data.seed,seed]",
+        ),
+        (
+            ["model.base_channels=8"],
+            ["model.base_channels: 4 in the checkpoint, 8 now"],
+            "(model.base_channels: restored from the checkpoint, never changed on resume)",
+        ),
+        (
+            ["data.source.train=16"],
+            ["data.source.train: 8 in the checkpoint, 16 now"],
+            "resume.allow_changes=[data.source.train]",
+        ),
+        (["task.optimizer.lr=0.5", "resume.allow_changes=[task.optimizer]"], [], "task.optimizer cannot change"),
+    ],
+)
+def test_a_resume_that_changes_what_shapes_the_run_is_refused_naming_each_change(
+    overrides, lines, fix, checkpoint, tmp_path, monkeypatch, capsys
+):
+    run_dir = tmp_path / "resumed"
+    assert resume_into(run_dir, checkpoint, monkeypatch, *overrides) == 1
+    err = capsys.readouterr().err
+    assert all(f"\n  - {line}" in err for line in lines) and fix in err and "Traceback" not in err
+    assert sorted(p.name for p in run_dir.iterdir()) == [".hydra", "train.log"]  # nothing trained
+
+
+def test_a_resume_goes_on_with_what_cannot_change_the_result_and_with_the_changes_it_allows(
+    checkpoint, tmp_path, monkeypatch
+):
+    run_dir = tmp_path / "resumed"
+    neutral = ["callbacks.progress_bar.every_s=0", "data.eval_batch_size=2", "~logger"]
+    allowed = ["seed=5", "resume.allow_changes=[seed,data.seed]"]
+    assert resume_into(run_dir, checkpoint, monkeypatch, *neutral, *allowed) == 0
+    assert "resume.allow_changes: seed changes from 0 (the checkpoint's) to 5" in (run_dir / "train.log").read_text()
+    assert read_metrics(run_dir)["global_step"] == 4  # the second epoch trained
 
 
 def test_same_seed_twice_gives_the_same_metrics(checkpoint, tmp_path, monkeypatch):

@@ -257,10 +257,11 @@ def test_git_commit_is_none_outside_the_project_checkout(tmp_path, monkeypatch):
     assert loggers.git_commit() is None
 
 
-def test_a_resumed_csv_keeps_the_validation_of_the_checkpoint_step_and_drops_later_training_rows():
+def test_a_resumed_csv_keeps_the_rows_logged_before_the_checkpoint():
     """last.ckpt at step 4 is written after the validation of step 4 and before the training row of step 4 (the
-    loss of the 5th batch): the resumed run logs that training row again, not the validation."""
-    from unet_upsampling.loggers import before_step
+    loss of the 5th batch): the resumed run logs that training row again, not the validation. A run stopped during
+    its final validation (of the best checkpoint, step 2) logged that row after the checkpoint: it goes too."""
+    from unet_upsampling.loggers import before_checkpoint
 
     rows = [
         {"step": "3", "train/loss": "0.9", "val/dice": ""},
@@ -268,7 +269,9 @@ def test_a_resumed_csv_keeps_the_validation_of_the_checkpoint_step_and_drops_lat
         {"step": "4", "train/loss": "0.8", "val/dice": ""},
         {"step": "5", "train/loss": "0.7", "val/dice": ""},
     ]
-    assert [before_step(row, 4) for row in rows] == [True, True, False, False]
+    assert before_checkpoint(rows, 4) == rows[:2]
+    final = [{"step": "2", "train/loss": "", "val/dice": "0.6"}, *rows[:2], {"step": "2", "val/dice": "0.6"}]
+    assert before_checkpoint(final, 4) == final[:3]
 
 
 def test_a_run_without_loggers_trains_without_the_learning_rate_curve(tmp_path, monkeypatch):

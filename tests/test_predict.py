@@ -16,7 +16,7 @@ from unet_upsampling.models.unet import UNet
 from unet_upsampling.models.upsample import NearestConv
 from unet_upsampling.predict import check_tiling, overlay, sliding_window, tile_starts
 
-from conftest import run_app, tiny_run
+from conftest import run_app, tampered, tiny_run
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,10 @@ def test_predict_in_tiles_writes_what_the_whole_image_gives(checkpoint, tmp_path
     assert np.abs(p[0] - p[1]).max() < 0.02
 
 
-@pytest.mark.parametrize("tile_size, overlap, key", [(2, 0.25, "tile_size=2"), (None, 1.0, "tile_overlap=1.0")])
+@pytest.mark.parametrize(
+    "tile_size, overlap, key",
+    [(2, 0.25, "tile_size=2"), (None, 1.0, "tile_overlap=1.0"), (None, "abc", "tile_overlap='abc'")],
+)
 def test_bad_tiling_values_are_named(tile_size, overlap, key):
     with pytest.raises(ConfigError, match=key):
         check_tiling(tile_size, overlap, min_size=4)
@@ -154,3 +157,68 @@ def test_predict_refuses_two_images_with_one_name_naming_both(checkpoint, tmp_pa
     err = capsys.readouterr().err
     assert code == 1 and "a.png and a.tif" in err and "same mask <name>.png, nothing was written" in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda data: data.update(scale=1e-4),
+            "2 of 2 input image(s) cannot be predicted, nothing was written:\n"
+            "  - {input}/a.png is 40x40, 0x0 after the checkpoint's data.scale=0.0001, smaller than 4 px",
+        ),
+        (
+            lambda data: data.update(scale=float("inf")),
+            "{ckpt}: its data.scale=inf is not a positive number",
+        ),
+        (
+            lambda data: data["source"].update(mask_values={-1: 0, 7: 1}),
+            "{ckpt}: its data.source.mask_values={{-1: 0, 7: 1}} is not a map of stored mask values (integers 0..65535",
+        ),
+        (
+            lambda data: data["source"].update(mask_values={"0": "background"}),
+            "{ckpt}: its data.source.mask_values={{'0': 'background'}} is not a map",
+        ),
+    ],
+    ids=["scale 1e-4", "scale inf", "mask values -1 and 7", "mask values of strings"],
+)
+def test_predict_refuses_stored_data_settings_it_cannot_honour(
+    edit, message, checkpoint, tmp_path, monkeypatch, capsys
+):
+    grey(tmp_path / "in", "a.png", (40, 40))
+    grey(tmp_path / "in", "b.png", (40, 40))
+    ckpt = tampered(checkpoint, tmp_path, lambda config: edit(config["data"]))
+    code = predict(ckpt, tmp_path, monkeypatch, f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}")
+    err = capsys.readouterr().err
+    assert code == 1 and message.format(input=tmp_path / "in", ckpt=ckpt) in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_predict_reads_the_channels_its_network_takes_without_the_stored_data_setting(
+    checkpoint, tmp_path, monkeypatch
+):
+    pixels = grey(tmp_path / "in", "a.png", (40, 40))
+    Image.fromarray(np.stack([pixels] * 3, -1)).save(tmp_path / "in" / "a.png")  # RGB, read as grey
+    ckpt = tampered(checkpoint, tmp_path, lambda config: config["data"].pop("in_channels"))
+    assert predict(ckpt, tmp_path, monkeypatch, f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}") == 0
+    assert np.asarray(Image.open(tmp_path / "out" / "a.png")).shape == (40, 40)
+
+
+def test_images_beyond_pillows_pixel_limit_are_listed_skipped_or_read_when_the_limit_is_raised(
+    checkpoint, tmp_path, monkeypatch, capsys
+):
+    """Pillow's limit lowered to 2 x 1000 pixels stands for its 2 x 89 Mpx: a 48x48 image is beyond it, 40x40 not."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    grey(tmp_path / "in", "big.png", (48, 48))
+    grey(tmp_path / "in", "small.png", (40, 40))
+    args = [f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}"]
+    assert predict(checkpoint, tmp_path, monkeypatch, *args) == 1
+    err = capsys.readouterr().err
+    assert "1 of 2 input image(s) cannot be predicted, nothing was written" in err and "Traceback" not in err
+    assert f"{tmp_path / 'in' / 'big.png'}: Image size (2304 pixels) exceeds limit of 2000 pixels" in err
+    assert "max_image_pixels=N" in err
+    assert predict(checkpoint, tmp_path, monkeypatch, *args, "on_bad_input=skip") == 0
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["small.png"]
+    args[1] = f"output={tmp_path / 'raised'}"
+    assert predict(checkpoint, tmp_path, monkeypatch, *args, "max_image_pixels=2000") == 0
+    assert sorted(p.name for p in (tmp_path / "raised").iterdir()) == ["big.png", "small.png"]

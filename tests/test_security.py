@@ -23,8 +23,9 @@ from unet_upsampling.checkpoint import (
     read_checkpoint,
 )
 from unet_upsampling.errors import CheckpointError
+from unet_upsampling.summary import write_metrics
 
-from conftest import ROOT, TINY, offline_timm, run_app, tiny_run
+from conftest import ROOT, TINY, offline_timm, run_app, tampered, tiny_run
 
 
 class Payload:
@@ -46,14 +47,6 @@ def trained(tmp_path_factory) -> pathlib.Path:
 @pytest.fixture(scope="module")
 def checkpoint(trained) -> pathlib.Path:
     return trained / "checkpoints" / "last.ckpt"
-
-
-def tampered(checkpoint: pathlib.Path, tmp_path: pathlib.Path, edit) -> pathlib.Path:
-    contents = torch.load(checkpoint, weights_only=True)
-    edit(contents[CONFIG_KEY])
-    path = tmp_path / "tampered.ckpt"
-    torch.save(contents, path)
-    return path
 
 
 def test_project_checkpoints_load_as_plain_data(checkpoint):
@@ -244,6 +237,150 @@ def test_an_eval_transform_that_reads_files_is_refused(checkpoint, tmp_path):
     assert rebuild_eval_transform(config, "x.ckpt")
 
 
+# --- A checkpoint's state is what train.py writes
+
+
+def altered(checkpoint: pathlib.Path, tmp_path: pathlib.Path, edit) -> pathlib.Path:
+    """A copy of ``checkpoint`` with ``edit(contents)`` applied (nesting deeper than Python's recursion limit
+    allows to be written)."""
+    contents = torch.load(checkpoint, weights_only=True)
+    edit(contents)
+    path = tmp_path / "altered.ckpt"
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(20_000)
+    try:
+        torch.save(contents, path)
+    finally:
+        sys.setrecursionlimit(limit)
+    return path
+
+
+def nested(depth: int) -> list:
+    outer = inner = []
+    for _ in range(depth):
+        inner.append([])
+        inner = inner[0]
+    return outer
+
+
+def best_state(contents: dict) -> dict:
+    return states(contents)["best"]
+
+
+URL = "s3://bucket/x"
+ALTERATIONS = {
+    "a NUL byte in a path": (
+        lambda c: best_state(c).update(best_model_path=best_state(c)["best_model_path"] + "\0"),
+        r"\['best_model_path'\] holds '.*\\x00', where train\.py writes strings without NUL bytes",
+    ),
+    "nesting 5000 deep": (
+        lambda c: c[CONFIG_KEY]["model"].update(extra=nested(5000)),
+        r"unet_upsampling_config\['model'\]\['extra'\](\[0\])+ holds a list of 1 entries, where train\.py writes at "
+        r"most 32 levels of nesting",
+    ),
+    "a best-k score of shape [2]": (
+        lambda c: best_state(c)["best_k_models"].update({p: torch.ones(2) for p in best_state(c)["best_k_models"]}),
+        r"\['best_k_models'\]\['.*'\] holds a float32 tensor of shape \[2\], where train\.py writes a score",
+    ),
+    "an unknown ArtifactProbe array": (
+        lambda c: c["callbacks"]["ArtifactProbe"]["arrays"].update(evil=torch.zeros(3)),
+        r"callbacks\['ArtifactProbe'\]\['arrays'\]\['evil'\] holds a float32 tensor of shape \[3\], where train\.py "
+        r"writes arrays named init_flat, init_spectrum, final_flat, final_spectrum",
+    ),
+    "an ArtifactProbe array of another shape": (
+        lambda c: c["callbacks"]["ArtifactProbe"]["arrays"].update(init_flat=torch.zeros(2, 64, 4096)),
+        r"\['arrays'\]\['init_flat'\] holds a float32 tensor of shape \[2, 64, 4096\], where train\.py writes a "
+        r"float32 tensor of shape \[2, 64, 64\] \(model\.num_classes=2\)",
+    ),
+    "a zero-stride ArtifactProbe array of 8e12 elements": (
+        lambda c: c["callbacks"]["ArtifactProbe"]["arrays"].update(init_spectrum=torch.zeros(1).expand(8 * 10**12)),
+        r"\['init_spectrum'\] holds a float32 tensor of shape \[8000000000000\], where train\.py writes dense "
+        r"tensors whose storage holds every element",
+    ),
+    "fit_validations a string": (
+        lambda c: c["callbacks"]["ArtifactProbe"].update(fit_validations="3"),
+        r"\['fit_validations'\] holds '3', where train\.py writes a count of validations",
+    ),
+    "an init metric that is no number": (
+        lambda c: c["callbacks"]["RunRecord"]["init_metrics"].update({"init/dice": "0.9"}),
+        r"\['init/dice'\] holds '0\.9', where train\.py writes a number",
+    ),
+    "train_epoch 1e6": (
+        lambda c: c["SegmentationDataModule"].update(train_epoch=10**6),
+        r"SegmentationDataModule\['train_epoch'\] holds 1000000, where train\.py writes the checkpoint's epoch \(0\)",
+    ),
+    "a NaN loss sum": (
+        lambda c: c["unet_upsampling_loss_mean"].update(sum=torch.tensor(float("nan"))),
+        r"unet_upsampling_loss_mean\['sum'\] holds a float32 tensor of shape \[\], where train\.py writes a finite "
+        r"loss sum",
+    ),
+    "global_step -5": (
+        lambda c: c.update(global_step=-5),
+        r"global_step holds -5, where train\.py writes a count",
+    ),
+    "a URL in a set": (
+        lambda c: c["loops"]["fit_loop"].update(extra={URL}),
+        r"loops\['fit_loop'\]\['extra'\] holds a set of 1 entries, where train\.py writes plain data",
+    ),
+    "a URL in bytes": (
+        lambda c: c["callbacks"]["RunRecord"].update(extra=URL.encode()),
+        r"callbacks\['RunRecord'\]\['extra'\] holds b's3://bucket/x', where train\.py writes plain data",
+    ),
+    "a weight that is no tensor": (
+        lambda c: c["state_dict"].update({"net.head.bias": 0.5}),
+        r"state_dict\['net\.head\.bias'\] holds 0\.5, where train\.py writes a tensor",
+    ),
+    "a callback state that is no dict": (
+        lambda c: c["callbacks"].update(RunRecord=5),
+        r"callbacks\['RunRecord'\] holds 5, where train\.py writes a dict",
+    ),
+    "a stored _partial_ that is no boolean": (
+        lambda c: c[CONFIG_KEY]["model"]["upsample"].update(_partial_="no"),
+        r"model\.upsample\._partial_='no' is refused: Hydra takes true or false there",
+    ),
+}
+
+
+@pytest.mark.parametrize("alteration", ALTERATIONS)
+def test_a_checkpoint_holding_what_train_py_never_writes_is_refused_naming_the_key(alteration, checkpoint, tmp_path):
+    edit, message = ALTERATIONS[alteration]
+    path = altered(checkpoint, tmp_path, edit)
+    with pytest.raises(CheckpointError, match=rf"^{re.escape(str(path))}: .*{message}"):
+        read_checkpoint(path)
+
+
+RESUME_ALTERATIONS = {
+    "global_step -5": ALTERATIONS["global_step -5"],
+    "a zero-stride ArtifactProbe array of 8e12 elements": ALTERATIONS[
+        "a zero-stride ArtifactProbe array of 8e12 elements"
+    ],
+    "a weight of another shape": (
+        lambda c: c["state_dict"].update({"net.head.weight": torch.zeros(3, 4, 1, 1)}),
+        r"state_dict\['net\.head\.weight'\] holds a float32 tensor of shape \[3, 4, 1, 1\], where train\.py writes a "
+        r"tensor of shape \[2, 4, 1, 1\] there",
+    ),
+}
+
+
+@pytest.mark.parametrize("alteration", RESUME_ALTERATIONS)
+def test_resuming_from_such_a_checkpoint_is_refused_before_anything_is_restored(
+    alteration, trained, tmp_path, monkeypatch, capsys
+):
+    edit, message = RESUME_ALTERATIONS[alteration]
+    run = moved_run(trained, tmp_path, lambda contents, checkpoints: edit(contents))
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    assert resume(run, monkeypatch) == 1
+    err = capsys.readouterr().err
+    assert re.search(message, err) and "Traceback" not in err
+    assert all(before[name] == (run / name).read_bytes() for name in ("metrics.json", "artifacts.npz"))
+
+
+def test_a_rebuilt_network_is_never_compiled(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda *a, **k: pytest.fail("a rebuilt network was compiled"))
+    task, _ = load_checkpoint(tampered(checkpoint, tmp_path, lambda config: config["model"].update(compile=True)))
+    assert not task.training
+
+
 # --- Paths and URLs in callback states stay inside the run
 
 
@@ -321,9 +458,6 @@ def test_a_run_directory_of_its_own_keeps_every_path(trained, checkpoint):
     assert repr(contents["callbacks"]) == before
 
 
-URL = "s3://bucket/x"
-
-
 @pytest.mark.parametrize(
     "where, place",
     [
@@ -383,12 +517,16 @@ def test_a_checkpoint_is_written_beside_its_destination_whatever_tmpdir_is(tmp_p
     elsewhere.mkdir()
     monkeypatch.setenv("TMPDIR", str(elsewhere))
     monkeypatch.setattr("tempfile.tempdir", str(elsewhere))
-    written = []
-    save = torch.save
-    monkeypatch.setattr(torch, "save", lambda obj, file: (written.append(file.name), save(obj, file)))
     destination = tmp_path / "checkpoints" / "last.ckpt"
+    beside = []  # the destination's directory while the checkpoint is written
+    save = torch.save
+    monkeypatch.setattr(
+        torch,
+        "save",
+        lambda obj, file: (beside.append([p.name for p in destination.parent.iterdir()]), save(obj, file)),
+    )
     CheckpointTrust([destination.parent]).save_checkpoint({"weights": torch.ones(3)}, str(destination))
-    assert written == [f"{destination}.tmp-{os.getpid()}"]
+    assert beside == [[f"last.ckpt.tmp-{os.getpid()}"]]
     assert torch.equal(torch.load(destination, weights_only=True)["weights"], torch.ones(3))
     assert list(elsewhere.iterdir()) == [] and [p.name for p in destination.parent.iterdir()] == ["last.ckpt"]
 
@@ -409,6 +547,102 @@ def test_a_write_that_fails_midway_leaves_the_old_checkpoint_whole(tmp_path, mon
     assert destination.read_bytes() == old and [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
 
 
+def plant_links(destination: pathlib.Path, victim: pathlib.Path) -> None:
+    """Symbolic links to ``victim`` where a write of ``destination`` could follow one: the destination itself and
+    the temporary files of this process and the next pids."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    destination.symlink_to(victim)
+    for pid in range(os.getpid(), os.getpid() + 3):
+        destination.with_name(f"{destination.name}.tmp-{pid}").symlink_to(victim)
+
+
+def write_csv_row(path: pathlib.Path) -> None:
+    from unet_upsampling.loggers import CSVLogger
+
+    CSVLogger(save_dir=path.parents[1], name=path.parent.name, version="").log_metrics({"val/dice": 0.5}, step=1)
+
+
+def write_figure(path: pathlib.Path) -> None:
+    from matplotlib.figure import Figure
+
+    from unet_upsampling.figures import save
+
+    save(Figure(), path)
+
+
+WRITERS = {
+    "checkpoints/last.ckpt": lambda path: CheckpointTrust([path.parent]).save_checkpoint({"step": torch.ones(1)}, path),
+    "metrics.json": lambda path: write_metrics(path, {"val/dice": 0.5}),
+    "csv/metrics.csv": write_csv_row,
+    "flat_field.png": write_figure,
+}
+
+
+@pytest.mark.parametrize("name", WRITERS)
+def test_no_write_follows_a_planted_symbolic_link(name, tmp_path):
+    """Links planted at a file's name and at its temporary names (``<file>.tmp-<pid>`` for this and the next
+    pids): the file is written in their place, the file they point to is untouched."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    destination = tmp_path / "run" / name
+    plant_links(destination, victim)
+    WRITERS[name](destination)
+    assert victim.read_text() == "keep"
+    assert destination.is_file() and not destination.is_symlink() and destination.stat().st_size > 0
+
+
+def test_a_run_writes_none_of_its_files_through_links_planted_in_its_directory(tmp_path, monkeypatch):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    run_dir = tmp_path / "run"
+    names = ["metrics.json", "artifacts.npz", "flat_field.png", "predictions.png", "predictions.npz"]
+    names += ["csv/metrics.csv", "checkpoints/last.ckpt"]
+    for name in names:
+        plant_links(run_dir / name, victim)
+    args = [*TINY, "trainer.max_epochs=1", "test=false", f"hydra.run.dir={run_dir}"]
+    assert run_app("train.py", *args, cwd=tmp_path, monkeypatch=monkeypatch) == 0
+    assert victim.read_text() == "keep"
+    assert all((run_dir / name).is_file() and not (run_dir / name).is_symlink() for name in names)
+
+
+# --- The run lock
+
+
+def plant_lock(lock: pathlib.Path, kind: str, victim: pathlib.Path) -> None:
+    if kind == "symlink":
+        lock.symlink_to(victim)
+    elif kind == "hard link":
+        os.link(victim, lock)
+    elif kind == "directory":
+        lock.mkdir()
+    else:
+        os.mkfifo(lock)
+
+
+@pytest.mark.parametrize(
+    "kind, what",
+    [
+        ("symlink", "a symbolic link"),
+        ("hard link", "another name of a file"),
+        ("directory", "a directory"),
+        ("fifo", "not a regular file"),
+    ],
+)
+def test_a_planted_train_lock_is_refused_and_nothing_is_written_through_it(kind, what, tmp_path, monkeypatch, capsys):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    plant_lock(run_dir / "train.lock", kind, victim)
+    code = run_app("train.py", *TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path, monkeypatch=monkeypatch)
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert f"{run_dir / 'train.lock'} cannot be this run directory's lock ({what}): " in err
+    assert f"Remove {run_dir / 'train.lock'}" in err
+    assert victim.read_text() == "keep" and os.path.lexists(run_dir / "train.lock")  # refused, left as found
+    assert sorted(p.name for p in run_dir.iterdir()) == ["train.lock"]  # nothing else written
+
+
 # --- The dependency floor
 
 
@@ -422,7 +656,15 @@ def test_pyproject_floors_are_the_ones_checked_at_import():
 
 
 @pytest.mark.parametrize(
-    "name, installed", [("torch", "2.5.1+cu124"), ("torchvision", "0.20.1"), ("lightning", "2.5.6")]
+    "name, installed",
+    [
+        ("torch", "2.5.1+cu124"),
+        ("torchvision", "0.20.1"),
+        ("lightning", "2.5.6"),
+        ("torch", "2.6.0a0+git1d7a4a9"),  # built from source before the 2.6.0 release
+        ("torch", "2.6.0.dev20241112+cpu"),  # a nightly
+        ("lightning", "2.6.0rc1"),
+    ],
 )
 def test_importing_the_package_with_a_version_below_the_floor_names_both(name, installed, monkeypatch):
     import importlib
@@ -435,6 +677,13 @@ def test_importing_the_package_with_a_version_below_the_floor_names_both(name, i
         importlib.reload(unet_upsampling)
     monkeypatch.undo()
     importlib.reload(unet_upsampling)
+
+
+def test_a_release_at_or_above_the_floor_passes_local_build_tags_included():
+    from unet_upsampling.versions import below
+
+    assert not any(below(found, (2, 6)) for found in ["2.6.0", "2.6.0+cu124", "2.6.1", "2.14.1+cpu", "2.7.0rc1"])
+    assert below("2.6.0rc1", (2, 6)) and below("2.5.99", (2, 6))
 
 
 # --- Resuming from a tampered checkpoint (train.py ckpt_path=last) touches nothing outside its run

@@ -211,6 +211,18 @@ def test_the_gpu_study_packs_runs_where_cuda_is_visible_and_runs_one_at_a_time_o
     assert packing.data_workers(8, RunMode.RUN) == packing.cpu_share(1)[1]  # a single run has the machine
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: the affinity cannot be narrowed")
+def test_the_host_cpus_are_those_this_process_may_run_on():
+    """What taskset or a container's cpuset grants, not the machine's count."""
+    granted = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(granted)})
+        assert packing.host_cpus() == 1
+    finally:
+        os.sched_setaffinity(0, granted)
+    assert packing.host_cpus() == len(granted)
+
+
 def test_the_cpus_are_split_between_the_runs_side_by_side(monkeypatch):
     assert packing.cpu_share(8, cpus=16) == (2, 1)  # the H200 machine: 16 cores, 8 runs
     assert packing.cpu_share(1, cpus=16) == (16, 8)  # one run: data workers capped

@@ -1,10 +1,11 @@
 """Checkpoints that rebuild their own model: the run's resolved config travels inside them.
 
 Loading trusts nothing in the file: it is read with ``torch.load(weights_only=True)`` (tensors and
-plain data only, no pickled objects), its config may name only a network, an upsample block and the
-task (``trust.check_stored_task``), and no path or URL in its callback and loop states reaches the
-filesystem or the network (``confine_states``). ``CheckpointTrust`` is that boundary for Lightning
-(resume, validate the best checkpoint), and writes checkpoints atomically beside their destination.
+plain data only, no pickled objects), its state is what train.py writes (``checkpoint_state.check_state``),
+its config may name only a network, an upsample block and the task (``trust.check_stored_task``), and no
+path or URL in its callback and loop states reaches the filesystem or the network (``confine_states``).
+``CheckpointTrust`` is that boundary for Lightning (resume, validate the best checkpoint), and writes
+checkpoints atomically beside their destination.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from unet_upsampling.checkpoint_state import check_state, refused
 from unet_upsampling.errors import CheckpointError, ConfigError
+from unet_upsampling.files import replaced
 from unet_upsampling.trust import check_stored_task, rebuild_task
 
 log = logging.getLogger(__name__)
@@ -66,8 +69,23 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise corrupt(path, f"{type(error).__name__}: {str(error).strip()[:200]}") from None
     if not isinstance(checkpoint, dict) or CONFIG_KEY not in checkpoint or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path} was not written by this project's train.py (it has no {CONFIG_KEY!r} entry)")
+    check_state(checkpoint, source=str(path))
     check_stored_task(checkpoint[CONFIG_KEY], source=str(path))
     return checkpoint
+
+
+def check_weights(weights: Any, shapes: dict[str, tuple[int, ...]], source: str) -> None:
+    """Refuses weights other than those of a network whose state_dict has ``shapes``: each name, each shape."""
+    if not isinstance(weights, dict) or weights.keys() != shapes.keys():
+        names = set(weights) if isinstance(weights, dict) else set()
+        odd = sorted(names ^ shapes.keys())[:5]
+        raise CheckpointError(
+            f"{source}: its state_dict does not hold this run's network's weights (names missing or foreign: "
+            f"{', '.join(odd)}). Refused: the file was not written by a run of this network, or was altered."
+        )
+    for name, shape in shapes.items():
+        if not torch.is_tensor(weights[name]) or tuple(weights[name].shape) != shape:
+            raise refused(source, f"state_dict[{name!r}]", weights[name], f"a tensor of shape {list(shape)} there")
 
 
 def load_checkpoint(path: str | Path) -> tuple[L.LightningModule, dict[str, Any]]:
@@ -80,10 +98,7 @@ def load_checkpoint(path: str | Path) -> tuple[L.LightningModule, dict[str, Any]
         task.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:
         raise CheckpointError(f"{path}: its weights do not fit the network its config describes ({error})") from None
-    step = checkpoint.get("global_step")
-    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
-        raise CheckpointError(f"{path}: its global_step={step!r} is not a step count; use one written by train.py")
-    task.checkpoint_step = step
+    task.checkpoint_step = checkpoint["global_step"]
     return task.eval(), config
 
 
@@ -168,22 +183,27 @@ class CheckpointTrust(TorchCheckpointIO):
     """Lightning's checkpoint reads, writes and removals for a run whose checkpoints live in ``directories``.
 
     Load: ``read_checkpoint`` (weights_only, whatever Lightning asks; the stored config checked), then
-    ``confine_states``. Save: ``<file>.tmp-<pid>`` in the same directory, fsynced, then ``os.replace``, so the
-    file is whole, old or new, whatever the temporary directory is and whenever the process dies. Remove:
-    only a ``.ckpt`` file directly in ``directories``, never recursively, never a URL.
+    ``confine_states``. Save: through ``files.replaced`` (a new ``<file>.tmp-<pid>`` in the same directory, never
+    a link planted there, fsynced, then renamed), so the file is whole, old or new, whatever the temporary
+    directory is and whenever the process dies. Remove: only a ``.ckpt`` file directly in ``directories``, never
+    recursively, never a URL.
     """
 
-    def __init__(self, directories: Iterable[str | Path]):
+    def __init__(self, directories: Iterable[str | Path], module: torch.nn.Module | None = None):
         super().__init__()
         self.directories = tuple(dict.fromkeys(Path(d).resolve() for d in directories))  # once each, in order
+        self.shapes = None if module is None else {k: tuple(v.shape) for k, v in module.state_dict().items()}
 
     @classmethod
-    def of(cls, callbacks: Iterable[L.Callback]) -> CheckpointTrust:
-        """The trust boundary of a run whose checkpoints are written by ``callbacks``' ModelCheckpoints."""
-        return cls(c.dirpath for c in callbacks if isinstance(c, ModelCheckpoint) and c.dirpath)
+    def of(cls, callbacks: Iterable[L.Callback], module: torch.nn.Module) -> CheckpointTrust:
+        """The trust boundary of a run of ``module`` whose checkpoints are written by ``callbacks``'
+        ModelCheckpoints."""
+        return cls((c.dirpath for c in callbacks if isinstance(c, ModelCheckpoint) and c.dirpath), module)
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
         checkpoint = read_checkpoint(path)
+        if self.shapes is not None:
+            check_weights(checkpoint["state_dict"], self.shapes, str(path))
         confine_states(checkpoint, self.directories, str(path))
         return checkpoint
 
@@ -193,22 +213,8 @@ class CheckpointTrust(TorchCheckpointIO):
                 f"checkpoint {path}: checkpoints are written to local directories only (callbacks.*.dirpath), "
                 f"without storage_options"
             )
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-        try:
-            with open(temporary, "wb") as file:
-                torch.save(checkpoint, file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, path)
-        finally:
-            temporary.unlink(missing_ok=True)
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)  # the rename itself survives a power loss
-        finally:
-            os.close(directory)
+        with replaced(path) as file:
+            torch.save(checkpoint, file)
 
     def remove_checkpoint(self, path) -> None:
         if inside(str(path), self.directories):

@@ -18,6 +18,8 @@ from unet_upsampling.checkpoint import load_checkpoint
 from unet_upsampling.checks import check_run
 from unet_upsampling.errors import ConfigError, DataError
 from unet_upsampling.jobs import job_context
+from unet_upsampling.runlock import run_lock
+from unet_upsampling.stops import Stops, signals_deferred, stop_on_signals
 from unet_upsampling.summary import print_summary, write_metrics
 from unet_upsampling.trust import rebuild_datamodule
 
@@ -25,8 +27,12 @@ log = logging.getLogger(__name__)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Evaluates ``cfg.ckpt_path`` (see the module) under the run directory's lock; a signal stops it (stops.py)."""
     with job_context(cfg) as job:
-        return run(job)
+        run_dir = Path(job.paths.output_dir)
+        again = "metrics.json was not written: run the same command again"
+        with stop_on_signals(lambda: again, f"reading {job.ckpt_path}") as stops, run_lock(run_dir):
+            return run(job, stops)
 
 
 def merged(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
@@ -71,8 +77,9 @@ def stored_data(cfg: DictConfig, config: Mapping[str, Any]) -> tuple[L.Lightning
     return datamodule, f"the checkpoint's ({where})" if where else "the checkpoint's"
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
+def run(cfg: DictConfig, stops: Stops) -> dict[str, Any]:
     task, config = load_checkpoint(cfg.ckpt_path)
+    stops.begin("reading the data")
     if "_target_" in (cfg.get("data") or {}):  # data=<option>: composed from the config files
         choice = HydraConfig.get().runtime.choices.get("data") if HydraConfig.initialized() else None
         datamodule, described = build_datamodule(cfg), f"data={choice}" if choice else "as composed"
@@ -86,9 +93,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             f"trained for"
         )
     check_run(datamodule, task.net)
-    trainer = build_trainer(cfg, build_callbacks(cfg), [])
+    trainer = build_trainer(cfg, [*build_callbacks(cfg), stops], [])
+    stops.begin(f"the validation of {cfg.ckpt_path}")
     metrics = trainer.validate(task, datamodule=datamodule, verbose=False)[0]
     if datamodule.has_test:
+        stops.begin(f"the test of {cfg.ckpt_path}")
         metrics |= trainer.test(task, datamodule=datamodule, verbose=False)[0]
     metrics |= {
         "params": sum(p.numel() for p in task.net.parameters()),
@@ -96,6 +105,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "global_step": task.checkpoint_step,
         "checkpoint": str(cfg.ckpt_path),
     }
+    stops.begin("writing metrics.json")
     if trainer.is_global_zero:
         run_dir = Path(cfg.paths.output_dir)
         path = write_metrics(run_dir / "metrics.json", metrics)
@@ -109,8 +119,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="eval")
-def main(cfg: DictConfig) -> None:
+def _main(cfg: DictConfig) -> None:
     evaluate(cfg)
+
+
+def main() -> None:
+    """The entry point: a signal while Hydra starts stops the evaluation at its first safe point."""
+    with signals_deferred():
+        _main()
 
 
 if __name__ == "__main__":

@@ -16,12 +16,14 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 
+from unet_upsampling.files import replaced
+
 
 def save(fig: Figure, path: Path, dpi: int = 100) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
     if fig.get_layout_engine() is None:
         fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
+    with replaced(path) as file:
+        fig.savefig(file, format=path.suffix[1:], dpi=dpi)
     return path
 
 

@@ -13,7 +13,9 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import hydra
 import numpy as np
@@ -27,18 +29,29 @@ from torch import nn
 
 from unet_upsampling.checkpoint import load_checkpoint
 from unet_upsampling.data.folder import IMAGE_SUFFIXES, inspect_image, listed, read_image
-from unet_upsampling.errors import ConfigError, DataError, OutputError
-from unet_upsampling.trust import rebuild_eval_transform
+from unet_upsampling.errors import CheckpointError, ConfigError, DataError, OutputError
+from unet_upsampling.stops import Stops, signals_deferred, stop_on_signals
+from unet_upsampling.trust import rebuild_eval_transform, stored_scale
 
 log = logging.getLogger(__name__)
 
 
-def stored_values(mask_values: dict | None, num_classes: int) -> np.ndarray:
-    """Class id -> the value the training masks stored for it (identity without data.source.mask_values)."""
+def stored_values(mask_values: Any, num_classes: int, source: str) -> np.ndarray:
+    """Class id -> the value the training masks stored for it (identity without data.source.mask_values); a stored
+    map of anything but integers, or of values a PNG mask cannot hold (0..65535), is refused."""
     lut = np.arange(num_classes, dtype=np.int64)
-    for value, cls in (mask_values or {}).items():
-        if 0 <= int(cls) < num_classes:
-            lut[int(cls)] = int(value)
+    if mask_values is None:
+        return lut
+    pairs = mask_values.items() if isinstance(mask_values, Mapping) else [(None, None)]
+    if not all(type(value) is int and type(cls) is int and 0 <= value <= 65535 for value, cls in pairs):
+        raise CheckpointError(
+            f"{source}: its data.source.mask_values={mask_values!r} is not a map of stored mask values (integers "
+            f"0..65535, what a PNG mask holds) to class ids. Refused: the file was not written by this project's "
+            f"train.py, or was altered."
+        )
+    for value, cls in pairs:
+        if 0 <= cls < num_classes:
+            lut[cls] = value
     return lut
 
 
@@ -77,8 +90,9 @@ def input_images(folder: Path) -> dict[str, Path]:
     return {stem: paths[0] for stem, paths in by_stem.items()}
 
 
-def checked_inputs(folder: Path, min_size: int, on_bad_input: str) -> dict[str, Path]:
-    """The images of ``folder`` that can be predicted; bad ones stop with a list of all of them, or are skipped."""
+def checked_inputs(folder: Path, min_size: int, on_bad_input: str, scale: float = 1.0) -> dict[str, Path]:
+    """The images of ``folder`` that can be predicted (decodable, and at least ``min_size`` on a side once resized by
+    ``scale``); bad ones stop with a list of all of them, or are skipped."""
     if on_bad_input not in ("error", "skip"):
         raise ConfigError(f"on_bad_input={on_bad_input!r}: choose error or skip")
     files = input_images(folder)
@@ -87,8 +101,9 @@ def checked_inputs(folder: Path, min_size: int, on_bad_input: str) -> dict[str, 
     problems = {}
     for stem, path in files.items():
         problem, (h, w), _ = inspect_image(path)
-        if problem is None and min(h, w) < min_size:
-            problem = f"{path} is {h}x{w}, smaller than {min_size} px, the smallest input of this network"
+        scaled = "" if scale == 1 else f", {int(h * scale)}x{int(w * scale)} after the checkpoint's data.scale={scale}"
+        if problem is None and min(int(h * scale), int(w * scale)) < min_size:
+            problem = f"{path} is {h}x{w}{scaled}, smaller than {min_size} px, the smallest input of this network"
         if problem:
             problems[stem] = problem
     if problems and on_bad_input == "error":
@@ -107,7 +122,7 @@ def check_tiling(tile_size: int | None, overlap: float, min_size: int) -> None:
             f"tile_size={tile_size!r}: give a side in pixels of at least {min_size} (2**model.depth), e.g. "
             f"tile_size=1024, or tile_size=null for whole images"
         )
-    if not 0 <= overlap < 1:
+    if isinstance(overlap, bool) or not isinstance(overlap, int | float) or not 0 <= overlap < 1:
         raise ConfigError(
             f"tile_overlap={overlap!r}: give the overlap as a fraction of the tile, 0 <= x < 1, e.g. 0.25"
         )
@@ -156,46 +171,48 @@ def overlay(pixels: np.ndarray, classes: np.ndarray, num_classes: int, alpha: fl
     return np.where(classes[..., None] > 0, blended.round(), rgb).astype(np.uint8)
 
 
-@torch.no_grad()
 def predict(cfg: DictConfig) -> list[Path]:
+    """Writes the masks (see the module); a signal stops it between images, with nothing written (stops.py)."""
+    output = Path(cfg.output).expanduser()
+    again = f"nothing was written to output={output}: run the same command again"
+    with stop_on_signals(lambda: again, "checking the inputs and reading the checkpoint") as stops:
+        return predict_all(cfg, stops)
+
+
+@torch.no_grad()
+def predict_all(cfg: DictConfig, stops: Stops) -> list[Path]:
     source, output = Path(cfg.input).expanduser(), Path(cfg.output).expanduser()
     check_output(source, output)
+    if cfg.get("max_image_pixels") is not None:
+        Image.MAX_IMAGE_PIXELS = int(cfg.max_image_pixels)
     task, config = load_checkpoint(cfg.ckpt_path)
     tile, overlap = cfg.get("tile_size"), cfg.get("tile_overlap", 0.25)
     check_tiling(tile, overlap, task.net.min_size)
-    files = checked_inputs(source, task.net.min_size, cfg.get("on_bad_input", "error"))
+    transform = rebuild_eval_transform(config, source=str(cfg.ckpt_path))
+    scale = stored_scale(config, source=str(cfg.ckpt_path))
+    files = checked_inputs(source, task.net.min_size, cfg.get("on_bad_input", "error"), scale)
     device = torch.device(
         "cuda" if cfg.device == "auto" and torch.cuda.is_available() else "cpu" if cfg.device == "auto" else cfg.device
     )
     task.to(device)
-    transform = rebuild_eval_transform(config, source=str(cfg.ckpt_path))
-    data = config["data"]
-    lut = stored_values((data.get("source") or {}).get("mask_values"), task.num_classes)
+    stored_source = config["data"].get("source")
+    mask_values = stored_source.get("mask_values") if isinstance(stored_source, Mapping) else None
+    lut = stored_values(mask_values, task.num_classes, source=str(cfg.ckpt_path))
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     except OSError as error:
         raise OutputError(f"output={output}: cannot write in {output.parent} ({error.strerror or error})") from None
     try:
-        for stem, path in track(files.items(), description="predicting"):
-            pixels = read_image(path, data["in_channels"])
+        for i, (stem, path) in enumerate(track(files.items(), description="predicting"), start=1):
+            stops.begin(f"predicting {path.name} (image {i} of {len(files)})")
+            pixels = read_image(path, task.net.in_channels)
             image = transform(image=pixels)["image"].float()
             logits = sliding_window(task, image[None].to(device), tile, overlap)
             if logits.shape[-2:] != pixels.shape[:2]:  # a model trained at data.scale != 1: back to the image's size
                 logits = F.interpolate(logits, size=pixels.shape[:2], mode="bilinear", align_corners=False)
-            classes = logits.argmax(1)[0].cpu().numpy()
-            Image.fromarray(lut[classes].astype(np.uint8 if lut.max() < 256 else np.uint16)).save(
-                staging / f"{stem}.png"
-            )
-            if cfg.get("save_probabilities"):
-                (staging / "probabilities").mkdir(exist_ok=True)
-                for k, p in enumerate(logits.softmax(1)[0].cpu().numpy()):
-                    Image.fromarray((p * 65535).round().astype(np.uint16)).save(
-                        staging / "probabilities" / f"{stem}_c{k}.png"
-                    )
-            if cfg.get("save_overlay"):
-                (staging / "overlays").mkdir(exist_ok=True)
-                Image.fromarray(overlay(pixels, classes, task.num_classes)).save(staging / "overlays" / f"{stem}.png")
+            save_prediction(staging, stem, pixels, logits, lut, cfg)
+        stops.begin(f"moving the masks into output={output}")
         output.mkdir(exist_ok=True)
         written = []
         for path in sorted(p for p in staging.rglob("*") if p.is_file()):
@@ -207,9 +224,30 @@ def predict(cfg: DictConfig) -> list[Path]:
     return written
 
 
+def save_prediction(
+    staging: Path, stem: str, pixels: np.ndarray, logits: torch.Tensor, lut: np.ndarray, cfg: DictConfig
+) -> None:
+    """``<stem>.png`` (the classes' stored values) in ``staging``, and the probabilities and overlay when asked for."""
+    classes = logits.argmax(1)[0].cpu().numpy()
+    Image.fromarray(lut[classes].astype(np.uint8 if lut.max() < 256 else np.uint16)).save(staging / f"{stem}.png")
+    if cfg.get("save_probabilities"):
+        (staging / "probabilities").mkdir(exist_ok=True)
+        for k, p in enumerate(logits.softmax(1)[0].cpu().numpy()):
+            Image.fromarray((p * 65535).round().astype(np.uint16)).save(staging / "probabilities" / f"{stem}_c{k}.png")
+    if cfg.get("save_overlay"):
+        (staging / "overlays").mkdir(exist_ok=True)
+        Image.fromarray(overlay(pixels, classes, len(lut))).save(staging / "overlays" / f"{stem}.png")
+
+
 @hydra.main(version_base="1.3", config_path="configs", config_name="predict")
-def main(cfg: DictConfig) -> None:
+def _main(cfg: DictConfig) -> None:
     predict(cfg)
+
+
+def main() -> None:
+    """The entry point: a signal while Hydra starts stops the prediction before its first image."""
+    with signals_deferred():
+        _main()
 
 
 if __name__ == "__main__":

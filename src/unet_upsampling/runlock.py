@@ -7,15 +7,28 @@ the Hydra callback :class:`RunDirLock` takes the lock before Hydra writes ``.hyd
 releases the lock when its process ends, however it ends: a ``train.lock`` left by a process that was
 killed (kill -9, a node going down) is taken over, with a warning naming it. A run removes its lock
 file when it ends, so a resumed run (``ckpt_path=last``) in the same directory starts as any other.
+``train.lock`` is opened with ``O_NOFOLLOW`` and must be a regular file with one name: a symbolic link,
+a directory, a FIFO or a hard link planted under that name is refused, never written through or truncated.
+
+Not the ``filelock`` package (installed with torch), though it also locks with ``flock``: a refused
+run names the holder from the record in the locked file, read through the descriptor whose lock it
+failed to take, and filelock hands its descriptor to the caller only once the lock is taken
+(``on_acquired``, in recent versions), so the record would need a second open of the path, with the
+``O_NOFOLLOW`` and regular-file checks again. It also leaves its file in place when released, where a
+run removes its own, and what it guarantees depends on its version, which torch does not bound: before
+3.20.1 it opens with ``O_TRUNC`` and follows symbolic links (CVE-2025-68146), truncating a planted
+link's target and the holder's record alike. It would replace one ``os.open`` and one ``flock`` here.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
 import os
 import socket
+import stat
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -67,6 +80,29 @@ def _refuse(path: Path, record: dict[str, Any]) -> OutputError:
     )
 
 
+def _open(path: Path) -> int:
+    """The lock file, opened for writing without following a symbolic link; a ``train.lock`` that is not a regular
+    file of its own (a link, a directory, a FIFO, a second name of another file) is refused, never written."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as error:
+        what = {errno.ELOOP: "a symbolic link", errno.EISDIR: "a directory"}.get(error.errno, error.strerror)
+        raise _unusable(path, what) from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+        os.close(fd)
+        raise _unusable(path, "another name of a file" if stat.S_ISREG(info.st_mode) else "not a regular file")
+    return fd
+
+
+def _unusable(path: Path, what: str) -> OutputError:
+    return OutputError(
+        f"{path} cannot be this run directory's lock ({what}): a run's lock is a regular file of that name, and a "
+        f"run never writes through a link or into another file. Remove {path} (it holds nothing of a run's) and "
+        f"start again."
+    )
+
+
 def acquire(run_dir: str | Path) -> None:
     """Takes the run directory's lock for this process (once; rank 0 only under DDP), or refuses naming the
     holder. Held until :func:`release`."""
@@ -75,7 +111,7 @@ def acquire(run_dir: str | Path) -> None:
         return
     check_writable([path.parent])  # an unwritable run directory is named as such, not as a traceback here
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open(path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -89,7 +125,7 @@ def acquire(run_dir: str | Path) -> None:
                 os.close(fd)
                 raise _refuse(path, record) from None
         try:
-            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+            if os.fstat(fd).st_ino == os.lstat(path).st_ino:
                 break
         except FileNotFoundError:
             pass

@@ -1,11 +1,17 @@
-"""SIGTERM and SIGINT (Ctrl-C) stop a run in any phase, at a safe point, and say how to go on.
+"""SIGTERM and SIGINT (Ctrl-C) stop train.py, eval.py and predict.py in any phase, at a safe point, and say how to
+go on.
 
-A run goes on inside :func:`stop_on_signals`. Its handlers only record the signal; the run stops at the
-next safe point: after the current batch of whatever loop runs (the :class:`Stops` callback) or between
-phases (:meth:`Stops.begin`), so no checkpoint or log is left half written. A second signal stops at
-once. The run then logs one line (to stderr and train.log) naming the signal, the phase and the step,
-and how to resume, and exits with 128 + the signal's number, as a shell reports a process the signal
-ended: 143 after SIGTERM, 130 after SIGINT. A scheduler or a sweep counts it as failed, not finished.
+An entry point's whole call runs inside :func:`signals_deferred`: a signal that comes while Hydra composes
+the config, takes the run directory's lock and writes ``.hydra/`` is kept. The run itself goes on inside
+:func:`stop_on_signals`, which takes over a kept signal. Its handlers only record the signal; the run stops
+at the next safe point: after the current batch of whatever loop runs (the :class:`Stops` callback),
+between phases (:meth:`Stops.begin`) or, in predict.py, between images, so no checkpoint, log or output is
+left half written, the run directory's lock is released and predict.py's staging folder removed. A
+second signal stops at once. The run then logs one line (to stderr and train.log) naming the signal, the
+phase (and in train.py the step), and how to go on, and exits with 128 + the signal's number, as a shell
+reports a process the signal ended: 143 after SIGTERM, 130 after SIGINT. A scheduler or a sweep counts it
+as failed, not finished. Before an entry point's ``main`` is called (Python starting, imports) signals
+keep Python's own handling; nothing has been written then.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,6 +30,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 log = logging.getLogger(__name__)
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_kept: list[int] = []  # signals that came inside signals_deferred, before a run's stop_on_signals took over
 
 
 class StopRequested(Exception):
@@ -37,13 +44,15 @@ class StopRequested(Exception):
 class Stops(L.Callback):
     """The signal received (if any), the phase the run is in, and the checks that turn a signal into a stop.
 
-    Under DDP the training loop leaves SIGTERM to Lightning, which stops every rank at the same step.
+    ``go_on`` says, when the run stops, how to go on. ``step`` (train.py) is the training step the message
+    names, updated at every batch; None (eval.py, predict.py) names none. Under DDP the training loop leaves
+    SIGTERM to Lightning, which stops every rank at the same step.
     """
 
-    def __init__(self, start_step: int = 0):
+    def __init__(self, go_on: Callable[[], str], phase: str, step: int | None = None):
         self.signum: int | None = None
-        self.phase = "setting up (reading the data, building the network)"
-        self.step, self.epoch = start_step, None
+        self.go_on, self.phase = go_on, phase
+        self.step, self.epoch = step, None
 
     def record(self, signum: int, frame) -> None:
         if self.signum is not None:
@@ -63,7 +72,8 @@ class Stops(L.Callback):
         self.phase = phase
 
     def _at_batch_end(self, trainer: L.Trainer) -> None:
-        self.step, self.epoch = trainer.global_step, trainer.current_epoch
+        if self.step is not None:
+            self.step, self.epoch = trainer.global_step, trainer.current_epoch
         if not (trainer.world_size > 1 and trainer.training and self.signum == signal.SIGTERM):
             self.check()
 
@@ -76,31 +86,65 @@ class Stops(L.Callback):
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         self._at_batch_end(trainer)
 
-    def message(self, signum: int, run_dir: Path) -> str:
-        where = f"at step {self.step}" + ("" if self.epoch is None else f" (epoch {self.epoch})")
-        how = (
-            f"resume with the same overrides plus ckpt_path=last hydra.run.dir={run_dir}"
-            if (run_dir / "checkpoints" / "last.ckpt").is_file()
-            else "no checkpoint was written yet: run the same command again"
-        )
-        return f"stopped by {signal.Signals(signum).name} during {self.phase} {where}; {how}"
+    def message(self, signum: int) -> str:
+        where = "" if self.step is None else f" at step {self.step}"
+        where += "" if self.epoch is None else f" (epoch {self.epoch})"
+        return f"stopped by {signal.Signals(signum).name} during {self.phase}{where}; {self.go_on()}"
+
+
+def resume_hint(run_dir: Path) -> Callable[[], str]:
+    """train.py's way on after a stop: resume from the run's last.ckpt, or, before the first one, start again."""
+
+    def go_on() -> str:
+        if (run_dir / "checkpoints" / "last.ckpt").is_file():
+            return f"resume with the same overrides plus ckpt_path=last hydra.run.dir={run_dir}"
+        return "no checkpoint was written yet: run the same command again"
+
+    return go_on
+
+
+def _in_main_thread() -> bool:
+    """Handlers can only be set in the main thread; elsewhere signals keep their handlers (and Lightning its own
+    SIGTERM handling inside ``fit``)."""
+    return threading.current_thread() is threading.main_thread()
 
 
 @contextmanager
-def stop_on_signals(run_dir: Path, start_step: int = 0) -> Iterator[Stops]:
-    """Records SIGTERM/SIGINT while the run goes on; a stop ends the process with the message and exit code.
+def signals_deferred() -> Iterator[None]:
+    """For an entry point's whole call: a SIGTERM/SIGINT before its run's :func:`stop_on_signals` is kept, and stops
+    the run at its first safe point; one after the run (Hydra closing) is dropped, as the run is complete."""
+    if not _in_main_thread():
+        yield
+        return
 
-    Handlers can only be set in the main thread; elsewhere signals keep their handlers (and Lightning its
-    own SIGTERM handling inside ``fit``).
-    """
-    stops = Stops(start_step)
-    main = threading.current_thread() is threading.main_thread()
-    previous = {signum: signal.signal(signum, stops.record) for signum in SIGNALS} if main else {}
+    def keep(signum: int, frame) -> None:
+        _kept.append(signum)
+        os.write(2, f"{signal.Signals(signum).name}: stopping as soon as the run has started\n".encode())
+
+    _kept.clear()
+    previous = {signum: signal.signal(signum, keep) for signum in SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        _kept.clear()
+
+
+@contextmanager
+def stop_on_signals(go_on: Callable[[], str], phase: str, step: int | None = None) -> Iterator[Stops]:
+    """Records SIGTERM/SIGINT while the run goes on (taking over one :func:`signals_deferred` kept); a stop ends the
+    process with the message (``Stops``) and the exit code."""
+    stops = Stops(go_on, phase, step)
+    previous = {signum: signal.signal(signum, stops.record) for signum in SIGNALS} if _in_main_thread() else {}
+    if _kept:
+        stops.signum = _kept[0]
+        _kept.clear()
     try:
         yield stops
     except (StopRequested, SIGTERMException) as stop:
         signum = stop.signum if isinstance(stop, StopRequested) else signal.SIGTERM
-        message = stops.message(signum, run_dir)
+        message = stops.message(signum)
         log.error(message)
         print(message, file=sys.stderr)
         raise SystemExit(128 + signum) from None

@@ -13,6 +13,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from unet_upsampling.files import replaced
 from unet_upsampling.measures import SPLITS, SUMMARY, Measure, shown_in
 
 log = logging.getLogger(__name__)
@@ -25,11 +26,9 @@ def as_python(value: Any) -> Any:
 
 
 def write_metrics(path: Path, metrics: Mapping[str, Any]) -> Path:
-    """Writes ``metrics`` as sorted JSON via a temporary file, so readers never see half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({k: as_python(v) for k, v in sorted(metrics.items())}, indent=2) + "\n")
-    tmp.replace(path)
+    """Writes ``metrics`` as sorted JSON through ``files.replaced``, so readers never see half of it."""
+    with replaced(path) as file:
+        file.write((json.dumps({k: as_python(v) for k, v in sorted(metrics.items())}, indent=2) + "\n").encode())
     return path
 
 

@@ -39,9 +39,9 @@ from unet_upsampling.loggers import log_run, run_params
 from unet_upsampling.metrics import constant_in_constant_out
 from unet_upsampling.phases import PhaseTimes, run_start
 from unet_upsampling.provenance import provenance
-from unet_upsampling.resume import resume_path
+from unet_upsampling.resume import count_the_last_epoch, resume_from
 from unet_upsampling.runlock import run_lock
-from unet_upsampling.stops import Stops, stop_on_signals
+from unet_upsampling.stops import Stops, resume_hint, signals_deferred, stop_on_signals
 from unet_upsampling.summary import print_summary, write_metrics
 from unet_upsampling.task import SegmentationTask
 
@@ -71,12 +71,15 @@ def validation_schedule(cfg: DictConfig, datamodule) -> dict[str, Any]:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """One run described by ``cfg``; returns what it writes to ``metrics.json``."""
     times = PhaseTimes(run_start())
-    with job_context(cfg) as job, run_lock(job.paths.output_dir):
-        check_config(job)
+    with job_context(cfg) as job:
         run_dir = Path(job.paths.output_dir)
-        resume = resume_path(job.ckpt_path, run_dir)
-        resume_step = None if resume is None else read_checkpoint(resume)["global_step"]  # refuses a bad file first
-        with stop_on_signals(run_dir, resume_step or 0) as stops:
+        starting = "starting (checking the config, reading the checkpoint to resume from)"
+        with stop_on_signals(resume_hint(run_dir), starting) as stops, run_lock(run_dir):
+            check_config(job)
+            # a bad checkpoint, or one written with other settings, is refused first
+            resume, resume_step = resume_from(job.ckpt_path, run_dir, OmegaConf.to_container(job, resolve=True))
+            stops.begin("setting up (reading the data, building the network)")
+            stops.step = resume_step or 0
             return run(job, run_dir, resume, resume_step, stops, times)
 
 
@@ -142,7 +145,7 @@ def build_run(
         if resume_step is not None and hasattr(logger, "resume_at"):
             logger.resume_at(resume_step)
     trainer = build_trainer(  # the checkpoint trust boundary: checkpoint.py
-        cfg, callbacks, loggers, plugins=[CheckpointTrust.of(callbacks)], **validation_schedule(cfg, datamodule)
+        cfg, callbacks, loggers, plugins=[CheckpointTrust.of(callbacks, task)], **validation_schedule(cfg, datamodule)
     )
     return Run(cfg, run_dir, datamodule, task, trainer, record, timer, stops, times, launcher_env)
 
@@ -158,6 +161,7 @@ def fit(job: Run, resume: Path | None) -> None:
     """Trains (from ``resume`` when given); the validations while fitting get a phase of their own."""
     job.begin("training", "training")
     job.trainer.fit(job.task, datamodule=job.datamodule, ckpt_path=resume, weights_only=True)
+    count_the_last_epoch(job.trainer)
     job.times.split(job.timer.seconds, into="fit_validations", out_of="training")
 
 
@@ -278,7 +282,8 @@ def main(cfg: DictConfig | None = None) -> float | None:
     """The entry point; a DDP process started by rank 0 runs rank 0's job, not its argv (distributed.py)."""
     if cfg is None:
         adopt_rank_zero_job()
-    return _main(cfg)
+    with signals_deferred():
+        return _main(cfg)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ factories; anything else is refused before any import or call. What passes is bu
 from __future__ import annotations
 
 import inspect
+import math
 import re
 import sys
 from collections.abc import Callable, Mapping
@@ -72,18 +73,31 @@ STORED_CLASSES: dict[str, set[str]] = {
     "task.loss.losses[]": shipped_targets(),
 }
 # Hydra keys that change only how an admitted class is called (as a partial, with dicts instead of DictConfigs,
-# nested nodes left unbuilt), never which code runs. Every other ``_name_`` key is refused: ``_args_`` passes
-# positional arguments past the keyword checks (``pretrained`` among them).
-HYDRA_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_"}
+# nested nodes left unbuilt), never which code runs, and what Hydra takes for each (``_target_``: checked against
+# STORED_CLASSES). Every other ``_name_`` key is refused: ``_args_`` passes positional arguments past the keyword
+# checks (``pretrained`` among them).
+HYDRA_KEYS = {
+    "_target_": "a class name",
+    "_partial_": "true or false",
+    "_convert_": "none, partial, object or all",
+    "_recursive_": "true or false",
+}
+
+
+def takes(name: str, value: Any) -> bool:
+    """Whether Hydra takes ``value`` for its key ``name`` (``_target_`` aside)."""
+    if name == "_convert_":
+        return isinstance(value, str) and value.lower() in ("none", "partial", "object", "all")
+    return name == "_target_" or isinstance(value, bool)
 
 
 def check_stored_task(config: Mapping[str, Any], source: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The stored config's model and task, checked (``check_stored``) and made fit for inference: no optimiser or
-    schedule, a loss only if it is a shipped one (``losses.stored_loss``), and no ``pretrained`` (the weights come
-    from the checkpoint; a rebuilt model never downloads)."""
+    schedule, a loss only if it is a shipped one (``losses.stored_loss``), no ``pretrained`` (the weights come
+    from the checkpoint; a rebuilt model never downloads) and no ``compile`` (a rebuilt model builds no kernels)."""
     if not isinstance(config, Mapping) or not isinstance(config.get("model"), Mapping):
         raise CheckpointError(f"{source}: its config has no model entry")
-    model = {k: v for k, v in config["model"].items() if k != "pretrained"}
+    model = {k: v for k, v in config["model"].items() if k not in ("pretrained", "compile", "compile_mode")}
     task = {k: v for k, v in (config.get("task") or {}).items() if k not in ("optimizer", "scheduler", "loss")}
     loss = stored_loss((config.get("task") or {}).get("loss"), task.get("ignore_index", -100))
     task.update({"loss": loss} if loss is not None else {})
@@ -118,6 +132,11 @@ def check_stored(node: Any, key: str, source: str, classes: Mapping[str, set[str
                     f"{source}: {key}.{name} is refused: a stored config may use only {', '.join(sorted(HYDRA_KEYS))} "
                     f"of Hydra's keys. The file was not written by this project's train.py, or was altered."
                 )
+            if name in HYDRA_KEYS and not takes(name, value):
+                raise CheckpointError(
+                    f"{source}: {key}.{name}={value!r} is refused: Hydra takes {HYDRA_KEYS[name]} there. The file "
+                    f"was not written by this project's train.py, or was altered."
+                )
             check_stored(value, f"{key}.{name}", source, classes)
     elif isinstance(node, list | tuple):
         for i, value in enumerate(node):
@@ -141,10 +160,19 @@ def rebuild_eval_transform(config: Mapping[str, Any], source: str) -> Callable:
     check_stored(data["eval_transform"], "data.eval_transform", source, {"data.eval_transform[]": _eval_transforms()})
     normalize = {k: data["normalize"][k] for k in ("mean", "std")}
     check_stored(normalize, "data.normalize", source, {})
-    scale = data.get("scale", 1.0)  # checkpoints from before data.scale: 1
-    if not isinstance(scale, int | float):
-        raise CheckpointError(f"{source}: its data.scale={scale!r} is not a number")
-    return build_eval_transform(data["eval_transform"], normalize, scale)
+    return build_eval_transform(data["eval_transform"], normalize, stored_scale(config, source))
+
+
+def stored_scale(config: Mapping[str, Any], source: str) -> float:
+    """The factor the stored run resized its images by (data.scale; 1 for checkpoints from before it)."""
+    scale = (config.get("data") or {}).get("scale", 1.0)
+    if isinstance(scale, bool) or not isinstance(scale, int | float) or not (math.isfinite(scale) and scale > 0):
+        raise CheckpointError(
+            f"{source}: its data.scale={scale!r} is not a positive number, the factor images are "
+            f"resized by. Refused: the file was not written by this project's train.py, or was "
+            f"altered."
+        )
+    return scale
 
 
 def _stored_data_classes() -> dict[str, set[str]]:

@@ -5,8 +5,9 @@ pyproject.toml's floors are these numbers (tests/test_security.py checks that th
 
 from __future__ import annotations
 
-import re
 from importlib.metadata import PackageNotFoundError, version
+
+from packaging.version import Version
 
 # name: (oldest release, why)
 FLOORS = {
@@ -16,10 +17,11 @@ FLOORS = {
 }
 
 
-def release(text: str) -> tuple[int, ...]:
-    """``'2.6.0+cu124'`` -> ``(2, 6, 0)``: the numeric release, local and pre-release tags left out."""
-    match = re.match(r"\d+(\.\d+)*", text)
-    return tuple(int(part) for part in match.group().split(".")) if match else ()
+def below(found: str, floor: tuple[int, ...]) -> bool:
+    """Whether version ``found`` is older than the release ``floor``. A pre-release or development build of the floor
+    itself (``2.6.0a0+git5fb11`` from source, ``2.6.0.dev20241112`` nightly, ``2.6.0rc1``) is: it may predate the
+    fix the floor is for. A local build of a release (``2.6.0+cu124``) is not."""
+    return Version(found) < Version(".".join(map(str, floor)))
 
 
 def check_versions() -> None:
@@ -29,9 +31,10 @@ def check_versions() -> None:
             found = version(name)
         except PackageNotFoundError:  # importing it will fail with Python's own message
             continue
-        if release(found) < floor:
+        if below(found, floor):
             need = ".".join(map(str, floor))
+            early = f" (a pre-release of {Version(found).base_version})" if Version(found).is_prerelease else ""
             raise ImportError(
-                f"unet_upsampling needs {name}>={need} ({why}), but {name} {found} is installed: "
+                f"unet_upsampling needs {name}>={need} ({why}), but {name} {found} is installed{early}: "
                 f"pip install '{name}>={need}' (or reinstall this project: pip install -e .)"
             )

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from unet_upsampling.figures import flat_field_figure, save
+from unet_upsampling.files import replaced
 from unet_upsampling.loggers import log_figure
 from unet_upsampling.measures import FIT, INITIAL, which_validation
 from unet_upsampling.metrics import (
@@ -194,8 +195,8 @@ class ArtifactProbe(L.Callback):
         self.arrays[f"{stage}_flat"] = flat.numpy()
         if self.spectra:
             self.arrays[f"{stage}_spectrum"] = torch.stack(self.spectra).mean(0).numpy()
-        self.dir.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(self.dir / "artifacts.npz", **self.arrays)
+        with replaced(self.dir / "artifacts.npz") as file:
+            np.savez_compressed(file, **self.arrays)
         titles = {"init": "before training", "final": f"step {validation.step}"}
         maps = {titles[k.split("_")[0]]: v for k, v in self.arrays.items() if k.endswith("_flat")}
         figure = flat_field_figure(maps, getattr(trainer.datamodule, "class_names", ()), self.value)

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from unet_upsampling.figures import prediction_figure, save
+from unet_upsampling.files import replaced
 from unet_upsampling.loggers import log_figure
 from unet_upsampling.measures import MEASURED, which_validation
 
@@ -53,10 +54,11 @@ class PredictionFigure(L.Callback):
         figure = prediction_figure(self.images, self.masks, self.preds, pl_module.num_classes)
         save(figure, self.path)
         log_figure(trainer.loggers, "predictions", figure, trainer.global_step)
-        np.savez_compressed(
-            self.path.with_suffix(".npz"),
-            images=np.stack([i.numpy() for i in self.images]),
-            masks=np.stack([m.numpy() for m in self.masks]),
-            preds=np.stack([p.numpy() for p in self.preds]),
-        )
+        with replaced(self.path.with_suffix(".npz")) as file:
+            np.savez_compressed(
+                file,
+                images=np.stack([i.numpy() for i in self.images]),
+                masks=np.stack([m.numpy() for m in self.masks]),
+                preds=np.stack([p.numpy() for p in self.preds]),
+            )
         self.images, self.masks, self.preds = [], [], []

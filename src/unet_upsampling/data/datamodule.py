@@ -261,6 +261,13 @@ class SegmentationDataModule(L.LightningDataModule):
                 f"{(passes - 1) * per_pass + 1} to {passes * per_pass} here, e.g. "
                 f"data.min_batches_per_epoch={passes * per_pass}), or train afresh without ckpt_path"
             )
+        batches = self.passes_per_epoch() * (len(self.splits["train"]) // self.batch_size)
+        if taken > batches:
+            raise CheckpointError(
+                f"the checkpoint's data position ({type(self).__name__} entry) has train_batches_taken={taken}, "
+                f"more than the {batches} batches of an epoch: it was not written by this project's train.py, or "
+                f"was altered"
+            )
         self._resume_position = (epoch, taken)
 
     def val_dataloader(self) -> DataLoader:

@@ -120,12 +120,24 @@ def wide_values(image: Image.Image, path: Path) -> str | None:
     )
 
 
+def too_large(path: Path, error: Image.DecompressionBombError) -> str:
+    """The problem line of a file beyond Pillow's pixel limit (``Image.MAX_IMAGE_PIXELS``: a guard against files
+    that claim a huge image in a few bytes), with the ways on."""
+    return (
+        f"{path}: {error} Cut it into tiles on disk (training takes data.crop_size crops of its images anyway), or, "
+        f"for files you trust, raise the limit: predict.py max_image_pixels=N (with tile_size=... to predict it in "
+        f"tiles)"
+    )
+
+
 def inspect_image(path: Path) -> tuple[str | None, tuple[int, int], int]:
     """(problem or None, (height, width), stored channels) of one image file, decoding it whole."""
     try:
         with Image.open(path) as image:
             image.load()
             return wide_values(image, path), image.size[::-1], stored_channels(image)
+    except Image.DecompressionBombError as error:
+        return too_large(path, error), (0, 0), 0
     except (OSError, SyntaxError, ValueError) as error:
         return f"{path}: unreadable or truncated image ({error})", (0, 0), 0
 
@@ -139,6 +151,8 @@ def check_pair(
         return problem, size
     try:
         mask = read_mask(mask_path)
+    except Image.DecompressionBombError as error:
+        return too_large(mask_path, error), size
     except (OSError, SyntaxError, ValueError) as error:
         return f"{mask_path}: unreadable or truncated mask ({error})", size
     if mask.shape != size:

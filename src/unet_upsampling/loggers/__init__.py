@@ -2,7 +2,7 @@
 one event file (``tensorboard_logger``); figures (``figures``) and a run's summary, files and tags (``run_summary``)
 to every logger. The logger configs name ``unet_upsampling.loggers.CSVLogger`` and ``.TensorBoardLogger``."""
 
-from unet_upsampling.loggers.csv_logger import CSVLogger, before_step
+from unet_upsampling.loggers.csv_logger import CSVLogger, before_checkpoint
 from unet_upsampling.loggers.figures import log_figure
 from unet_upsampling.loggers.run_summary import git_commit, log_run, run_params
 from unet_upsampling.loggers.tensorboard_logger import TensorBoardLogger
@@ -10,7 +10,7 @@ from unet_upsampling.loggers.tensorboard_logger import TensorBoardLogger
 __all__ = [
     "CSVLogger",
     "TensorBoardLogger",
-    "before_step",
+    "before_checkpoint",
     "git_commit",
     "log_figure",
     "log_run",

@@ -15,11 +15,14 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 
+from unet_upsampling.files import replaced
+
 
 def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    """The header and whole rows of a CSV file (none when it does not exist): a last line without its line break,
-    cut short by a process killed while appending it, is left out."""
-    if not path.is_file():
+    """The header and whole rows of a CSV file (none when it does not exist, or is a symbolic link, which is never
+    read or written through): a last line without its line break, cut short by a process killed while appending
+    it, is left out."""
+    if path.is_symlink() or not path.is_file():
         return [], []
     with path.open(newline="") as file:
         text = file.read()
@@ -34,7 +37,7 @@ def append_rows(path: Path, header: Sequence[str], rows: Sequence[Mapping[str, A
     buffer = io.StringIO()
     csv.DictWriter(buffer, fieldnames=list(header)).writerows(rows)
     data = buffer.getvalue().encode()
-    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND)
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
     try:
         while data:
             data = data[os.write(descriptor, data) :]
@@ -43,14 +46,14 @@ def append_rows(path: Path, header: Sequence[str], rows: Sequence[Mapping[str, A
 
 
 def write_rows(path: Path, header: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
-    """Writes a temporary file beside ``path`` and renames it over ``path``: a process stopped at any moment
-    leaves the old file or the new one, never a truncated one."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(header))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(temporary, path)
+    """Writes ``path`` through ``files.replaced``: a process stopped at any moment leaves the old file or the new
+    one, never a truncated one."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(header))
+    writer.writeheader()
+    writer.writerows(rows)
+    with replaced(path) as file:
+        file.write(buffer.getvalue().encode())
 
 
 class CSVLogger(LightningCSVLogger):
@@ -93,8 +96,7 @@ class CSVLogger(LightningCSVLogger):
         writer = super().experiment  # would delete a metrics.csv it found
         if aside.is_file():
             header, rows = read_rows(aside)
-            kept = [r for r in rows if r["step"] and before_step(r, self._resume_step)]
-            write_rows(path, header, kept)
+            write_rows(path, header, before_checkpoint(rows, self._resume_step))
             writer.metrics_keys = header
             aside.unlink()
         self._resume_step = None
@@ -107,7 +109,7 @@ class CSVLogger(LightningCSVLogger):
             return
         path = Path(writer.metrics_file_path)
         keys = set().union(*writer.metrics)
-        if path.is_file() and keys <= set(writer.metrics_keys):
+        if path.is_file() and not path.is_symlink() and keys <= set(writer.metrics_keys):
             append_rows(path, writer.metrics_keys, writer.metrics)
         else:
             _, rows = read_rows(path)
@@ -116,8 +118,19 @@ class CSVLogger(LightningCSVLogger):
         writer.metrics = []
 
 
-def before_step(row: Mapping[str, str], step: int) -> bool:
-    """Whether a metrics.csv row was logged before a checkpoint at ``step``: an earlier step, or its validation."""
-    return int(row["step"]) < step or (
-        int(row["step"]) == step and any(row.get(k) for k in row if k.startswith("val/"))
-    )
+def before_checkpoint(rows: Sequence[Mapping[str, str]], step: int) -> list[Mapping[str, str]]:
+    """The rows of a metrics.csv logged before a checkpoint at ``step``, in the order they were logged: those of
+    earlier steps and the validation of that step (a row is placed at the step of the weights it measured, and the
+    checkpoint follows that validation), up to the first row logged after the checkpoint. The validation and test
+    rows a stopped run wrote at its end (at the best checkpoint's step, earlier than ``step``) come after it."""
+    kept = []
+    for row in rows:
+        if not row["step"]:
+            continue
+        validation = any(row.get(k) for k in row if k.startswith("val/"))
+        if int(row["step"]) > step or (int(row["step"]) == step and not validation):
+            break
+        kept.append(row)
+        if int(row["step"]) == step:
+            break
+    return kept
