@@ -19,12 +19,17 @@ from conftest import ROOT, TINY, compose_config, read_metrics, run_app, write_pa
 STEPS = ["trainer.max_steps=6", "trainer.max_epochs=-1", "validations=2", "test=false"]
 
 
-def test_plain_progress_lines_when_stdout_is_not_a_terminal(tmp_path, monkeypatch, capsys):
+def test_plain_progress_lines_when_stdout_is_not_a_terminal(tmp_path, monkeypatch, capsys, caplog, recwarn):
+    """Lines a person can read in a log file, without Lightning's chatter or known third-party warnings: trained by
+    epochs (Lightning then loads the data to count the steps), the loss logged every 4 steps and a line every step,
+    so the loss logged at step 4 must show on one line, not on the lines of steps 5 and 6 too."""
     assert (
         run_app(
             "train.py",
             *TINY,
             *STEPS,
+            "trainer.max_epochs=3",
+            "trainer.log_every_n_steps=4",
             "callbacks.progress_bar.every_s=0",
             f"hydra.run.dir={tmp_path}",
             cwd=tmp_path,
@@ -37,14 +42,38 @@ def test_plain_progress_lines_when_stdout_is_not_a_terminal(tmp_path, monkeypatc
     # Lightning's advertisements and its second model summary are gone; the summary counts the network's FLOPs
     assert "Tip:" not in out + err and "Skipping setting a default `ModelSummary`" not in out + err
     assert "Total FLOPs: " in out and "Total FLOPs: 0 " not in out
+    chatter = ("GPU available", "TPU available", "Loading `train_dataloader`", "Tip:")
+    assert not [r.getMessage() for r in caplog.records if r.getMessage().startswith(chatter)]
+    assert not [str(w.message) for w in recwarn if "LeafSpec" in str(w.message)]
     steps = [line for line in out.splitlines() if line.startswith("epoch ") and " step " in line]
-    assert len(steps) >= 6  # a line per step at every_s=0, and one at the end
-    assert all("images/s" in line and "left" in line for line in steps)
-    assert " step 6/6 " in steps[-1] and "loss " in out
+    assert len(steps) == 6  # a line per step at every_s=0; none at the end, where no batch was trained since
+    assert all("images/s" in line and "left" in line and " 0.0 images/s" not in line for line in steps)
+    assert " step 6/6 " in steps[-1]
+    assert [line.split(" step ")[1].split(" ")[0] for line in steps if " loss " in line] == ["5/6"]
     validations = [line for line in out.splitlines() if line.startswith("validation at step")]
     assert len(validations) == 2 and all("dice " in line for line in validations)
     assert "validation before training at step 0" in out and "validation of the best checkpoint at step 6" in out
     assert "training done: step 6" in out
+    assert "training from step 0 (epoch 0) on cpu" in (tmp_path / "train.log").read_text()
+
+
+def test_the_console_leaves_out_the_two_known_warnings_and_no_other(recwarn):
+    """Torch warns about a read-only array once per process, so a run cannot show it twice: the filters themselves
+    are checked, each for its message from its module alone."""
+    import warnings
+
+    from unet_upsampling.console import quiet_console
+
+    quiet_console()
+    not_writable = "The given NumPy array is not writable, and PyTorch does not support non-writable tensors."
+    leaf = "`isinstance(treespec, LeafSpec)` is deprecated, use `isinstance(treespec, TreeSpec)` instead."
+    albumentations = "albumentations.pytorch.transforms"
+    warnings.warn_explicit(not_writable, UserWarning, "transforms.py", 104, module=albumentations)
+    warnings.warn_explicit(leaf, FutureWarning, "_pytree.py", 21, module="lightning.pytorch.utilities._pytree")
+    warnings.warn_explicit(not_writable, UserWarning, "folder.py", 1, module="unet_upsampling.data.folder")
+    warnings.warn_explicit("another warning", UserWarning, "transforms.py", 105, module=albumentations)
+    shown = [(str(w.message), w.filename) for w in recwarn]
+    assert shown == [(not_writable, "folder.py"), ("another warning", "transforms.py")]
 
 
 def test_train_log_tells_the_story_of_a_run(tmp_path, monkeypatch):

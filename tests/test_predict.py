@@ -35,7 +35,7 @@ def grey(folder: Path, name: str, size: tuple[int, int], seed: int = 0) -> np.nd
     return pixels
 
 
-def test_predict_writes_probabilities_and_overlays_beside_the_masks(checkpoint, tmp_path, monkeypatch):
+def test_predict_writes_probabilities_and_overlays_beside_the_masks(checkpoint, tmp_path, monkeypatch, capsys):
     pixels = grey(tmp_path / "in", "a.png", (45, 67))
     code = predict(
         checkpoint,
@@ -48,6 +48,7 @@ def test_predict_writes_probabilities_and_overlays_beside_the_masks(checkpoint, 
     )
     assert code == 0
     out = tmp_path / "out"
+    assert f"wrote 1 mask to {out} (4 files)" in capsys.readouterr().out
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*.png")) == [
         "a.png",
         "overlays/a.png",

@@ -6,7 +6,6 @@ config read from a checkpoint is checked first (``trust.py``), then built here.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -62,18 +61,6 @@ def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
 
 def build_loggers(cfg: DictConfig) -> list:
     return [instantiate(node) for node in (cfg.get("logger") or {}).values() if node is not None]
-
-
-class NoTips(logging.Filter):
-    """Drops Lightning's advertisements ("💡 Tip: For seamless cloud ... litlogger / litmodels")."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("💡 Tip:")
-
-
-# Lightning logs them through its rank-zero logger when a Trainer is built (build_trainer); a filter there drops nothing
-# else.
-logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(NoTips())
 
 
 def build_trainer(cfg: DictConfig, callbacks: list, loggers: list, **overrides: Any) -> L.Trainer:

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from unet_upsampling.builders import build_callbacks, build_datamodule, build_trainer
 from unet_upsampling.checkpoint import load_checkpoint
 from unet_upsampling.checks import check_run
+from unet_upsampling.console import quiet_console
 from unet_upsampling.errors import ConfigError, DataError
 from unet_upsampling.jobs import job_context
 from unet_upsampling.summary import print_summary, write_metrics
@@ -110,6 +111,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="eval")
 def main(cfg: DictConfig) -> None:
+    quiet_console()
     evaluate(cfg)
 
 

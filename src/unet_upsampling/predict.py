@@ -26,6 +26,7 @@ from rich.progress import track
 from torch import nn
 
 from unet_upsampling.checkpoint import load_checkpoint
+from unet_upsampling.console import quiet_console
 from unet_upsampling.data.folder import IMAGE_SUFFIXES, inspect_image, listed, read_image
 from unet_upsampling.errors import ConfigError, DataError, OutputError
 from unet_upsampling.trust import rebuild_eval_transform
@@ -203,12 +204,14 @@ def predict(cfg: DictConfig) -> list[Path]:
             written.append(Path(shutil.move(path, output / path.relative_to(staging))))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    print(f"wrote {len(files)} masks to {output}" + ("" if len(written) == len(files) else f" ({len(written)} files)"))
+    masks = f"{len(files)} mask" + ("" if len(files) == 1 else "s")
+    print(f"wrote {masks} to {output}" + ("" if len(written) == len(files) else f" ({len(written)} files)"))
     return written
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="predict")
 def main(cfg: DictConfig) -> None:
+    quiet_console()
     predict(cfg)
 
 

@@ -29,6 +29,7 @@ from unet_upsampling.callbacks import EvaluationTimer, RunRecord
 from unet_upsampling.callbacks.run_log import describe_run
 from unet_upsampling.checkpoint import CheckpointTrust, StoreConfig, read_checkpoint
 from unet_upsampling.checks import check_config, check_run, check_writable
+from unet_upsampling.console import quiet_console
 from unet_upsampling.distributed import adopt_rank_zero_job, end_job, share_job
 from unet_upsampling.errors import ConfigError, UserError
 from unet_upsampling.jobs import job_context
@@ -216,6 +217,7 @@ def _main(cfg: DictConfig) -> float | None:
 
 def main(cfg: DictConfig | None = None) -> float | None:
     """The entry point; a DDP process started by rank 0 runs rank 0's job, not its argv (distributed.py)."""
+    quiet_console()
     if cfg is None:
         adopt_rank_zero_job()
     return _main(cfg)

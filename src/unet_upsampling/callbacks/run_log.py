@@ -83,8 +83,9 @@ class RunLog(L.Callback):
         self._measured.start(trainer)
 
     def on_train_start(self, trainer, pl_module) -> None:
-        """Where training starts: step 0, or where a resumed run's checkpoint left it."""
-        log.info("training from step %d (epoch %d)", trainer.global_step, trainer.current_epoch)
+        """Where training starts (step 0, or where a resumed run's checkpoint left it), and on which device."""
+        device = trainer.strategy.root_device
+        log.info("training from step %d (epoch %d) on %s", trainer.global_step, trainer.current_epoch, device)
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking:
