@@ -152,6 +152,32 @@ def test_tensorboard_gets_figures_and_hparams(tmp_path, monkeypatch):
     assert len(events.Scalars("lr-AdamW")) >= 1  # the learning-rate curve
 
 
+@pytest.mark.parametrize(
+    "logger, availability",
+    [
+        (
+            "tensorboard",
+            [
+                "lightning.fabric.loggers.tensorboard._TENSORBOARD_AVAILABLE",
+                "lightning.fabric.loggers.tensorboard._TENSORBOARDX_AVAILABLE",
+            ],
+        ),
+        ("mlflow", ["lightning.pytorch.loggers.mlflow._MLFLOW_AVAILABLE"]),
+    ],
+)
+def test_a_logger_whose_package_is_missing_is_named_with_the_install_command(
+    logger, availability, tmp_path, monkeypatch, capsys
+):
+    for flag in availability:  # as on an installation without the loggers extra
+        monkeypatch.setattr(flag, False)
+    code = run_app(
+        "train.py", *TINY, f"logger={logger}", f"hydra.run.dir={tmp_path}", cwd=tmp_path, monkeypatch=monkeypatch
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert f"logger={logger} needs a package this installation lacks" in err and 'pip install -e ".[loggers]"' in err
+
+
 @pytest.mark.slow
 def test_mlflow_local_store_holds_params_metrics_and_artifacts(tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
