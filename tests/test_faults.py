@@ -6,6 +6,7 @@ import csv
 import json
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -163,6 +164,55 @@ def test_bad_values_are_named_before_any_work_without_a_traceback(override, mess
     assert code == 1 and message in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == [".hydra", "train.log"]  # no data read, nothing trained
     assert message in (tmp_path / "train.log").read_text()
+
+
+def test_a_preset_without_its_data_names_data_dir_once_and_leaves_no_run_directory(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("DATA_DIR", raising=False)
+    code = run_app("train.py", "data=isbi2012", cwd=tmp_path, monkeypatch=monkeypatch)
+    out, err = capsys.readouterr()
+    assert code == 1 and "Traceback" not in err
+    assert (out + err).count("data.source.root=data/isbi2012-membrane is not a directory") == 1
+    assert f"the data presets read from DATA_DIR, which is not set: from {tmp_path / 'data'}" in err
+    assert "Set DATA_DIR to the folder that holds isbi2012-membrane/ (DATA_DIR=/path/to/data python ...)" in err
+    assert (tmp_path / "logs").is_dir() and not list((tmp_path / "logs").iterdir())  # no run directory
+
+
+def test_a_failed_evaluation_leaves_no_run_directory_and_names_data_dir(checkpoint, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DATA_DIR", "nowhere")
+    code = run_app("eval.py", f"ckpt_path={checkpoint}", "data=vnc_em", cwd=tmp_path, monkeypatch=monkeypatch)
+    assert code == 1 and "the data presets read from DATA_DIR=nowhere" in capsys.readouterr().err
+    assert not list((tmp_path / "logs").iterdir())
+
+
+@pytest.mark.parametrize(
+    "written, where, kept, in_logs",
+    [
+        ([], "logs/train/runs/1", False, ["other"]),  # and the folders its removal left empty
+        (["checkpoints/last.ckpt"], "logs/train/runs/1", True, ["other", "train"]),
+        ([], "elsewhere/1", True, ["other"]),  # hydra.run.dir outside LOG_DIR: the user's directory
+        ([], "sweep member", True, ["other", "train"]),  # the sweep's report quotes its train.log
+    ],
+)
+def test_a_run_failing_before_it_wrote_anything_leaves_no_directory_under_the_logs(
+    written, where, kept, in_logs, tmp_path
+):
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from unet_upsampling.jobs import no_empty_run_dir
+
+    run_dir = tmp_path / ("logs/train/multiruns/1/0" if where == "sweep member" else where)
+    for name in [".hydra/config.yaml", "train.log", "train.lock", *written]:
+        (run_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (run_dir / name).write_text("")
+    (tmp_path / "logs" / "other").mkdir(parents=True)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        if where == "sweep member":
+            monkeypatch.setattr(HydraConfig, "initialized", staticmethod(lambda: True))
+            monkeypatch.setattr(HydraConfig, "get", staticmethod(lambda: SimpleNamespace(mode=RunMode.MULTIRUN)))
+        with pytest.raises(ConfigError), no_empty_run_dir(run_dir, tmp_path / "logs"):
+            raise ConfigError("a bad value")
+    assert run_dir.is_dir() == kept and sorted(p.name for p in (tmp_path / "logs").iterdir()) == in_logs
 
 
 def test_the_gpu_experiment_without_a_gpu_says_what_to_do(tmp_path, monkeypatch, capsys):

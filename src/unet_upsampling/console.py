@@ -1,5 +1,5 @@
 """What the console shows beside a run's own lines: Lightning's chatter and two known third-party warnings left
-out.
+out, and an error the user caused printed once.
 
 The entry points (train.py, eval.py, predict.py) call :func:`quiet_console` before any work; importing the package
 changes nothing. Each filter names one message: every other warning and log line still shows.
@@ -44,3 +44,11 @@ def quiet_console() -> None:
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(CHATTER)  # once: the same filter object
     for message, category, module in QUIET_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category, module=module)
+
+
+class NotOnConsole(logging.Filter):
+    """On the console handler (configs/hydra/default.yaml): leaves out records logged with ``extra={"console":
+    False}``, such as a user error written to train.log that Hydra prints on the console itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return getattr(record, "console", True)

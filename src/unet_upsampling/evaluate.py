@@ -15,10 +15,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from unet_upsampling.builders import build_callbacks, build_datamodule, build_trainer
 from unet_upsampling.checkpoint import load_checkpoint
-from unet_upsampling.checks import check_run
+from unet_upsampling.checks import check_run, data_root_problem
 from unet_upsampling.console import quiet_console
 from unet_upsampling.errors import ConfigError, DataError
-from unet_upsampling.jobs import job_context
+from unet_upsampling.jobs import job_context, no_empty_run_dir
 from unet_upsampling.summary import print_summary, write_metrics
 from unet_upsampling.trust import rebuild_datamodule
 
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    with job_context(cfg) as job:
+    with job_context(cfg) as job, no_empty_run_dir(job.paths.output_dir, job.paths.log_dir):
         return run(job)
 
 
@@ -75,6 +75,8 @@ def stored_data(cfg: DictConfig, config: Mapping[str, Any]) -> tuple[L.Lightning
 def run(cfg: DictConfig) -> dict[str, Any]:
     task, config = load_checkpoint(cfg.ckpt_path)
     if "_target_" in (cfg.get("data") or {}):  # data=<option>: composed from the config files
+        if problem := data_root_problem(cfg):
+            raise DataError(problem)
         choice = HydraConfig.get().runtime.choices.get("data") if HydraConfig.initialized() else None
         datamodule, described = build_datamodule(cfg), f"data={choice}" if choice else "as composed"
     else:

@@ -32,7 +32,7 @@ from unet_upsampling.checks import check_config, check_run, check_writable
 from unet_upsampling.console import quiet_console
 from unet_upsampling.distributed import adopt_rank_zero_job, end_job, share_job
 from unet_upsampling.errors import ConfigError, UserError
-from unet_upsampling.jobs import job_context
+from unet_upsampling.jobs import job_context, no_empty_run_dir
 from unet_upsampling.loggers import log_run, run_params
 from unet_upsampling.metrics import constant_in_constant_out
 from unet_upsampling.resume import resume_path
@@ -66,7 +66,11 @@ def validation_schedule(cfg: DictConfig, datamodule) -> dict[str, Any]:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """One run described by ``cfg``; returns what it writes to ``metrics.json``."""
-    with job_context(cfg) as job, run_lock(job.paths.output_dir):
+    with (
+        job_context(cfg) as job,
+        no_empty_run_dir(job.paths.output_dir, job.paths.log_dir),
+        run_lock(job.paths.output_dir),
+    ):
         check_config(job)
         run_dir = Path(job.paths.output_dir)
         resume = resume_path(job.ckpt_path, run_dir)
@@ -204,11 +208,12 @@ def optimized(metrics: dict[str, Any], name: str | None) -> float | None:
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def _main(cfg: DictConfig) -> float | None:
-    """Returns ``cfg.optimized_metric`` for Hydra sweepers; a failure is logged to the run's train.log first."""
+    """Returns ``cfg.optimized_metric`` for Hydra sweepers; a failure is logged to the run's train.log first (a user
+    error there alone: Hydra prints it on the console)."""
     try:
         return optimized(train(cfg), cfg.get("optimized_metric"))
     except UserError as error:
-        log.error("%s", error)
+        log.error("%s", error, extra={"console": False})
         raise
     except Exception:
         log.exception("the run failed")
