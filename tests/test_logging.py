@@ -219,7 +219,11 @@ def test_mlflow_local_store_holds_params_metrics_and_artifacts(tmp_path, monkeyp
     )
 
 
-def test_rgb_images_are_shown_in_colour(tmp_path, monkeypatch):
+def test_rgb_images_are_shown_in_colour_under_a_title_naming_the_weights_and_images(tmp_path, monkeypatch):
+    from unet_upsampling.callbacks import prediction_figure as drawing
+
+    titles, draw = [], drawing.prediction_figure
+    monkeypatch.setattr(drawing, "prediction_figure", lambda *args: titles.append(args[4]) or draw(*args))
     folder = tmp_path / "rgb"
     rng = np.random.default_rng(0)
     for i in range(4):
@@ -246,6 +250,9 @@ def test_rgb_images_are_shown_in_colour(tmp_path, monkeypatch):
         == 0
     )
     assert np.load(tmp_path / "run" / "predictions.npz")["images"].shape[1] == 3
+    assert titles == [
+        f"validation of the best checkpoint at step {int(read_metrics(tmp_path / 'run')['step'])}, 1 validation image"
+    ]
     figure = np.asarray(Image.open(tmp_path / "run" / "predictions.png").convert("RGB")).astype(int)
     panel = figure[:, : figure.shape[1] // 4]  # the image column
     assert (np.abs(panel[..., 0] - panel[..., 1]) > 30).mean() > 0.05

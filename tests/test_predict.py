@@ -12,9 +12,10 @@ from PIL import Image
 from torch import nn
 
 from unet_upsampling.errors import ConfigError
+from unet_upsampling.figures import overlay_legend
 from unet_upsampling.models.unet import UNet
 from unet_upsampling.models.upsample import NearestConv
-from unet_upsampling.predict import check_tiling, overlay, sliding_window, tile_starts
+from unet_upsampling.predict import check_tiling, class_colours, overlay, sliding_window, tile_starts
 
 from conftest import run_app, tiny_run
 
@@ -48,10 +49,11 @@ def test_predict_writes_probabilities_and_overlays_beside_the_masks(checkpoint, 
     )
     assert code == 0
     out = tmp_path / "out"
-    assert f"wrote 1 mask to {out} (4 files)" in capsys.readouterr().out
+    assert f"wrote 1 mask to {out} (5 files)" in capsys.readouterr().out
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*.png")) == [
         "a.png",
         "overlays/a.png",
+        "overlays/legend.png",
         "probabilities/a_c0.png",
         "probabilities/a_c1.png",
     ]
@@ -74,6 +76,14 @@ def test_the_overlay_blends_each_class_but_the_background_in_its_own_colour():
     one, two = shown[0, 1], shown[0, 2]
     assert np.array_equal(shown[1, 1], one) and np.array_equal(shown[1, 0], two) and not np.array_equal(one, two)
     assert (np.abs(one - 100) > 10).any() and (np.abs(two - 100) > 10).any()
+
+
+def test_the_overlays_legend_gives_each_class_its_overlay_colour_and_name():
+    legend = overlay_legend(["background", "nucleus", "border"], class_colours(3)).legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == ["background: not coloured (the image)", "nucleus", "border"]
+    coloured = [p.get_facecolor()[:3] for p in legend.get_patches()[1:]]
+    blended = overlay(np.zeros((1, 2, 1), np.uint8), np.array([[1, 2]]), 3, alpha=1.0)[0] / 255
+    assert np.allclose(coloured, blended, atol=1 / 255)
 
 
 def test_tiles_start_every_stride_and_the_last_is_flush_with_the_end():

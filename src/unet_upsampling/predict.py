@@ -29,6 +29,7 @@ from unet_upsampling.checkpoint import load_checkpoint
 from unet_upsampling.console import quiet_console
 from unet_upsampling.data.folder import IMAGE_SUFFIXES, inspect_image, listed, read_image
 from unet_upsampling.errors import ConfigError, DataError, OutputError
+from unet_upsampling.figures import overlay_legend, save
 from unet_upsampling.trust import rebuild_eval_transform
 
 log = logging.getLogger(__name__)
@@ -147,13 +148,17 @@ def sliding_window(net: nn.Module, image: torch.Tensor, tile: int | None, overla
     return total / weight
 
 
-def overlay(pixels: np.ndarray, classes: np.ndarray, num_classes: int, alpha: float = 0.5) -> np.ndarray:
-    """The image (H, W, 1 or 3) in RGB with each pixel of class k > 0 blended with colour k of tab10 (tab20 beyond
-    10 classes) at ``alpha``; class 0 (the background) shows the image."""
-    rgb = np.repeat(pixels, 3, axis=-1) if pixels.shape[-1] == 1 else pixels
+def class_colours(num_classes: int) -> np.ndarray:
+    """(num_classes, 3) RGB in 0..1: colour k of tab10 (tab20 beyond 10 classes) for class k."""
     cmap = colormaps["tab10" if num_classes <= 10 else "tab20"]
-    colours = np.asarray(cmap(np.arange(num_classes) % cmap.N))[:, :3] * 255
-    blended = rgb * (1 - alpha) + colours[classes] * alpha
+    return np.asarray(cmap(np.arange(num_classes) % cmap.N))[:, :3]
+
+
+def overlay(pixels: np.ndarray, classes: np.ndarray, num_classes: int, alpha: float = 0.5) -> np.ndarray:
+    """The image (H, W, 1 or 3) in RGB with each pixel of class k > 0 blended with its ``class_colours`` at
+    ``alpha``; class 0 (the background) shows the image."""
+    rgb = np.repeat(pixels, 3, axis=-1) if pixels.shape[-1] == 1 else pixels
+    blended = rgb * (1 - alpha) + class_colours(num_classes)[classes] * 255 * alpha
     return np.where(classes[..., None] > 0, blended.round(), rgb).astype(np.uint8)
 
 
@@ -197,6 +202,9 @@ def predict(cfg: DictConfig) -> list[Path]:
             if cfg.get("save_overlay"):
                 (staging / "overlays").mkdir(exist_ok=True)
                 Image.fromarray(overlay(pixels, classes, task.num_classes)).save(staging / "overlays" / f"{stem}.png")
+        if cfg.get("save_overlay"):
+            names = data.get("class_names") or [f"class_{k}" for k in range(task.num_classes)]
+            save(overlay_legend(names, class_colours(task.num_classes)), staging / "overlays" / "legend.png")
         output.mkdir(exist_ok=True)
         written = []
         for path in sorted(p for p in staging.rglob("*") if p.is_file()):
