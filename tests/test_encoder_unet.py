@@ -33,6 +33,19 @@ def net(mode: str = "nearest_conv", *overrides: str) -> EncoderUNet:
     return instantiate(compose_config("train", [*ENCODER, f"upsample={mode}", *overrides]).model)
 
 
+def test_channels_last_keeps_the_encoder_unet_s_outputs_and_checkpoints():
+    plain, nhwc = (
+        net("nearest_conv", "model.channels_last=false").eval(),
+        net("nearest_conv", "model.channels_last=true"),
+    )
+    nhwc.load_state_dict(plain.state_dict())  # strict: the same keys
+    conv = nhwc.decoder.stages[0][0].weight  # 3x3: its layout shows
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    x = torch.randn(1, 1, 37, 45)
+    with torch.no_grad():
+        torch.testing.assert_close(nhwc.eval()(x), plain(x), atol=1e-4, rtol=1e-4)
+
+
 @pytest.mark.parametrize("mode", UPSAMPLE_MODES)
 def test_every_mode_gives_the_input_size_at_odd_sizes(mode):
     model = net(mode).eval()

@@ -12,33 +12,30 @@ import numpy as np
 import pytest
 import torch
 from hydra.errors import MissingConfigException
-from hydra.utils import instantiate
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from PIL import Image
 
-from unet_upsampling.builders import build_task
-from unet_upsampling.checks import check_run
 from unet_upsampling.errors import ConfigError, DataError
 from unet_upsampling.loggers import CSVLogger
 from unet_upsampling.report.build import write_report
 
-from conftest import ROOT, TINY, compose_config, read_metrics, run_app, tiny_run, write_pair
+from conftest import (
+    ROOT,
+    TINY,
+    check_composed,
+    compose_config,
+    folder_datamodule,
+    grey_image,
+    read_metrics,
+    run_app,
+    run_predict,
+    write_pair,
+)
 
 
 def setup_folder(root: Path, *overrides: str):
-    dm = instantiate(
-        compose_config(
-            "train",
-            [
-                "data=folder",
-                f"data.source.root={root}",
-                "data.crop_size=32",
-                "data.batch_size=2",
-                "data.source.mask_values={0:0,255:1}",
-                *overrides,
-            ],
-        ).data
-    )
+    """The folder data module of 0/255 masks, set up: its files checked."""
+    dm = folder_datamodule(root, "data.source.mask_values={0:0,255:1}", *overrides)
     dm.setup()
     return dm
 
@@ -117,20 +114,15 @@ def test_unknown_upsample_mode_lists_the_valid_ones():
         compose_config("train", ["upsample=bicubic"])
 
 
-def check(*overrides):
-    cfg = compose_config("train", list(overrides))
-    check_run(instantiate(cfg.data), build_task(cfg).net)
-
-
 def test_inconsistent_settings_are_refused_before_training():
     with pytest.raises(ConfigError, match=r"model.num_classes=3 but data.num_classes=2"):
-        check("model.num_classes=3")
+        check_composed("model.num_classes=3")
     with pytest.raises(ConfigError, match=r"data.crop_size=24 is smaller than 32 px"):
-        check("model.depth=5", "data.crop_size=24")
+        check_composed("model.depth=5", "data.crop_size=24")
     with pytest.raises(ConfigError, match=r"(?s)o = \(i-1\)s - 2p \+ k \+ output_padding = 2i \+ 3"):
-        check("upsample=deconv_k3", "upsample.padding=-0", "upsample.kernel_size=5")
+        check_composed("upsample=deconv_k3", "upsample.padding=-0", "upsample.kernel_size=5")
     with pytest.raises(ConfigError, match=r"upsample.kernel_size=2: .* odd kernel size; use upsample.kernel_size=3"):
-        check("upsample=nearest_conv", "upsample.kernel_size=2")
+        check_composed("upsample=nearest_conv", "upsample.kernel_size=2")
 
 
 def test_validation_images_smaller_than_the_network_takes_are_named(tmp_path):
@@ -142,7 +134,9 @@ def test_validation_images_smaller_than_the_network_takes_are_named(tmp_path):
         match=r"2 validation/test image\(s\) are smaller than 16 px.*val1\.png \(12x40\), "
         r".*val2\.png \(40x9\)\. Lower model\.depth, or use larger images",
     ):
-        check("data=folder", f"data.source.root={tmp_path}", "data.batch_size=2", "data.crop_size=32", "model.depth=4")
+        check_composed(
+            "data=folder", f"data.source.root={tmp_path}", "data.batch_size=2", "data.crop_size=32", "model.depth=4"
+        )
 
 
 @pytest.mark.parametrize(
@@ -394,11 +388,6 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint
     assert not (tmp_path / "metrics.json").exists()
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return tiny_run(tmp_path_factory) / "checkpoints" / "last.ckpt"
-
-
 def test_same_seed_twice_gives_the_same_metrics(checkpoint, tmp_path, monkeypatch):
     """A second run of the module's checkpoint run (conftest.tiny_run), same config and seed: the same metrics."""
     first = checkpoint.parents[1]
@@ -413,41 +402,26 @@ def test_same_seed_twice_gives_the_same_metrics(checkpoint, tmp_path, monkeypatc
     assert Path(a["best_checkpoint"]).relative_to(first) == Path(b["best_checkpoint"]).relative_to(tmp_path / "again")
 
 
-def predict(checkpoint, tmp_path, monkeypatch, *args) -> int:
-    return run_app(
-        "predict.py",
-        f"ckpt_path={checkpoint}",
-        *args,
-        cwd=tmp_path,
-        monkeypatch=monkeypatch,
-    )
-
-
-def grey_images(folder: Path, sizes: dict[str, tuple[int, int]]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, size in sizes.items():
-        Image.fromarray(np.random.default_rng(0).integers(0, 255, size, np.uint8)).save(folder / f"{name}.png")
-
-
 def test_predict_refuses_to_write_over_its_input(checkpoint, tmp_path, monkeypatch, capsys):
-    grey_images(tmp_path / "in", {"a": (40, 40)})
+    grey_image(tmp_path / "in" / "a.png", (40, 40))
     before = (tmp_path / "in" / "a.png").read_bytes()
-    code = predict(checkpoint, tmp_path, monkeypatch, f"input={tmp_path / 'in'}", f"output={tmp_path / 'in' / '.'}")
+    code = run_predict(checkpoint, tmp_path, monkeypatch, f"input={tmp_path / 'in'}", f"output={tmp_path / 'in' / '.'}")
     assert code == 1 and "is the input folder" in capsys.readouterr().err
     assert (tmp_path / "in" / "a.png").read_bytes() == before and len(list((tmp_path / "in").iterdir())) == 1
 
 
 def test_predict_names_every_bad_input_and_writes_nothing(checkpoint, tmp_path, monkeypatch, capsys):
-    grey_images(tmp_path / "in", {"a": (40, 40), "b": (40, 40), "c": (3, 40), "d": (40, 40)})
+    for name, size in {"a": (40, 40), "b": (40, 40), "c": (3, 40), "d": (40, 40)}.items():
+        grey_image(tmp_path / "in" / f"{name}.png", size)
     data = (tmp_path / "in" / "b.png").read_bytes()
     (tmp_path / "in" / "b.png").write_bytes(data[: len(data) // 2])
-    code = predict(checkpoint, tmp_path, monkeypatch, f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}")
+    code = run_predict(checkpoint, tmp_path, monkeypatch, f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}")
     err = capsys.readouterr().err
     assert code == 1 and "2 of 4 input image(s) cannot be predicted, nothing was written" in err
     assert "b.png: unreadable or truncated image" in err and "c.png is 3x40, smaller than 4 px" in err
     assert not (tmp_path / "out").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["in"]
     assert (
-        predict(
+        run_predict(
             checkpoint,
             tmp_path,
             monkeypatch,
@@ -461,7 +435,7 @@ def test_predict_names_every_bad_input_and_writes_nothing(checkpoint, tmp_path, 
 
 
 def test_predict_on_a_missing_folder_names_the_key_and_leaves_no_output(checkpoint, tmp_path, monkeypatch, capsys):
-    code = predict(checkpoint, tmp_path, monkeypatch, f"input={tmp_path / 'nowhere'}", f"output={tmp_path / 'out'}")
+    code = run_predict(checkpoint, tmp_path, monkeypatch, f"input={tmp_path / 'nowhere'}", f"output={tmp_path / 'out'}")
     err = capsys.readouterr().err
     assert code == 1 and f"input: {tmp_path / 'nowhere'} is not a directory" in err and "data.root" not in err
     assert not (tmp_path / "out").exists()

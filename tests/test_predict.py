@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,28 +16,12 @@ from unet_upsampling.models.unet import UNet
 from unet_upsampling.models.upsample import NearestConv
 from unet_upsampling.predict import check_tiling, class_colours, overlay, sliding_window, tile_starts
 
-from conftest import run_app, tiny_run
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return tiny_run(tmp_path_factory) / "checkpoints" / "last.ckpt"
-
-
-def predict(checkpoint: Path, tmp_path: Path, monkeypatch, *args: str) -> int:
-    return run_app("predict.py", f"ckpt_path={checkpoint}", *args, cwd=tmp_path, monkeypatch=monkeypatch)
-
-
-def grey(folder: Path, name: str, size: tuple[int, int], seed: int = 0) -> np.ndarray:
-    folder.mkdir(parents=True, exist_ok=True)
-    pixels = np.random.default_rng(seed).integers(0, 255, size, np.uint8)
-    Image.fromarray(pixels).save(folder / name)
-    return pixels
+from conftest import grey_image, run_predict
 
 
 def test_predict_writes_probabilities_and_overlays_beside_the_masks(checkpoint, tmp_path, monkeypatch, capsys):
-    pixels = grey(tmp_path / "in", "a.png", (45, 67))
-    code = predict(
+    pixels = grey_image(tmp_path / "in" / "a.png", (45, 67))
+    code = run_predict(
         checkpoint,
         tmp_path,
         monkeypatch,
@@ -115,10 +98,10 @@ def test_tiled_unet_prediction_agrees_with_the_whole_image_prediction():
 
 
 def test_predict_in_tiles_writes_what_the_whole_image_gives(checkpoint, tmp_path, monkeypatch):
-    grey(tmp_path / "in", "big.png", (100, 90))
+    grey_image(tmp_path / "in" / "big.png", (100, 90))
     for name, tiles in (("whole", []), ("tiled", ["tile_size=40"])):
         args = [f"input={tmp_path / 'in'}", f"output={tmp_path / name}", "save_probabilities=true", *tiles]
-        assert predict(checkpoint, tmp_path, monkeypatch, *args) == 0
+        assert run_predict(checkpoint, tmp_path, monkeypatch, *args) == 0
     masks = [np.asarray(Image.open(tmp_path / name / "big.png")) for name in ("whole", "tiled")]
     assert masks[1].shape == (100, 90) and (masks[0] == masks[1]).mean() > 0.99
     p = [np.asarray(Image.open(tmp_path / n / "probabilities" / "big_c1.png")) / 65535 for n in ("whole", "tiled")]
@@ -132,8 +115,8 @@ def test_bad_tiling_values_are_named(tile_size, overlap, key):
 
 
 def test_predict_refuses_an_output_inside_its_input(checkpoint, tmp_path, monkeypatch, capsys):
-    grey(tmp_path / "in", "a.png", (40, 40))
-    code = predict(checkpoint, tmp_path, monkeypatch, f"input={tmp_path / 'in'}", f"output={tmp_path / 'in' / 'm'}")
+    grey_image(tmp_path / "in" / "a.png", (40, 40))
+    code = run_predict(checkpoint, tmp_path, monkeypatch, f"input={tmp_path / 'in'}", f"output={tmp_path / 'in' / 'm'}")
     err = capsys.readouterr().err
     assert code == 1 and "is the input folder" in err and "or inside it" in err and "Traceback" not in err
     assert [p.name for p in (tmp_path / "in").iterdir()] == ["a.png"]
@@ -149,19 +132,20 @@ def test_predict_refuses_an_output_inside_its_input(checkpoint, tmp_path, monkey
 def test_predict_refuses_an_output_that_is_or_lies_under_a_file(
     output, message, checkpoint, tmp_path, monkeypatch, capsys
 ):
-    grey(tmp_path / "in", "a.png", (40, 40))
+    grey_image(tmp_path / "in" / "a.png", (40, 40))
     (tmp_path / "file.txt").write_text("keep me")
-    code = predict(checkpoint, tmp_path, monkeypatch, f"input={tmp_path / 'in'}", f"output={tmp_path / output}")
+    code = run_predict(checkpoint, tmp_path, monkeypatch, f"input={tmp_path / 'in'}", f"output={tmp_path / output}")
     err = capsys.readouterr().err
     assert code == 1 and message.format(tmp_path / output, tmp_path / "file.txt") in err and "Traceback" not in err
     assert (tmp_path / "file.txt").read_text() == "keep me"
 
 
 def test_predict_refuses_two_images_with_one_name_naming_both(checkpoint, tmp_path, monkeypatch, capsys):
-    grey(tmp_path / "in", "a.png", (40, 40))
-    grey(tmp_path / "in", "a.tif", (40, 40), seed=1)
-    grey(tmp_path / "in", "b.png", (40, 40))
-    code = predict(checkpoint, tmp_path, monkeypatch, f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}")
+    grey_image(tmp_path / "in" / "a.png", (40, 40))
+    grey_image(tmp_path / "in" / "a.tif", (40, 40), seed=1)
+    grey_image(tmp_path / "in" / "b.png", (40, 40))
+    code = run_predict(checkpoint, tmp_path, monkeypatch, f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}")
     err = capsys.readouterr().err
-    assert code == 1 and "a.png and a.tif" in err and "same mask <name>.png, nothing was written" in err
+    clash = f"{tmp_path / 'in' / 'a.png'} and {tmp_path / 'in' / 'a.tif'}"
+    assert code == 1 and "differ only in their extension" in err and clash in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()

@@ -24,7 +24,7 @@ from unet_upsampling.checkpoint import (
 )
 from unet_upsampling.errors import CheckpointError
 
-from conftest import ROOT, TINY, offline_timm, run_app, tiny_run
+from conftest import ROOT, TINY, offline_timm, run_app
 
 
 class Payload:
@@ -35,17 +35,6 @@ class Payload:
 
     def __reduce__(self):
         return pathlib.Path.touch, (self.marker,)
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> pathlib.Path:
-    """A finished one-epoch run directory."""
-    return tiny_run(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(trained) -> pathlib.Path:
-    return trained / "checkpoints" / "last.ckpt"
 
 
 def tampered(checkpoint: pathlib.Path, tmp_path: pathlib.Path, edit) -> pathlib.Path:

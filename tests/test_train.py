@@ -16,7 +16,7 @@ from unet_upsampling.checkpoint import CONFIG_KEY, load_checkpoint
 from unet_upsampling.train import train, validation_schedule
 from unet_upsampling.trust import rebuild_eval_transform
 
-from conftest import SHARED_DATA, TINY, compose_config, read_metrics, run_app
+from conftest import SHARED_DATA, TINY, compose_config, grey_image, read_metrics, run_app, run_predict
 
 
 @pytest.fixture(scope="module")
@@ -119,21 +119,9 @@ def test_eval_writes_metrics_of_the_checkpoint(trained_run, tmp_path, monkeypatc
 def predict_random_images(checkpoint, sizes: dict, tmp_path, monkeypatch) -> dict:
     """Writes one random grey image per name and (h, w) into tmp_path/in, runs predict.py on them with
     checkpoint, and returns the masks it wrote by name."""
-    inputs = tmp_path / "in"
-    inputs.mkdir()
-    for name, (h, w) in sizes.items():
-        Image.fromarray(np.random.default_rng(0).integers(0, 255, (h, w), np.uint8)).save(inputs / f"{name}.png")
-    assert (
-        run_app(
-            "predict.py",
-            f"ckpt_path={checkpoint}",
-            f"input={inputs}",
-            f"output={tmp_path / 'out'}",
-            cwd=tmp_path,
-            monkeypatch=monkeypatch,
-        )
-        == 0
-    )
+    for name, size in sizes.items():
+        grey_image(tmp_path / "in" / f"{name}.png", size)
+    assert run_predict(checkpoint, tmp_path, monkeypatch, f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}") == 0
     return {name: np.asarray(Image.open(tmp_path / "out" / f"{name}.png")) for name in sizes}
 
 

@@ -27,7 +27,7 @@ from torch import nn
 
 from unet_upsampling.checkpoint import load_checkpoint
 from unet_upsampling.console import quiet_console
-from unet_upsampling.data.folder import IMAGE_SUFFIXES, inspect_image, listed, read_image
+from unet_upsampling.data.folder import IMAGE_SUFFIXES, image_files, inspect_image, listed, read_image
 from unet_upsampling.errors import ConfigError, DataError, OutputError
 from unet_upsampling.figures import overlay_legend, save
 from unet_upsampling.trust import rebuild_eval_transform
@@ -62,28 +62,11 @@ def check_output(source: Path, output: Path) -> None:
         )
 
 
-def input_images(folder: Path) -> dict[str, Path]:
-    """The image files of ``folder`` by stem, the name of their masks; two files with one stem are refused, named."""
-    if not folder.is_dir():
-        raise DataError(f"input: {folder} is not a directory")
-    by_stem: dict[str, list[Path]] = {}
-    for path in sorted(folder.iterdir()):
-        if path.suffix.lower() in IMAGE_SUFFIXES:
-            by_stem.setdefault(path.stem, []).append(path)
-    shared = [" and ".join(p.name for p in paths) for paths in by_stem.values() if len(paths) > 1]
-    if shared:
-        raise DataError(
-            f"input={folder}: images with the same name but another suffix would get the same mask <name>.png, "
-            f"nothing was written:\n{listed(shared, len(shared))}\nRename or move one of each."
-        )
-    return {stem: paths[0] for stem, paths in by_stem.items()}
-
-
 def checked_inputs(folder: Path, min_size: int, on_bad_input: str) -> dict[str, Path]:
     """The images of ``folder`` that can be predicted; bad ones stop with a list of all of them, or are skipped."""
     if on_bad_input not in ("error", "skip"):
         raise ConfigError(f"on_bad_input={on_bad_input!r}: choose error or skip")
-    files = input_images(folder)
+    files = image_files(folder, "input")  # by stem, the name of their masks
     if not files:
         raise DataError(f"input={folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     problems = {}
