@@ -23,7 +23,16 @@ from unet_upsampling.metrics import flat_field_response
 from unet_upsampling.models import EncoderUNet
 from unet_upsampling.models.upsample import NearestConv
 
-from conftest import TINY, UPSAMPLE_MODES, compose_config, offline_timm, read_metrics, run_app
+from conftest import (
+    TINY,
+    UPSAMPLE_MODES,
+    compose_config,
+    grey_image,
+    offline_timm,
+    read_metrics,
+    run_app,
+    run_predict,
+)
 
 ENCODER = ["model=encoder_unet", "model.encoder=resnet18", "model.decoder_channels=[32,16,16,8,8]"]
 DATA = [*TINY[4:], "data.crop_size=48"]
@@ -166,20 +175,9 @@ def test_a_checkpoint_rebuilds_without_downloading(tmp_path, monkeypatch, saved_
     created = offline_timm(monkeypatch)
     task, config = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
     assert isinstance(task.net, EncoderUNet) and config["model"]["pretrained"] is True and created == ["resnet18"]
-    (tmp_path / "in").mkdir()
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (50, 77), np.uint8)).save(tmp_path / "in" / "a.png")
-    assert (
-        run_app(
-            "predict.py",
-            f"ckpt_path={tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}",
-            f"input={tmp_path / 'in'}",
-            f"output={tmp_path / 'out'}",
-            f"hydra.run.dir={tmp_path / 'p'}",
-            cwd=tmp_path,
-            monkeypatch=monkeypatch,
-        )
-        == 0
-    )
+    grey_image(tmp_path / "in" / "a.png", (50, 77))
+    checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert run_predict(checkpoint, tmp_path, monkeypatch, f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}") == 0
     assert np.asarray(Image.open(tmp_path / "out" / "a.png")).shape == (50, 77)
 
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 from PIL import Image
 
+from unet_upsampling.builders import build_task
 from unet_upsampling.checkpoint import CONFIG_KEY, load_checkpoint
 from unet_upsampling.train import train, validation_schedule
 from unet_upsampling.trust import rebuild_eval_transform
@@ -276,3 +279,25 @@ def test_the_default_run_trains_three_epochs_of_64_steps_validated_every_24():
     data = instantiate(cfg.data)
     assert (len(data.train_dataloader()), data.passes_per_epoch(), cfg.trainer.max_epochs) == (64, 8, 3)
     assert validation_schedule(cfg, data)["val_check_interval"] == 24
+
+
+def test_a_resumed_cosine_given_more_steps_follows_the_new_total_to_zero():
+    """Resumed at step 3 of a 6-step cosine with 12 steps to go in all: the rates of an uninterrupted 12-step run."""
+    task = build_task(OmegaConf.to_container(compose_config("train", TINY), resolve=True))
+    optimizer = task.optimizer_factory(task.parameters())
+    schedule = task.scheduler_factory(optimizer, T_max=6)
+    for _ in range(3):
+        optimizer.step()
+        schedule.step()
+    task.trainer = SimpleNamespace(
+        global_step=3, estimated_stepping_batches=12, lr_scheduler_configs=[SimpleNamespace(scheduler=schedule)]
+    )
+    task.on_train_start()
+    rates = []
+    for _ in range(3, 12):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    base = task.optimizer_factory.keywords["lr"]
+    assert rates == pytest.approx([base * (1 + math.cos(math.pi * t / 12)) / 2 for t in range(3, 12)])
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0, abs=1e-12) and schedule.get_last_lr()[0] < 1e-12

@@ -111,6 +111,7 @@ class SegmentationTask(L.LightningModule):
         self.loss_steps = 0
         self._step_loss: torch.Tensor | None = None
         self._logged_at: int | None = None  # the global step whose losses were logged last
+        self.validation_keys: set[str] = set()  # the names logged since the latest validation began
         self.metrics = nn.ModuleDict(
             {
                 split: nn.ModuleDict(
@@ -213,6 +214,15 @@ class SegmentationTask(L.LightningModule):
                 self.log(f"{split}/{name}", metric.compute())
             metric.reset()
 
+    def log(self, name: str, value, *args, **kwargs) -> None:
+        """Lightning's ``log``, noting the names a validation logs (``validation_keys``) for the lines that show
+        what it measured (``measures.measured``)."""
+        self.validation_keys.add(name)
+        super().log(name, value, *args, **kwargs)
+
+    def on_validation_start(self) -> None:
+        self.validation_keys = set()
+
     def validation_step(self, batch, batch_idx):
         return self._evaluate(batch, "val")
 
@@ -274,7 +284,9 @@ class SegmentationTask(L.LightningModule):
 
         The cosine schedule is set to where an uninterrupted run planned for the new total would be
         at this step, lr_t = eta_min + (lr_0 - eta_min)(1 + cos(pi t / T)) / 2, and goes on to zero at
-        the new last step (the checkpoint's own T_max would wrap around and climb back to lr_0).
+        the new last step (the checkpoint's own T_max would wrap around and climb back to lr_0). Only public
+        state changes: the optimiser's rates and the schedule's ``T_max``, from which torch's recursive step
+        goes on; ``get_last_lr()`` follows at the next step.
         """
         self._logged_at = self.trainer.global_step
         total = self.total_steps()
@@ -286,9 +298,7 @@ class SegmentationTask(L.LightningModule):
                     scheduler.T_max,
                     total,
                 )
-                state = scheduler.state_dict()  # public state; the closed form above, not torch's private one
-                start, floor = state["last_epoch"], state["eta_min"]
-                rates = [floor + (lr - floor) * (1 + math.cos(math.pi * start / total)) / 2 for lr in state["base_lrs"]]
-                for group, rate in zip(scheduler.optimizer.param_groups, rates, strict=True):
-                    group["lr"] = rate
-                scheduler.load_state_dict(state | {"T_max": total, "_last_lr": rates})  # get_last_lr() agrees
+                start, floor = scheduler.last_epoch, scheduler.eta_min
+                for group, lr in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, strict=True):
+                    group["lr"] = floor + (lr - floor) * (1 + math.cos(math.pi * start / total)) / 2
+                scheduler.T_max = total

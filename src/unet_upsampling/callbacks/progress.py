@@ -9,7 +9,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 
-from unet_upsampling.measures import PROGRESS, MeasuredValues, line, which_validation
+from unet_upsampling.measures import PROGRESS, line, measured, which_validation
 
 
 def progress_bar(mode: str = "auto", every_s: float = 30.0) -> ProgressBar:
@@ -45,7 +45,6 @@ class PlainProgress(ProgressBar):
         self.every_s, self.enabled = every_s, True
         self._start = self._last = 0.0
         self._images = self._images_at_last = self._first_step = 0
-        self._measured = MeasuredValues()
         self._shown_loss: float | None = None
 
     def disable(self) -> None:
@@ -88,14 +87,11 @@ class PlainProgress(ProgressBar):
         self._shown_loss = float(loss)
         return f" loss {self._shown_loss:.4g}"
 
-    def on_validation_start(self, trainer, pl_module) -> None:
-        self._measured.start(trainer)
-
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking:
             return
         validation = which_validation(trainer, pl_module)
-        self.print(f"{validation.label} at step {validation.step}: {line(PROGRESS, self._measured.measured(trainer))}")
+        self.print(f"{validation.label} at step {validation.step}: {line(PROGRESS, measured(trainer, pl_module))}")
 
     def on_train_end(self, trainer, pl_module) -> None:
         if self._images > self._images_at_last:
