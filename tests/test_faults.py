@@ -12,11 +12,10 @@ import numpy as np
 import pytest
 import torch
 from hydra.errors import MissingConfigException
-from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from PIL import Image
 
 from unet_upsampling.errors import ConfigError, DataError
-from unet_upsampling.loggers import CSVLogger
+from unet_upsampling.loggers import CSVLogger, csv_logger
 from unet_upsampling.report.build import write_report
 
 from conftest import (
@@ -497,7 +496,7 @@ def test_a_stop_at_any_moment_leaves_metrics_csv_whole(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert path.read_text() == whole
 
-    monkeypatch.setattr(ExperimentWriter, "__init__", stopped_here)
+    monkeypatch.setattr(csv_logger, "write_rows", stopped_here)
     resumed = CSVLogger(save_dir=tmp_path, name="csv", version="")
     resumed.resume_at(2)
     with pytest.raises(KeyboardInterrupt):

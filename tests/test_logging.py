@@ -422,7 +422,7 @@ def test_the_training_loss_reaches_the_log_at_logging_steps_and_validations_only
     assert all(r["val/dice"] for r in rows if not r["train/loss"])
 
 
-def test_a_save_appends_its_rows_and_a_new_key_rewrites_the_file(tmp_path, monkeypatch):
+def test_a_save_appends_its_rows_and_a_new_key_rewrites_the_file(tmp_path, monkeypatch, caplog):
     from unet_upsampling.loggers import CSVLogger, csv_logger
 
     logger = CSVLogger(save_dir=tmp_path, name="csv", version="")
@@ -441,6 +441,9 @@ def test_a_save_appends_its_rows_and_a_new_key_rewrites_the_file(tmp_path, monke
             ("2", "0.3333333333333333", ""),
             ("3", "", "0.5"),
         ]
+    CSVLogger(save_dir=tmp_path, name="csv", version="").log_metrics({"train/loss": 2.0}, step=0)  # a new run here
+    assert (tmp_path / "csv" / "metrics.csv").read_text() == "step,train/loss\n0,2.0\n"
+    assert "a new run in this directory; its rows replace the file's" in caplog.text
 
 
 def test_a_row_cut_short_by_a_kill_is_left_out_when_the_run_resumes(tmp_path):
