@@ -469,20 +469,38 @@ def test_a_row_cut_short_by_a_kill_is_left_out_when_the_run_resumes(tmp_path):
         ]
 
 
-def test_the_loss_sums_travel_in_checkpoints_and_an_altered_entry_is_refused():
+def test_the_loss_mean_travels_in_the_state_dict_and_an_older_checkpoint_s_sums_are_taken_up():
     import torch
 
     from unet_upsampling.builders import build_task
     from unet_upsampling.errors import CheckpointError
     from unet_upsampling.task import LOSS_MEAN_KEY
 
-    task = build_task(OmegaConf.to_container(compose_config("train", TINY), resolve=True))
-    task.loss_sum, task.loss_steps = torch.tensor(2.5), 3
-    checkpoint = {"global_step": 7}
-    task.on_save_checkpoint(checkpoint)
-    resumed = build_task(OmegaConf.to_container(compose_config("train", TINY), resolve=True))
-    resumed.on_load_checkpoint(checkpoint)
-    assert (float(resumed.loss_sum), resumed.loss_steps) == (2.5, 3)
-    checkpoint[LOSS_MEAN_KEY]["steps"] = torch.tensor(1.5)
-    with pytest.raises(CheckpointError, match="not a loss sum and a count of steps"):
-        resumed.on_load_checkpoint(checkpoint)
+    def task():
+        return build_task(OmegaConf.to_container(compose_config("train", TINY), resolve=True))
+
+    trained = task()
+    for loss in (1.0, 2.0, 4.5):
+        trained.loss_mean.update(torch.tensor(loss))
+    resumed = task()
+    resumed.load_state_dict(trained.state_dict())  # what a checkpoint's state_dict restores
+    assert {k: float(v) for k, v in resumed.loss_mean.metric_state.items()} == {"mean_value": 7.5, "weight": 3}
+    weights = {k: v for k, v in trained.state_dict().items() if not k.startswith("loss_mean.")}
+    task().load_state_dict(weights)  # strict: a checkpoint from before either format loads (eval.py, predict.py)
+    older = {
+        "global_step": 7,
+        "state_dict": dict(weights),
+        LOSS_MEAN_KEY: {"sum": torch.tensor(7.5), "steps": torch.tensor(3)},
+    }
+    from_older = task()
+    from_older.on_load_checkpoint(older)  # Lightning calls it before loading the state dict
+    from_older.load_state_dict(older["state_dict"])
+    assert {k: float(v) for k, v in from_older.loss_mean.metric_state.items()} == {"mean_value": 7.5, "weight": 3}
+    assert LOSS_MEAN_KEY not in older
+    altered = {
+        "global_step": 7,
+        "state_dict": {},
+        LOSS_MEAN_KEY: {"sum": torch.tensor(7.5), "steps": torch.tensor(1.5)},
+    }
+    with pytest.raises(CheckpointError, match=f"{LOSS_MEAN_KEY!r} entry is not a loss sum and a count of steps"):
+        task().on_load_checkpoint(altered)

@@ -18,6 +18,7 @@ from unet_upsampling.measures import which_validation
 from unet_upsampling.metrics import BoundaryF1, nyquist_flips, periodic_energy_fraction, periods
 
 log = logging.getLogger(__name__)
+# Where checkpoints written before the loss mean was a metric state (of the state dict) kept its sums.
 LOSS_MEAN_KEY = "unet_upsampling_loss_mean"
 
 
@@ -63,8 +64,10 @@ class SegmentationTask(L.LightningModule):
     The training loss reaches the loggers at the steps Lightning logs (every ``trainer.log_every_n_steps``):
     ``train/loss``, that step's, and ``train/loss_mean``, the mean over the steps since the mean was last logged,
     which every validation during training logs too (beside ``val/loss``). Neither is logged at the other steps
-    nor at an epoch's end, and the mean is summed on the device: training turns no loss into a number (a host
-    sync that stalls a GPU) but at logging steps.
+    nor at an epoch's end, and the mean is summed on the device (``loss_mean``, a torchmetrics ``MeanMetric``
+    without NaN checks): training turns no loss into a number (a host sync that stalls a GPU) but at logging
+    steps. The mean's state is persistent: checkpoints carry it in the state dict, so a resumed run logs the
+    means the uninterrupted run logs.
     """
 
     def __init__(
@@ -105,10 +108,8 @@ class SegmentationTask(L.LightningModule):
         self.fused_optimizer = fused_optimizer
         self.periods = periods(net.depth)
         self.checkpoint_step: int | None = None  # set by load_checkpoint: the step its weights were saved at
-        # The training loss summed since train/loss_mean was last logged, and the steps summed; they travel in
-        # checkpoints (LOSS_MEAN_KEY), so a resumed run logs the means the uninterrupted run logs.
-        self.loss_sum: torch.Tensor | None = None
-        self.loss_steps = 0
+        self.loss_mean = MeanMetric(nan_strategy="disable")  # a NaN check would sync with the host at every step
+        self.loss_mean.persistent(True)
         self._step_loss: torch.Tensor | None = None
         self._logged_at: int | None = None  # the global step whose losses were logged last
         self.validation_keys: set[str] = set()  # the names logged since the latest validation began
@@ -134,8 +135,7 @@ class SegmentationTask(L.LightningModule):
         image, mask = batch
         loss = self.loss_fn(self(image), mask)
         self._step_loss = loss.detach()
-        self.loss_sum = self._step_loss.float() if self.loss_sum is None else self.loss_sum + self._step_loss
-        self.loss_steps += 1
+        self.loss_mean.update(self._step_loss)
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
@@ -151,23 +151,20 @@ class SegmentationTask(L.LightningModule):
         self.log_loss_mean()
 
     def log_loss_mean(self) -> None:
-        """``train/loss_mean`` (averaged over DDP processes) when a step was summed since it was last logged; the
-        sums start again."""
-        if self.loss_steps:
-            self.log("train/loss_mean", self.loss_sum / self.loss_steps, sync_dist=True)
-        self.loss_sum, self.loss_steps = None, 0
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        total = torch.zeros(()) if self.loss_sum is None else self.loss_sum.detach().cpu().clone()
-        checkpoint[LOSS_MEAN_KEY] = {"sum": total, "steps": torch.tensor(self.loss_steps)}
+        """``train/loss_mean`` (over DDP processes too) when a step was summed since it was last logged; the mean
+        starts again."""
+        if self.loss_mean.metric_state["weight"] > 0:
+            self.log("train/loss_mean", self.loss_mean.compute())
+        self.loss_mean.reset()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Weights restored by Lightning (``ckpt_path=``) keep their step: a validation does not restore the
-        trainer's, and its lines name the step of the weights (``measures.which_validation``). A resumed run's
-        loss mean goes on from the checkpoint's sums."""
+        trainer's, and its lines name the step of the weights (``measures.which_validation``). The loss sums of a
+        checkpoint written before the mean was a metric state become that state (older ones have neither: the
+        first mean after them covers the steps since)."""
         self.checkpoint_step = checkpoint["global_step"]
-        state = checkpoint.get(LOSS_MEAN_KEY)
-        if state is None:  # a checkpoint from before the key: the first mean after it covers the steps since
+        state = checkpoint.pop(LOSS_MEAN_KEY, None)
+        if state is None:
             return
         if not (
             isinstance(state, dict)
@@ -180,8 +177,8 @@ class SegmentationTask(L.LightningModule):
                 f"the checkpoint's {LOSS_MEAN_KEY!r} entry is not a loss sum and a count of steps: it was not "
                 f"written by this project's train.py, or was altered"
             )
-        steps = int(state["steps"])
-        self.loss_sum, self.loss_steps = (state["sum"].float().reshape(()) if steps else None), steps
+        checkpoint["state_dict"]["loss_mean.mean_value"] = state["sum"].float().reshape(())
+        checkpoint["state_dict"]["loss_mean.weight"] = state["steps"].float().reshape(())
 
     def _evaluate(self, batch, split: str) -> torch.Tensor:
         image, mask = batch
