@@ -99,11 +99,13 @@ def check_tiling(tile_size: int | None, overlap: float, min_size: int) -> None:
 
 
 # Why not MONAI's sliding_window_inference, which blends tiles with the same Gaussian (MONAI is in the bench extra
-# alone): measured 2026-12-07 with MONAI 1.6.1 on a trained depth-2 UNet in 48 and 64 px tiles (25 % and 50 %
-# overlap), its logits differed from the whole image's by 0.02 to 0.04, these by 0.0003 to 0.0014; it pads an image
-# narrower than a tile with zeros, an edge the network never saw, where sliding_window shrinks the tile to the
-# image; and MONAI 1.6 needs torch >= 2.8, above this project's floor of 2.6. What it has that this lacks: several
-# tiles per forward pass (sw_batch_size), which a GPU would run faster for small tiles.
+# alone): it clamps the weights to at least 1e-3 (against a division by zero), so along the image's border, where
+# every tile's weight is below that, a tile's edge pixels, which lack context, weigh as much as another tile's
+# interior. Measured 2026-12-07 (MONAI 1.6.1, a trained depth-2 UNet, 48 and 64 px tiles, 25 % and 50 % overlap):
+# its logits differed from the whole image's by up to 0.02 to 0.04, these by 0.0003 to 0.0014. It also pads an image
+# narrower than a tile with zeros, an edge the network never saw, where sliding_window shrinks the tile; and MONAI 1.6
+# needs torch >= 2.8, above this project's floor of 2.6. What it has that this lacks: several tiles per forward pass
+# (sw_batch_size), which a GPU would run faster for small tiles.
 def gaussian_window(height: int, width: int) -> torch.Tensor:
     """A tile's blending weights: a Gaussian of sigma = side / 8 about its centre (as nnU-Net and MONAI blend), so
     pixels near a tile's edge, which see less context, count little where another tile covers them."""
