@@ -20,10 +20,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 
 # Dependencies in a layer of their own, before the code: editing the code does not reinstall them.
-# The list is read from pyproject.toml (project dependencies + the `cluster` extra: Hydra launchers, Optuna).
+# The list is read from pyproject.toml (project dependencies + the `loggers` extra: TensorBoard, MLflow + the
+# `cluster` extra: Hydra launchers, Optuna).
 COPY pyproject.toml ./
 RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-print('\n'.join(p['dependencies'] + p['optional-dependencies']['cluster']))" > /tmp/requirements.txt \
+print('\n'.join(p['dependencies'] + p['optional-dependencies']['loggers'] + p['optional-dependencies']['cluster']))" \
+    > /tmp/requirements.txt \
     && pip install --no-cache-dir -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Smoke test of the Docker image, for machines with a Docker engine (no GPU needed):
 #   scripts/docker_smoke.sh [IMAGE]   (default unet-upsampling:smoke)
-# Builds the image, then inside it: a fast_dev_run on CPU, and a two-job multirun through the joblib launcher,
-# with logs written to a mounted host directory. Set BUILD=0 to skip the build.
+# Builds the image, then inside it: a fast_dev_run on CPU (logging to TensorBoard too: the image has the loggers
+# extra), and a two-job multirun through the joblib launcher, with logs written to a mounted host directory. Set
+# BUILD=0 to skip the build.
 set -euo pipefail
 
 IMAGE="${1:-unet-upsampling:smoke}"
@@ -20,7 +21,7 @@ run() {
     docker run --rm --user "$(id -u):$(id -g)" -v "$LOGS:/app/logs" "$IMAGE" "$@"
 }
 
-run python train.py trainer=cpu trainer.fast_dev_run=true "${TINY[@]}" hydra.run.dir=/app/logs/smoke
+run python train.py trainer=cpu trainer.fast_dev_run=true "${TINY[@]}" "logger=[csv,tensorboard]" hydra.run.dir=/app/logs/smoke
 test -s "$LOGS/smoke/metrics.json"
 
 run python train.py -m hydra/launcher=joblib trainer=cpu trainer.fast_dev_run=true "${TINY[@]}" \

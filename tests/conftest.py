@@ -15,10 +15,13 @@ import torch
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
 from omegaconf import open_dict, read_write
 from PIL import Image
 
 from unet_upsampling import evaluate, predict, train
+from unet_upsampling.builders import build_task
+from unet_upsampling.checks import check_run
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "src" / "unet_upsampling" / "configs"
@@ -143,6 +146,43 @@ def tampered(checkpoint: Path, tmp_path: Path, edit) -> Path:
     path = tmp_path / "tampered.ckpt"
     torch.save(contents, path)
     return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A finished one-epoch run directory of the TINY config (``tiny_run``), one per test module that asks."""
+    return tiny_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(trained) -> Path:
+    """That run's last.ckpt."""
+    return trained / "checkpoints" / "last.ckpt"
+
+
+def run_predict(checkpoint: Path, tmp_path: Path, monkeypatch, *overrides: str) -> int:
+    """``python predict.py ckpt_path=<checkpoint> overrides...`` in this process, from ``tmp_path``."""
+    return run_app("predict.py", f"ckpt_path={checkpoint}", *overrides, cwd=tmp_path, monkeypatch=monkeypatch)
+
+
+def grey_image(path: Path, size: tuple[int, int], seed: int = 0) -> np.ndarray:
+    """A random 8-bit grey image of ``size`` (h, w) written to ``path`` (its suffix chooses the format)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 255, size, np.uint8)
+    Image.fromarray(pixels).save(path)
+    return pixels
+
+
+def folder_datamodule(root: Path, *overrides: str):
+    """The DataModule of ``data=folder`` on ``root`` (32 px crops in batches of 2), not set up."""
+    data = ["data=folder", f"data.source.root={root}", "data.crop_size=32", "data.batch_size=2"]
+    return instantiate(compose_config("train", [*data, "data.min_batches_per_epoch=1", *overrides]).data)
+
+
+def check_composed(*overrides: str) -> None:
+    """``checks.check_run`` on the data and network train.py would build from ``overrides``."""
+    cfg = compose_config("train", list(overrides))
+    check_run(instantiate(cfg.data), build_task(cfg).net)
 
 
 def read_metrics(run_dir: Path) -> dict:

@@ -8,14 +8,12 @@ import torch
 from hydra.utils import instantiate
 from PIL import Image
 
-from unet_upsampling.builders import build_task
-from unet_upsampling.checks import check_run
 from unet_upsampling.data.folder import image_files
 from unet_upsampling.data.synthetic import render, synthetic_splits
 from unet_upsampling.data.torchvision_sets import oxford_pet_splits, voc_splits
 from unet_upsampling.errors import CheckpointError, ConfigError, DataError
 
-from conftest import TINY, compose_config, run_app, write_pair
+from conftest import TINY, check_composed, compose_config, folder_datamodule, run_app, write_pair
 
 
 def test_synthetic_is_deterministic_and_has_thin_structures():
@@ -42,22 +40,6 @@ def test_synthetic_datamodule_batches():
     image, mask = next(iter(dm.val_dataloader()))
     assert image.shape[-2:] == (128, 128)  # validation sees full images
     assert dm.has_test
-
-
-def folder_datamodule(root, *overrides):
-    return instantiate(
-        compose_config(
-            "train",
-            [
-                "data=folder",
-                f"data.source.root={root}",
-                "data.crop_size=32",
-                "data.batch_size=2",
-                "data.min_batches_per_epoch=1",
-                *overrides,
-            ],
-        ).data
-    )
 
 
 def test_folder_binary_255_masks_with_mapping(folder_binary_255):
@@ -177,35 +159,30 @@ def test_two_images_of_one_name_are_refused_naming_both_files(folder_binary_255)
 SMALL_NET = ["model.depth=2", "model.base_channels=4"]
 
 
-def check(*overrides):
-    cfg = compose_config("train", list(overrides))
-    check_run(instantiate(cfg.data), build_task(cfg).net)
-
-
 def test_synthetic_images_too_small_for_the_network_are_refused_before_training():
     with pytest.raises(
         DataError,
         match=r"8 validation/test image\(s\) are smaller than 128 px on a side, .*val: synthetic image 0 \(64x64\), "
         r".*Lower model\.depth, or use larger images .*raise data\.source\.size",
     ):
-        check(*TINY, "model.depth=7", "data.crop_size=128", "data.source.size=64")
+        check_composed(*TINY, "model.depth=7", "data.crop_size=128", "data.source.size=64")
 
 
 def test_images_scaled_below_the_network_s_smallest_input_are_refused_naming_the_scale():
     with pytest.raises(
         DataError, match=r"smaller than 4 px on a side after data\.scale=0\.05, .*\(2x2\).*raise data\.scale"
     ):
-        check(*TINY, "data.scale=0.05")
-    check(*TINY, "data.scale=0.5")  # 24 px images: a depth-2 network takes them
+        check_composed(*TINY, "data.scale=0.05")
+    check_composed(*TINY, "data.scale=0.5")  # 24 px images: a depth-2 network takes them
 
 
 def test_eval_batches_of_images_of_different_sizes_are_refused(folder_binary_255, tmp_path, monkeypatch, capsys):
     folder = [f"data.source.root={folder_binary_255}", "data.source.mask_values={0:0,255:1}", "data.crop_size=32"]
-    check(*SMALL_NET, "data=folder", *folder, "data.batch_size=2", "data.eval_batch_size=1")
+    check_composed(*SMALL_NET, "data=folder", *folder, "data.batch_size=2", "data.eval_batch_size=1")
     overrides = [*SMALL_NET, "data=folder", *folder, "data.batch_size=2", "data.eval_batch_size=2"]
     overrides.append("data.source.val_fraction=0.5")
     with pytest.raises(ConfigError, match=r"data\.eval_batch_size=2 but the val images have 3 different sizes"):
-        check(*overrides)
+        check_composed(*overrides)
     code = run_app("train.py", *overrides, f"hydra.run.dir={tmp_path}", cwd=tmp_path, monkeypatch=monkeypatch)
     err = capsys.readouterr().err
     assert code == 1 and "set data.eval_batch_size=1" in err and "Traceback" not in err

@@ -23,7 +23,16 @@ from unet_upsampling.metrics import flat_field_response
 from unet_upsampling.models import EncoderUNet
 from unet_upsampling.models.upsample import NearestConv
 
-from conftest import TINY, UPSAMPLE_MODES, compose_config, offline_timm, read_metrics, run_app
+from conftest import (
+    TINY,
+    UPSAMPLE_MODES,
+    compose_config,
+    grey_image,
+    offline_timm,
+    read_metrics,
+    run_app,
+    run_predict,
+)
 
 ENCODER = ["model=encoder_unet", "model.encoder=resnet18", "model.decoder_channels=[32,16,16,8,8]"]
 DATA = [*TINY[4:], "data.crop_size=48"]
@@ -31,6 +40,19 @@ DATA = [*TINY[4:], "data.crop_size=48"]
 
 def net(mode: str = "nearest_conv", *overrides: str) -> EncoderUNet:
     return instantiate(compose_config("train", [*ENCODER, f"upsample={mode}", *overrides]).model)
+
+
+def test_channels_last_keeps_the_encoder_unet_s_outputs_and_checkpoints():
+    plain, nhwc = (
+        net("nearest_conv", "model.channels_last=false").eval(),
+        net("nearest_conv", "model.channels_last=true"),
+    )
+    nhwc.load_state_dict(plain.state_dict())  # strict: the same keys
+    conv = nhwc.decoder.stages[0][0].weight  # 3x3: its layout shows
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    x = torch.randn(1, 1, 37, 45)
+    with torch.no_grad():
+        torch.testing.assert_close(nhwc.eval()(x), plain(x), atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("mode", UPSAMPLE_MODES)
@@ -153,20 +175,9 @@ def test_a_checkpoint_rebuilds_without_downloading(tmp_path, monkeypatch, saved_
     created = offline_timm(monkeypatch)
     task, config = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
     assert isinstance(task.net, EncoderUNet) and config["model"]["pretrained"] is True and created == ["resnet18"]
-    (tmp_path / "in").mkdir()
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (50, 77), np.uint8)).save(tmp_path / "in" / "a.png")
-    assert (
-        run_app(
-            "predict.py",
-            f"ckpt_path={tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}",
-            f"input={tmp_path / 'in'}",
-            f"output={tmp_path / 'out'}",
-            f"hydra.run.dir={tmp_path / 'p'}",
-            cwd=tmp_path,
-            monkeypatch=monkeypatch,
-        )
-        == 0
-    )
+    grey_image(tmp_path / "in" / "a.png", (50, 77))
+    checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert run_predict(checkpoint, tmp_path, monkeypatch, f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}") == 0
     assert np.asarray(Image.open(tmp_path / "out" / "a.png")).shape == (50, 77)
 
 

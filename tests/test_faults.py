@@ -9,38 +9,35 @@ import os
 import re
 import socket
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from hydra.errors import MissingConfigException
-from hydra.utils import instantiate
-from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from PIL import Image
 
-from unet_upsampling.builders import build_task
-from unet_upsampling.checks import check_run
 from unet_upsampling.errors import ConfigError, DataError
-from unet_upsampling.loggers import CSVLogger
+from unet_upsampling.loggers import CSVLogger, csv_logger
 from unet_upsampling.report.build import write_report
 
-from conftest import ROOT, TINY, compose_config, read_metrics, run_app, tiny_run, write_pair
+from conftest import (
+    ROOT,
+    TINY,
+    check_composed,
+    compose_config,
+    folder_datamodule,
+    grey_image,
+    read_metrics,
+    run_app,
+    run_predict,
+    write_pair,
+)
 
 
 def setup_folder(root: Path, *overrides: str):
-    dm = instantiate(
-        compose_config(
-            "train",
-            [
-                "data=folder",
-                f"data.source.root={root}",
-                "data.crop_size=32",
-                "data.batch_size=2",
-                "data.source.mask_values={0:0,255:1}",
-                *overrides,
-            ],
-        ).data
-    )
+    """The folder data module of 0/255 masks, set up: its files checked."""
+    dm = folder_datamodule(root, "data.source.mask_values={0:0,255:1}", *overrides)
     dm.setup()
     return dm
 
@@ -131,20 +128,15 @@ def test_unknown_upsample_mode_lists_the_valid_ones():
         compose_config("train", ["upsample=bicubic"])
 
 
-def check(*overrides):
-    cfg = compose_config("train", list(overrides))
-    check_run(instantiate(cfg.data), build_task(cfg).net)
-
-
 def test_inconsistent_settings_are_refused_before_training():
     with pytest.raises(ConfigError, match=r"model.num_classes=3 but data.num_classes=2"):
-        check("model.num_classes=3")
+        check_composed("model.num_classes=3")
     with pytest.raises(ConfigError, match=r"data.crop_size=24 is smaller than 32 px"):
-        check("model.depth=5", "data.crop_size=24")
+        check_composed("model.depth=5", "data.crop_size=24")
     with pytest.raises(ConfigError, match=r"(?s)o = \(i-1\)s - 2p \+ k \+ output_padding = 2i \+ 3"):
-        check("upsample=deconv_k3", "upsample.padding=-0", "upsample.kernel_size=5")
+        check_composed("upsample=deconv_k3", "upsample.padding=-0", "upsample.kernel_size=5")
     with pytest.raises(ConfigError, match=r"upsample.kernel_size=2: .* odd kernel size; use upsample.kernel_size=3"):
-        check("upsample=nearest_conv", "upsample.kernel_size=2")
+        check_composed("upsample=nearest_conv", "upsample.kernel_size=2")
 
 
 def test_validation_images_smaller_than_the_network_takes_are_named(tmp_path):
@@ -156,7 +148,9 @@ def test_validation_images_smaller_than_the_network_takes_are_named(tmp_path):
         match=r"2 validation/test image\(s\) are smaller than 16 px.*val1\.png \(12x40\), "
         r".*val2\.png \(40x9\)\. Lower model\.depth, or use larger images",
     ):
-        check("data=folder", f"data.source.root={tmp_path}", "data.batch_size=2", "data.crop_size=32", "model.depth=4")
+        check_composed(
+            "data=folder", f"data.source.root={tmp_path}", "data.batch_size=2", "data.crop_size=32", "model.depth=4"
+        )
 
 
 @pytest.mark.parametrize(
@@ -178,6 +172,55 @@ def test_bad_values_are_named_before_any_work_without_a_traceback(override, mess
     assert code == 1 and message in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == [".hydra", "train.log"]  # no data read, nothing trained
     assert message in (tmp_path / "train.log").read_text()
+
+
+def test_a_preset_without_its_data_names_data_dir_once_and_leaves_no_run_directory(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("DATA_DIR", raising=False)
+    code = run_app("train.py", "data=isbi2012", cwd=tmp_path, monkeypatch=monkeypatch)
+    out, err = capsys.readouterr()
+    assert code == 1 and "Traceback" not in err
+    assert (out + err).count("data.source.root=data/isbi2012-membrane is not a directory") == 1
+    assert f"the data presets read from DATA_DIR, which is not set: from {tmp_path / 'data'}" in err
+    assert "Set DATA_DIR to the folder that holds isbi2012-membrane/ (DATA_DIR=/path/to/data python ...)" in err
+    assert (tmp_path / "logs").is_dir() and not list((tmp_path / "logs").iterdir())  # no run directory
+
+
+def test_a_failed_evaluation_leaves_no_run_directory_and_names_data_dir(checkpoint, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DATA_DIR", "nowhere")
+    code = run_app("eval.py", f"ckpt_path={checkpoint}", "data=vnc_em", cwd=tmp_path, monkeypatch=monkeypatch)
+    assert code == 1 and "the data presets read from DATA_DIR=nowhere" in capsys.readouterr().err
+    assert not list((tmp_path / "logs").iterdir())
+
+
+@pytest.mark.parametrize(
+    "written, where, kept, in_logs",
+    [
+        ([], "logs/train/runs/1", False, ["other"]),  # and the folders its removal left empty
+        (["checkpoints/last.ckpt"], "logs/train/runs/1", True, ["other", "train"]),
+        ([], "elsewhere/1", True, ["other"]),  # hydra.run.dir outside LOG_DIR: the user's directory
+        ([], "sweep member", True, ["other", "train"]),  # the sweep's report quotes its train.log
+    ],
+)
+def test_a_run_failing_before_it_wrote_anything_leaves_no_directory_under_the_logs(
+    written, where, kept, in_logs, tmp_path
+):
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from unet_upsampling.jobs import no_empty_run_dir
+
+    run_dir = tmp_path / ("logs/train/multiruns/1/0" if where == "sweep member" else where)
+    for name in [".hydra/config.yaml", "train.log", "train.lock", *written]:
+        (run_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (run_dir / name).write_text("")
+    (tmp_path / "logs" / "other").mkdir(parents=True)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        if where == "sweep member":
+            monkeypatch.setattr(HydraConfig, "initialized", staticmethod(lambda: True))
+            monkeypatch.setattr(HydraConfig, "get", staticmethod(lambda: SimpleNamespace(mode=RunMode.MULTIRUN)))
+        with pytest.raises(ConfigError), no_empty_run_dir(run_dir, tmp_path / "logs"):
+            raise ConfigError("a bad value")
+    assert run_dir.is_dir() == kept and sorted(p.name for p in (tmp_path / "logs").iterdir()) == in_logs
 
 
 def test_the_gpu_experiment_without_a_gpu_says_what_to_do(tmp_path, monkeypatch, capsys):
@@ -397,11 +440,6 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint
     assert not (tmp_path / "metrics.json").exists()
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return tiny_run(tmp_path_factory) / "checkpoints" / "last.ckpt"
-
-
 def resume_into(run_dir: Path, checkpoint: Path, monkeypatch, *overrides: str) -> int:
     """train.py resuming ``checkpoint`` (TINY's, one epoch) for a second epoch, in ``run_dir``, with ``overrides``."""
     args = [*TINY, "trainer.max_epochs=2", "test=false", f"ckpt_path={checkpoint}", f"hydra.run.dir={run_dir}"]
@@ -469,41 +507,26 @@ def test_same_seed_twice_gives_the_same_metrics(checkpoint, tmp_path, monkeypatc
     assert Path(a["best_checkpoint"]).relative_to(first) == Path(b["best_checkpoint"]).relative_to(tmp_path / "again")
 
 
-def predict(checkpoint, tmp_path, monkeypatch, *args) -> int:
-    return run_app(
-        "predict.py",
-        f"ckpt_path={checkpoint}",
-        *args,
-        cwd=tmp_path,
-        monkeypatch=monkeypatch,
-    )
-
-
-def grey_images(folder: Path, sizes: dict[str, tuple[int, int]]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, size in sizes.items():
-        Image.fromarray(np.random.default_rng(0).integers(0, 255, size, np.uint8)).save(folder / f"{name}.png")
-
-
 def test_predict_refuses_to_write_over_its_input(checkpoint, tmp_path, monkeypatch, capsys):
-    grey_images(tmp_path / "in", {"a": (40, 40)})
+    grey_image(tmp_path / "in" / "a.png", (40, 40))
     before = (tmp_path / "in" / "a.png").read_bytes()
-    code = predict(checkpoint, tmp_path, monkeypatch, f"input={tmp_path / 'in'}", f"output={tmp_path / 'in' / '.'}")
+    code = run_predict(checkpoint, tmp_path, monkeypatch, f"input={tmp_path / 'in'}", f"output={tmp_path / 'in' / '.'}")
     assert code == 1 and "is the input folder" in capsys.readouterr().err
     assert (tmp_path / "in" / "a.png").read_bytes() == before and len(list((tmp_path / "in").iterdir())) == 1
 
 
 def test_predict_names_every_bad_input_and_writes_nothing(checkpoint, tmp_path, monkeypatch, capsys):
-    grey_images(tmp_path / "in", {"a": (40, 40), "b": (40, 40), "c": (3, 40), "d": (40, 40)})
+    for name, size in {"a": (40, 40), "b": (40, 40), "c": (3, 40), "d": (40, 40)}.items():
+        grey_image(tmp_path / "in" / f"{name}.png", size)
     data = (tmp_path / "in" / "b.png").read_bytes()
     (tmp_path / "in" / "b.png").write_bytes(data[: len(data) // 2])
-    code = predict(checkpoint, tmp_path, monkeypatch, f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}")
+    code = run_predict(checkpoint, tmp_path, monkeypatch, f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}")
     err = capsys.readouterr().err
     assert code == 1 and "2 of 4 input image(s) cannot be predicted, nothing was written" in err
     assert "b.png: unreadable or truncated image" in err and "c.png is 3x40, smaller than 4 px" in err
     assert not (tmp_path / "out").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["in"]
     assert (
-        predict(
+        run_predict(
             checkpoint,
             tmp_path,
             monkeypatch,
@@ -517,7 +540,7 @@ def test_predict_names_every_bad_input_and_writes_nothing(checkpoint, tmp_path, 
 
 
 def test_predict_on_a_missing_folder_names_the_key_and_leaves_no_output(checkpoint, tmp_path, monkeypatch, capsys):
-    code = predict(checkpoint, tmp_path, monkeypatch, f"input={tmp_path / 'nowhere'}", f"output={tmp_path / 'out'}")
+    code = run_predict(checkpoint, tmp_path, monkeypatch, f"input={tmp_path / 'nowhere'}", f"output={tmp_path / 'out'}")
     err = capsys.readouterr().err
     assert code == 1 and f"input: {tmp_path / 'nowhere'} is not a directory" in err and "data.root" not in err
     assert not (tmp_path / "out").exists()
@@ -579,7 +602,7 @@ def test_a_stop_at_any_moment_leaves_metrics_csv_whole(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert path.read_text() == whole
 
-    monkeypatch.setattr(ExperimentWriter, "__init__", stopped_here)
+    monkeypatch.setattr(csv_logger, "write_rows", stopped_here)
     resumed = CSVLogger(save_dir=tmp_path, name="csv", version="")
     resumed.resume_at(2)
     with pytest.raises(KeyboardInterrupt):

@@ -19,12 +19,17 @@ from conftest import ROOT, TINY, compose_config, read_metrics, run_app, write_pa
 STEPS = ["trainer.max_steps=6", "trainer.max_epochs=-1", "validations=2", "test=false"]
 
 
-def test_plain_progress_lines_when_stdout_is_not_a_terminal(tmp_path, monkeypatch, capsys):
+def test_plain_progress_lines_when_stdout_is_not_a_terminal(tmp_path, monkeypatch, capsys, caplog, recwarn):
+    """Lines a person can read in a log file, without Lightning's chatter or known third-party warnings: trained by
+    epochs (Lightning then loads the data to count the steps), the loss logged every 4 steps and a line every step,
+    so the loss logged at step 4 must show on one line, not on the lines of steps 5 and 6 too."""
     assert (
         run_app(
             "train.py",
             *TINY,
             *STEPS,
+            "trainer.max_epochs=3",
+            "trainer.log_every_n_steps=4",
             "callbacks.progress_bar.every_s=0",
             f"hydra.run.dir={tmp_path}",
             cwd=tmp_path,
@@ -37,14 +42,38 @@ def test_plain_progress_lines_when_stdout_is_not_a_terminal(tmp_path, monkeypatc
     # Lightning's advertisements and its second model summary are gone; the summary counts the network's FLOPs
     assert "Tip:" not in out + err and "Skipping setting a default `ModelSummary`" not in out + err
     assert "Total FLOPs: " in out and "Total FLOPs: 0 " not in out
+    chatter = ("GPU available", "TPU available", "Loading `train_dataloader`", "Tip:")
+    assert not [r.getMessage() for r in caplog.records if r.getMessage().startswith(chatter)]
+    assert not [str(w.message) for w in recwarn if "LeafSpec" in str(w.message)]
     steps = [line for line in out.splitlines() if line.startswith("epoch ") and " step " in line]
-    assert len(steps) >= 6  # a line per step at every_s=0, and one at the end
-    assert all("images/s" in line and "left" in line for line in steps)
-    assert " step 6/6 " in steps[-1] and "loss " in out
+    assert len(steps) == 6  # a line per step at every_s=0; none at the end, where no batch was trained since
+    assert all("images/s" in line and "left" in line and " 0.0 images/s" not in line for line in steps)
+    assert " step 6/6 " in steps[-1]
+    assert [line.split(" step ")[1].split(" ")[0] for line in steps if " loss " in line] == ["5/6"]
     validations = [line for line in out.splitlines() if line.startswith("validation at step")]
     assert len(validations) == 2 and all("dice " in line for line in validations)
     assert "validation before training at step 0" in out and "validation of the best checkpoint at step 6" in out
     assert "training done: step 6" in out
+    assert "training from step 0 (epoch 0) on cpu" in (tmp_path / "train.log").read_text()
+
+
+def test_the_console_leaves_out_the_two_known_warnings_and_no_other(recwarn):
+    """Torch warns about a read-only array once per process, so a run cannot show it twice: the filters themselves
+    are checked, each for its message from its module alone."""
+    import warnings
+
+    from unet_upsampling.console import quiet_console
+
+    quiet_console()
+    not_writable = "The given NumPy array is not writable, and PyTorch does not support non-writable tensors."
+    leaf = "`isinstance(treespec, LeafSpec)` is deprecated, use `isinstance(treespec, TreeSpec)` instead."
+    albumentations = "albumentations.pytorch.transforms"
+    warnings.warn_explicit(not_writable, UserWarning, "transforms.py", 104, module=albumentations)
+    warnings.warn_explicit(leaf, FutureWarning, "_pytree.py", 21, module="lightning.pytorch.utilities._pytree")
+    warnings.warn_explicit(not_writable, UserWarning, "folder.py", 1, module="unet_upsampling.data.folder")
+    warnings.warn_explicit("another warning", UserWarning, "transforms.py", 105, module=albumentations)
+    shown = [(str(w.message), w.filename) for w in recwarn]
+    assert shown == [(not_writable, "folder.py"), ("another warning", "transforms.py")]
 
 
 def test_train_log_tells_the_story_of_a_run(tmp_path, monkeypatch):
@@ -123,6 +152,32 @@ def test_tensorboard_gets_figures_and_hparams(tmp_path, monkeypatch):
     assert len(events.Scalars("lr-AdamW")) >= 1  # the learning-rate curve
 
 
+@pytest.mark.parametrize(
+    "logger, availability",
+    [
+        (
+            "tensorboard",
+            [
+                "lightning.fabric.loggers.tensorboard._TENSORBOARD_AVAILABLE",
+                "lightning.fabric.loggers.tensorboard._TENSORBOARDX_AVAILABLE",
+            ],
+        ),
+        ("mlflow", ["lightning.pytorch.loggers.mlflow._MLFLOW_AVAILABLE"]),
+    ],
+)
+def test_a_logger_whose_package_is_missing_is_named_with_the_install_command(
+    logger, availability, tmp_path, monkeypatch, capsys
+):
+    for flag in availability:  # as on an installation without the loggers extra
+        monkeypatch.setattr(flag, False)
+    code = run_app(
+        "train.py", *TINY, f"logger={logger}", f"hydra.run.dir={tmp_path}", cwd=tmp_path, monkeypatch=monkeypatch
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert f"logger={logger} needs a package this installation lacks" in err and 'pip install -e ".[loggers]"' in err
+
+
 @pytest.mark.slow
 def test_mlflow_local_store_holds_params_metrics_and_artifacts(tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
@@ -164,7 +219,11 @@ def test_mlflow_local_store_holds_params_metrics_and_artifacts(tmp_path, monkeyp
     )
 
 
-def test_rgb_images_are_shown_in_colour(tmp_path, monkeypatch):
+def test_rgb_images_are_shown_in_colour_under_a_title_naming_the_weights_and_images(tmp_path, monkeypatch):
+    from unet_upsampling.callbacks import prediction_figure as drawing
+
+    titles, draw = [], drawing.prediction_figure
+    monkeypatch.setattr(drawing, "prediction_figure", lambda *args: titles.append(args[4]) or draw(*args))
     folder = tmp_path / "rgb"
     rng = np.random.default_rng(0)
     for i in range(4):
@@ -191,6 +250,9 @@ def test_rgb_images_are_shown_in_colour(tmp_path, monkeypatch):
         == 0
     )
     assert np.load(tmp_path / "run" / "predictions.npz")["images"].shape[1] == 3
+    assert titles == [
+        f"validation of the best checkpoint at step {int(read_metrics(tmp_path / 'run')['step'])}, 1 validation image"
+    ]
     figure = np.asarray(Image.open(tmp_path / "run" / "predictions.png").convert("RGB")).astype(int)
     panel = figure[:, : figure.shape[1] // 4]  # the image column
     assert (np.abs(panel[..., 0] - panel[..., 1]) > 30).mean() > 0.05
@@ -363,7 +425,7 @@ def test_the_training_loss_reaches_the_log_at_logging_steps_and_validations_only
     assert all(r["val/dice"] for r in rows if not r["train/loss"])
 
 
-def test_a_save_appends_its_rows_and_a_new_key_rewrites_the_file(tmp_path, monkeypatch):
+def test_a_save_appends_its_rows_and_a_new_key_rewrites_the_file(tmp_path, monkeypatch, caplog):
     from unet_upsampling.loggers import CSVLogger, csv_logger
 
     logger = CSVLogger(save_dir=tmp_path, name="csv", version="")
@@ -382,6 +444,9 @@ def test_a_save_appends_its_rows_and_a_new_key_rewrites_the_file(tmp_path, monke
             ("2", "0.3333333333333333", ""),
             ("3", "", "0.5"),
         ]
+    CSVLogger(save_dir=tmp_path, name="csv", version="").log_metrics({"train/loss": 2.0}, step=0)  # a new run here
+    assert (tmp_path / "csv" / "metrics.csv").read_text() == "step,train/loss\n0,2.0\n"
+    assert "a new run in this directory; its rows replace the file's" in caplog.text
 
 
 def test_a_row_cut_short_by_a_kill_is_left_out_when_the_run_resumes(tmp_path):
@@ -407,20 +472,38 @@ def test_a_row_cut_short_by_a_kill_is_left_out_when_the_run_resumes(tmp_path):
         ]
 
 
-def test_the_loss_sums_travel_in_checkpoints_and_an_altered_entry_is_refused():
+def test_the_loss_mean_travels_in_the_state_dict_and_an_older_checkpoint_s_sums_are_taken_up():
     import torch
 
     from unet_upsampling.builders import build_task
     from unet_upsampling.errors import CheckpointError
     from unet_upsampling.task import LOSS_MEAN_KEY
 
-    task = build_task(OmegaConf.to_container(compose_config("train", TINY), resolve=True))
-    task.loss_sum, task.loss_steps = torch.tensor(2.5), 3
-    checkpoint = {"global_step": 7}
-    task.on_save_checkpoint(checkpoint)
-    resumed = build_task(OmegaConf.to_container(compose_config("train", TINY), resolve=True))
-    resumed.on_load_checkpoint(checkpoint)
-    assert (float(resumed.loss_sum), resumed.loss_steps) == (2.5, 3)
-    checkpoint[LOSS_MEAN_KEY]["steps"] = torch.tensor(1.5)
-    with pytest.raises(CheckpointError, match="not a loss sum and a count of steps"):
-        resumed.on_load_checkpoint(checkpoint)
+    def task():
+        return build_task(OmegaConf.to_container(compose_config("train", TINY), resolve=True))
+
+    trained = task()
+    for loss in (1.0, 2.0, 4.5):
+        trained.loss_mean.update(torch.tensor(loss))
+    resumed = task()
+    resumed.load_state_dict(trained.state_dict())  # what a checkpoint's state_dict restores
+    assert {k: float(v) for k, v in resumed.loss_mean.metric_state.items()} == {"mean_value": 7.5, "weight": 3}
+    weights = {k: v for k, v in trained.state_dict().items() if not k.startswith("loss_mean.")}
+    task().load_state_dict(weights)  # strict: a checkpoint from before either format loads (eval.py, predict.py)
+    older = {
+        "global_step": 7,
+        "state_dict": dict(weights),
+        LOSS_MEAN_KEY: {"sum": torch.tensor(7.5), "steps": torch.tensor(3)},
+    }
+    from_older = task()
+    from_older.on_load_checkpoint(older)  # Lightning calls it before loading the state dict
+    from_older.load_state_dict(older["state_dict"])
+    assert {k: float(v) for k, v in from_older.loss_mean.metric_state.items()} == {"mean_value": 7.5, "weight": 3}
+    assert LOSS_MEAN_KEY not in older
+    altered = {
+        "global_step": 7,
+        "state_dict": {},
+        LOSS_MEAN_KEY: {"sum": torch.tensor(7.5), "steps": torch.tensor(1.5)},
+    }
+    with pytest.raises(CheckpointError, match=f"{LOSS_MEAN_KEY!r} entry is not a loss sum and a count of steps"):
+        task().on_load_checkpoint(altered)

@@ -39,6 +39,17 @@ def test_make_train_installs_the_core_and_make_test_and_lint_the_dev_extras(tmp_
         assert "pip install -e .\n" in commands and 'pip install -e ".[dev]"' in commands
 
 
+def test_the_readme_s_cpu_install_takes_torch_s_cpu_wheels_within_the_project_s_bounds():
+    """A CPU-only user installs torch's CPU build first; a build above pyproject.toml's bounds would be replaced by
+    the default (CUDA) one at ``pip install -e .``."""
+    line = next(line for line in (ROOT / "README.md").read_text().splitlines() if "--index-url" in line)
+    assert line.endswith("--index-url https://download.pytorch.org/whl/cpu") and line.startswith("python -m venv .venv")
+    asked = {r.name: r.specifier for r in map(Requirement, re.findall(r'"([^"]+)"', line))}
+    bounds = {r.name: r.specifier for r in map(Requirement, PYPROJECT["project"]["dependencies"]) if r.name in asked}
+    assert set(asked) == {"torch", "torchvision"}
+    assert all(str(asked[name]) in str(bounds[name]).split(",") for name in asked)  # the same upper bound
+
+
 def normalised(name: str) -> str:
     """A distribution name as PEP 503 compares them."""
     return re.sub(r"[-_.]+", "-", name).lower()

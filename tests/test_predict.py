@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,32 +11,17 @@ from PIL import Image
 from torch import nn
 
 from unet_upsampling.errors import ConfigError
+from unet_upsampling.figures import overlay_legend
 from unet_upsampling.models.unet import UNet
 from unet_upsampling.models.upsample import NearestConv
-from unet_upsampling.predict import check_tiling, overlay, sliding_window, tile_starts
+from unet_upsampling.predict import check_tiling, class_colours, overlay, sliding_window, tile_starts
 
-from conftest import run_app, tampered, tiny_run
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return tiny_run(tmp_path_factory) / "checkpoints" / "last.ckpt"
+from conftest import grey_image, run_predict, tampered
 
 
-def predict(checkpoint: Path, tmp_path: Path, monkeypatch, *args: str) -> int:
-    return run_app("predict.py", f"ckpt_path={checkpoint}", *args, cwd=tmp_path, monkeypatch=monkeypatch)
-
-
-def grey(folder: Path, name: str, size: tuple[int, int], seed: int = 0) -> np.ndarray:
-    folder.mkdir(parents=True, exist_ok=True)
-    pixels = np.random.default_rng(seed).integers(0, 255, size, np.uint8)
-    Image.fromarray(pixels).save(folder / name)
-    return pixels
-
-
-def test_predict_writes_probabilities_and_overlays_beside_the_masks(checkpoint, tmp_path, monkeypatch):
-    pixels = grey(tmp_path / "in", "a.png", (45, 67))
-    code = predict(
+def test_predict_writes_probabilities_and_overlays_beside_the_masks(checkpoint, tmp_path, monkeypatch, capsys):
+    pixels = grey_image(tmp_path / "in" / "a.png", (45, 67))
+    code = run_predict(
         checkpoint,
         tmp_path,
         monkeypatch,
@@ -48,9 +32,11 @@ def test_predict_writes_probabilities_and_overlays_beside_the_masks(checkpoint, 
     )
     assert code == 0
     out = tmp_path / "out"
+    assert f"wrote 1 mask to {out} (5 files)" in capsys.readouterr().out
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*.png")) == [
         "a.png",
         "overlays/a.png",
+        "overlays/legend.png",
         "probabilities/a_c0.png",
         "probabilities/a_c1.png",
     ]
@@ -73,6 +59,14 @@ def test_the_overlay_blends_each_class_but_the_background_in_its_own_colour():
     one, two = shown[0, 1], shown[0, 2]
     assert np.array_equal(shown[1, 1], one) and np.array_equal(shown[1, 0], two) and not np.array_equal(one, two)
     assert (np.abs(one - 100) > 10).any() and (np.abs(two - 100) > 10).any()
+
+
+def test_the_overlays_legend_gives_each_class_its_overlay_colour_and_name():
+    legend = overlay_legend(["background", "nucleus", "border"], class_colours(3)).legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == ["background: not coloured (the image)", "nucleus", "border"]
+    coloured = [p.get_facecolor()[:3] for p in legend.get_patches()[1:]]
+    blended = overlay(np.zeros((1, 2, 1), np.uint8), np.array([[1, 2]]), 3, alpha=1.0)[0] / 255
+    assert np.allclose(coloured, blended, atol=1 / 255)
 
 
 def test_tiles_start_every_stride_and_the_last_is_flush_with_the_end():
@@ -104,10 +98,10 @@ def test_tiled_unet_prediction_agrees_with_the_whole_image_prediction():
 
 
 def test_predict_in_tiles_writes_what_the_whole_image_gives(checkpoint, tmp_path, monkeypatch):
-    grey(tmp_path / "in", "big.png", (100, 90))
+    grey_image(tmp_path / "in" / "big.png", (100, 90))
     for name, tiles in (("whole", []), ("tiled", ["tile_size=40"])):
         args = [f"input={tmp_path / 'in'}", f"output={tmp_path / name}", "save_probabilities=true", *tiles]
-        assert predict(checkpoint, tmp_path, monkeypatch, *args) == 0
+        assert run_predict(checkpoint, tmp_path, monkeypatch, *args) == 0
     masks = [np.asarray(Image.open(tmp_path / name / "big.png")) for name in ("whole", "tiled")]
     assert masks[1].shape == (100, 90) and (masks[0] == masks[1]).mean() > 0.99
     p = [np.asarray(Image.open(tmp_path / n / "probabilities" / "big_c1.png")) / 65535 for n in ("whole", "tiled")]
@@ -124,8 +118,8 @@ def test_bad_tiling_values_are_named(tile_size, overlap, key):
 
 
 def test_predict_refuses_an_output_inside_its_input(checkpoint, tmp_path, monkeypatch, capsys):
-    grey(tmp_path / "in", "a.png", (40, 40))
-    code = predict(checkpoint, tmp_path, monkeypatch, f"input={tmp_path / 'in'}", f"output={tmp_path / 'in' / 'm'}")
+    grey_image(tmp_path / "in" / "a.png", (40, 40))
+    code = run_predict(checkpoint, tmp_path, monkeypatch, f"input={tmp_path / 'in'}", f"output={tmp_path / 'in' / 'm'}")
     err = capsys.readouterr().err
     assert code == 1 and "is the input folder" in err and "or inside it" in err and "Traceback" not in err
     assert [p.name for p in (tmp_path / "in").iterdir()] == ["a.png"]
@@ -141,21 +135,22 @@ def test_predict_refuses_an_output_inside_its_input(checkpoint, tmp_path, monkey
 def test_predict_refuses_an_output_that_is_or_lies_under_a_file(
     output, message, checkpoint, tmp_path, monkeypatch, capsys
 ):
-    grey(tmp_path / "in", "a.png", (40, 40))
+    grey_image(tmp_path / "in" / "a.png", (40, 40))
     (tmp_path / "file.txt").write_text("keep me")
-    code = predict(checkpoint, tmp_path, monkeypatch, f"input={tmp_path / 'in'}", f"output={tmp_path / output}")
+    code = run_predict(checkpoint, tmp_path, monkeypatch, f"input={tmp_path / 'in'}", f"output={tmp_path / output}")
     err = capsys.readouterr().err
     assert code == 1 and message.format(tmp_path / output, tmp_path / "file.txt") in err and "Traceback" not in err
     assert (tmp_path / "file.txt").read_text() == "keep me"
 
 
 def test_predict_refuses_two_images_with_one_name_naming_both(checkpoint, tmp_path, monkeypatch, capsys):
-    grey(tmp_path / "in", "a.png", (40, 40))
-    grey(tmp_path / "in", "a.tif", (40, 40), seed=1)
-    grey(tmp_path / "in", "b.png", (40, 40))
-    code = predict(checkpoint, tmp_path, monkeypatch, f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}")
+    grey_image(tmp_path / "in" / "a.png", (40, 40))
+    grey_image(tmp_path / "in" / "a.tif", (40, 40), seed=1)
+    grey_image(tmp_path / "in" / "b.png", (40, 40))
+    code = run_predict(checkpoint, tmp_path, monkeypatch, f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}")
     err = capsys.readouterr().err
-    assert code == 1 and "a.png and a.tif" in err and "same mask <name>.png, nothing was written" in err
+    clash = f"{tmp_path / 'in' / 'a.png'} and {tmp_path / 'in' / 'a.tif'}"
+    assert code == 1 and "differ only in their extension" in err and clash in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
 
 
@@ -185,10 +180,10 @@ def test_predict_refuses_two_images_with_one_name_naming_both(checkpoint, tmp_pa
 def test_predict_refuses_stored_data_settings_it_cannot_honour(
     edit, message, checkpoint, tmp_path, monkeypatch, capsys
 ):
-    grey(tmp_path / "in", "a.png", (40, 40))
-    grey(tmp_path / "in", "b.png", (40, 40))
+    grey_image(tmp_path / "in" / "a.png", (40, 40))
+    grey_image(tmp_path / "in" / "b.png", (40, 40))
     ckpt = tampered(checkpoint, tmp_path, lambda config: edit(config["data"]))
-    code = predict(ckpt, tmp_path, monkeypatch, f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}")
+    code = run_predict(ckpt, tmp_path, monkeypatch, f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}")
     err = capsys.readouterr().err
     assert code == 1 and message.format(input=tmp_path / "in", ckpt=ckpt) in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
@@ -197,10 +192,10 @@ def test_predict_refuses_stored_data_settings_it_cannot_honour(
 def test_predict_reads_the_channels_its_network_takes_without_the_stored_data_setting(
     checkpoint, tmp_path, monkeypatch
 ):
-    pixels = grey(tmp_path / "in", "a.png", (40, 40))
+    pixels = grey_image(tmp_path / "in" / "a.png", (40, 40))
     Image.fromarray(np.stack([pixels] * 3, -1)).save(tmp_path / "in" / "a.png")  # RGB, read as grey
     ckpt = tampered(checkpoint, tmp_path, lambda config: config["data"].pop("in_channels"))
-    assert predict(ckpt, tmp_path, monkeypatch, f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}") == 0
+    assert run_predict(ckpt, tmp_path, monkeypatch, f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}") == 0
     assert np.asarray(Image.open(tmp_path / "out" / "a.png")).shape == (40, 40)
 
 
@@ -209,16 +204,16 @@ def test_images_beyond_pillows_pixel_limit_are_listed_skipped_or_read_when_the_l
 ):
     """Pillow's limit lowered to 2 x 1000 pixels stands for its 2 x 89 Mpx: a 48x48 image is beyond it, 40x40 not."""
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
-    grey(tmp_path / "in", "big.png", (48, 48))
-    grey(tmp_path / "in", "small.png", (40, 40))
+    grey_image(tmp_path / "in" / "big.png", (48, 48))
+    grey_image(tmp_path / "in" / "small.png", (40, 40))
     args = [f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}"]
-    assert predict(checkpoint, tmp_path, monkeypatch, *args) == 1
+    assert run_predict(checkpoint, tmp_path, monkeypatch, *args) == 1
     err = capsys.readouterr().err
     assert "1 of 2 input image(s) cannot be predicted, nothing was written" in err and "Traceback" not in err
     assert f"{tmp_path / 'in' / 'big.png'}: Image size (2304 pixels) exceeds limit of 2000 pixels" in err
     assert "max_image_pixels=N" in err
-    assert predict(checkpoint, tmp_path, monkeypatch, *args, "on_bad_input=skip") == 0
+    assert run_predict(checkpoint, tmp_path, monkeypatch, *args, "on_bad_input=skip") == 0
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["small.png"]
     args[1] = f"output={tmp_path / 'raised'}"
-    assert predict(checkpoint, tmp_path, monkeypatch, *args, "max_image_pixels=2000") == 0
+    assert run_predict(checkpoint, tmp_path, monkeypatch, *args, "max_image_pixels=2000") == 0
     assert sorted(p.name for p in (tmp_path / "raised").iterdir()) == ["big.png", "small.png"]

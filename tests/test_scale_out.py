@@ -18,6 +18,7 @@ import pytest
 from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from packaging.requirements import Requirement
 
 from unet_upsampling.checks import check_config
 
@@ -48,6 +49,18 @@ def test_dockerfile_installs_dependencies_before_the_code_and_runs_as_non_root()
     assert {".git", ".venv", "logs", "data", "tests"} <= set(ignored)
     smoke = ROOT / "scripts" / "docker_smoke.sh"
     assert smoke.stat().st_mode & 0o111 and subprocess.run(["bash", "-n", str(smoke)], check=False).returncode == 0
+
+
+def test_the_image_installs_the_loggers_extra():
+    """The requirement list the Dockerfile builds (its ``RUN python -c``, run here on pyproject.toml) holds the
+    packages of logger=tensorboard and logger=mlflow."""
+    dockerfile = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    code = re.search(r'^RUN python -c "(.*?)"', dockerfile, re.M).group(1)
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+, as the image's
+    listed = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    installed = {Requirement(line).name for line in listed.stdout.splitlines()}
+    loggers = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["loggers"]
+    assert {"tensorboard", "mlflow"} <= {Requirement(r).name for r in loggers} <= installed
 
 
 def test_the_image_s_caches_are_writable_by_a_user_it_does_not_know():

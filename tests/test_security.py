@@ -25,7 +25,7 @@ from unet_upsampling.checkpoint import (
 from unet_upsampling.errors import CheckpointError
 from unet_upsampling.summary import write_metrics
 
-from conftest import ROOT, TINY, offline_timm, run_app, tampered, tiny_run
+from conftest import ROOT, TINY, offline_timm, run_app, tampered
 
 
 class Payload:
@@ -36,17 +36,6 @@ class Payload:
 
     def __reduce__(self):
         return pathlib.Path.touch, (self.marker,)
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> pathlib.Path:
-    """A finished one-epoch run directory."""
-    return tiny_run(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(trained) -> pathlib.Path:
-    return trained / "checkpoints" / "last.ckpt"
 
 
 def test_project_checkpoints_load_as_plain_data(checkpoint):

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 from PIL import Image
 
+from unet_upsampling.builders import build_task
 from unet_upsampling.checkpoint import CONFIG_KEY, load_checkpoint
 from unet_upsampling.train import train, validation_schedule
 from unet_upsampling.trust import rebuild_eval_transform
 
-from conftest import SHARED_DATA, TINY, compose_config, read_metrics, run_app
+from conftest import SHARED_DATA, TINY, compose_config, grey_image, read_metrics, run_app, run_predict
 
 
 @pytest.fixture(scope="module")
@@ -119,21 +122,9 @@ def test_eval_writes_metrics_of_the_checkpoint(trained_run, tmp_path, monkeypatc
 def predict_random_images(checkpoint, sizes: dict, tmp_path, monkeypatch) -> dict:
     """Writes one random grey image per name and (h, w) into tmp_path/in, runs predict.py on them with
     checkpoint, and returns the masks it wrote by name."""
-    inputs = tmp_path / "in"
-    inputs.mkdir()
-    for name, (h, w) in sizes.items():
-        Image.fromarray(np.random.default_rng(0).integers(0, 255, (h, w), np.uint8)).save(inputs / f"{name}.png")
-    assert (
-        run_app(
-            "predict.py",
-            f"ckpt_path={checkpoint}",
-            f"input={inputs}",
-            f"output={tmp_path / 'out'}",
-            cwd=tmp_path,
-            monkeypatch=monkeypatch,
-        )
-        == 0
-    )
+    for name, size in sizes.items():
+        grey_image(tmp_path / "in" / f"{name}.png", size)
+    assert run_predict(checkpoint, tmp_path, monkeypatch, f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}") == 0
     return {name: np.asarray(Image.open(tmp_path / "out" / f"{name}.png")) for name in sizes}
 
 
@@ -293,3 +284,25 @@ def test_the_default_run_trains_three_epochs_of_64_steps_validated_every_24():
     data = instantiate(cfg.data)
     assert (len(data.train_dataloader()), data.passes_per_epoch(), cfg.trainer.max_epochs) == (64, 8, 3)
     assert validation_schedule(cfg, data)["val_check_interval"] == 24
+
+
+def test_a_resumed_cosine_given_more_steps_follows_the_new_total_to_zero():
+    """Resumed at step 3 of a 6-step cosine with 12 steps to go in all: the rates of an uninterrupted 12-step run."""
+    task = build_task(OmegaConf.to_container(compose_config("train", TINY), resolve=True))
+    optimizer = task.optimizer_factory(task.parameters())
+    schedule = task.scheduler_factory(optimizer, T_max=6)
+    for _ in range(3):
+        optimizer.step()
+        schedule.step()
+    task.trainer = SimpleNamespace(
+        global_step=3, estimated_stepping_batches=12, lr_scheduler_configs=[SimpleNamespace(scheduler=schedule)]
+    )
+    task.on_train_start()
+    rates = []
+    for _ in range(3, 12):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    base = task.optimizer_factory.keywords["lr"]
+    assert rates == pytest.approx([base * (1 + math.cos(math.pi * t / 12)) / 2 for t in range(3, 12)])
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0, abs=1e-12) and schedule.get_last_lr()[0] < 1e-12

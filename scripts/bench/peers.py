@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unet_upsampling.models.encoder_unet import measured_reach
-from unet_upsampling.models.unet import compile_in_place
+from unet_upsampling.models.execution import in_layout, set_execution
 
 INTERPOLATION = {"NearestConv": "nearest", "BilinearConv": "bilinear"}
 
@@ -60,11 +60,7 @@ class SmpUnet(nn.Module):
             decoder_interpolation=INTERPOLATION[block],
         )
         self.encoder = self.net.encoder
-        self.channels_last = channels_last
-        if channels_last:
-            self.to(memory_format=torch.channels_last)
-        if compile:
-            compile_in_place(self, compile_mode)
+        set_execution(self, channels_last, compile, compile_mode)
 
     @property
     def min_size(self) -> int:
@@ -78,6 +74,4 @@ class SmpUnet(nn.Module):
         h, w = x.shape[-2:]
         pad_h, pad_w = -h % self.stride, -w % self.stride
         x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else x
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self.net(x)[..., :h, :w]
+        return self.net(in_layout(self, x))[..., :h, :w]

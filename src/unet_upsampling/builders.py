@@ -6,7 +6,6 @@ config read from a checkpoint is checked first (``trust.py``), then built here.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -19,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from unet_upsampling.data.datamodule import pipeline
-from unet_upsampling.errors import UserError
+from unet_upsampling.errors import ConfigError, UserError
 from unet_upsampling.task import SegmentationTask
 
 
@@ -61,19 +60,23 @@ def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
 
 
 def build_loggers(cfg: DictConfig) -> list:
-    return [instantiate(node) for node in (cfg.get("logger") or {}).values() if node is not None]
+    """Every entry of ``logger`` but those set to null."""
+    return [build_logger(name, node) for name, node in (cfg.get("logger") or {}).items() if node is not None]
 
 
-class NoTips(logging.Filter):
-    """Drops Lightning's advertisements ("💡 Tip: For seamless cloud ... litlogger / litmodels")."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("💡 Tip:")
-
-
-# Lightning logs them through its rank-zero logger when a Trainer is built (build_trainer); a filter there drops nothing
-# else.
-logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(NoTips())
+def build_logger(name: str, node: DictConfig):
+    """One logger; a logger whose package is not installed (TensorBoard, MLflow: the ``loggers`` extra) is a
+    ConfigError naming it and the install command."""
+    try:
+        return instantiate(node)
+    except InstantiationException as error:
+        if not isinstance(error.__cause__, ModuleNotFoundError):
+            raise
+        missing = str(error.__cause__).splitlines()[0]
+        raise ConfigError(
+            f"logger={name} needs a package this installation lacks ({missing}): install the loggers with "
+            f'pip install -e ".[loggers]" in the project\'s folder, or leave this logger out'
+        ) from None
 
 
 def build_trainer(cfg: DictConfig, callbacks: list, loggers: list, **overrides: Any) -> L.Trainer:

@@ -121,6 +121,30 @@ def strategy_problem(strategy: object) -> str | None:
     )
 
 
+def data_root_problem(cfg: DictConfig) -> str | None:
+    """A ``data.source.root`` that is not a folder (and is not to be downloaded), with where it comes from: the data
+    presets' roots lie under ``paths.data_dir``, which the environment variable DATA_DIR sets."""
+    root = OmegaConf.select(cfg, "data.source.root", default=None, throw_on_missing=False)
+    download = OmegaConf.select(cfg, "data.source.download", default=None)
+    if not isinstance(root, str) or Path(root).expanduser().is_dir() or download:
+        return None
+    problem = f"data.source.root={root} is not a directory"
+    data_dir = Path(str(OmegaConf.select(cfg, "paths.data_dir", default="")))
+    fetch = ", or data.source.download=true to fetch the data set there" if download is not None else ""
+    if not Path(root).is_relative_to(data_dir):
+        return f"{problem}: give data.source.root=DIR, the folder of your data{fetch}"
+    where = (
+        f"DATA_DIR={os.environ['DATA_DIR']} ({data_dir.absolute()})"
+        if "DATA_DIR" in os.environ
+        else f"DATA_DIR, which is not set: from {data_dir.absolute()}"
+    )
+    return (
+        f"{problem}: the data presets read from {where}. Set DATA_DIR to the "
+        f"folder that holds {Path(root).relative_to(data_dir)}/ (DATA_DIR=/path/to/data python ...), or "
+        f"give the data's own folder as data.source.root=DIR{fetch}"
+    )
+
+
 def check_config(cfg: DictConfig) -> None:
     """One ConfigError listing every value that cannot work, by key, with an example of a good one."""
     problems = []
@@ -132,6 +156,7 @@ def check_config(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key, default=choices[0])
         if value not in choices or isinstance(value, bool) != isinstance(choices[0], bool):
             problems.append(f"{key}={value!r} is not one of {', '.join(map(str, choices))} (e.g. {key}={choices[0]})")
+    problems.append(data_root_problem(cfg))
     problems.append(strategy_problem(OmegaConf.select(cfg, "trainer.strategy", default="auto")))
     accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="auto"))
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():

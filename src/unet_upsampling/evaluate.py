@@ -15,9 +15,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from unet_upsampling.builders import build_callbacks, build_datamodule, build_trainer
 from unet_upsampling.checkpoint import load_checkpoint
-from unet_upsampling.checks import check_run
+from unet_upsampling.checks import check_run, data_root_problem
+from unet_upsampling.console import quiet_console
 from unet_upsampling.errors import ConfigError, DataError
-from unet_upsampling.jobs import job_context
+from unet_upsampling.jobs import job_context, no_empty_run_dir
 from unet_upsampling.runlock import run_lock
 from unet_upsampling.stops import Stops, signals_deferred, stop_on_signals
 from unet_upsampling.summary import print_summary, write_metrics
@@ -27,8 +28,9 @@ log = logging.getLogger(__name__)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Evaluates ``cfg.ckpt_path`` (see the module) under the run directory's lock; a signal stops it (stops.py)."""
-    with job_context(cfg) as job:
+    """Evaluates ``cfg.ckpt_path`` (see the module) under the run directory's lock; a signal stops it (stops.py); a
+    failed evaluation leaves no empty run directory."""
+    with job_context(cfg) as job, no_empty_run_dir(job.paths.output_dir, job.paths.log_dir):
         run_dir = Path(job.paths.output_dir)
         again = "metrics.json was not written: run the same command again"
         with stop_on_signals(lambda: again, f"reading {job.ckpt_path}") as stops, run_lock(run_dir):
@@ -81,6 +83,8 @@ def run(cfg: DictConfig, stops: Stops) -> dict[str, Any]:
     task, config = load_checkpoint(cfg.ckpt_path)
     stops.begin("reading the data")
     if "_target_" in (cfg.get("data") or {}):  # data=<option>: composed from the config files
+        if problem := data_root_problem(cfg):
+            raise DataError(problem)
         choice = HydraConfig.get().runtime.choices.get("data") if HydraConfig.initialized() else None
         datamodule, described = build_datamodule(cfg), f"data={choice}" if choice else "as composed"
     else:
@@ -120,6 +124,7 @@ def run(cfg: DictConfig, stops: Stops) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="eval")
 def _main(cfg: DictConfig) -> None:
+    quiet_console()
     evaluate(cfg)
 
 

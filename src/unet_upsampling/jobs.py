@@ -1,13 +1,19 @@
-"""A run's job: its config however it was composed (``@hydra.main``, or ``compose(...)`` with or without hydra)."""
+"""A run's job: its config however it was composed (``@hydra.main``, or ``compose(...)`` with or without hydra), and
+its directory, which a job that fails before writing anything of its own does not leave behind."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from unet_upsampling.runlock import LOCK_NAME
 
 
 @contextmanager
@@ -43,3 +49,34 @@ def job_context(cfg: DictConfig) -> Iterator[DictConfig]:
         yield cfg
     finally:
         hydra_config.cfg = previous
+
+
+def holds_nothing_of_its_own(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds only what is written before a job starts: ``.hydra/``, the job's log (``*.log``),
+    the run lock and empty folders."""
+    for path in run_dir.rglob("*"):
+        parts = path.relative_to(run_dir).parts
+        before = parts[0] == ".hydra" or (len(parts) == 1 and (path.suffix == ".log" or path.name == LOCK_NAME))
+        if not (path.is_dir() or before):
+            return False
+    return True
+
+
+@contextmanager
+def no_empty_run_dir(run_dir: str | Path, log_dir: str | Path) -> Iterator[None]:
+    """A run that fails (a bad config, missing data) before writing anything of its own leaves no run directory under
+    ``log_dir``: its directory goes, and the folders above it up to ``log_dir`` that this leaves empty. Kept: a
+    directory outside ``log_dir`` (the user named it: ``hydra.run.dir=DIR``), and a sweep member's, whose train.log
+    tells the sweep's report why it failed."""
+    try:
+        yield
+    except Exception:
+        run, logs = Path(run_dir).resolve(), Path(log_dir).resolve()
+        sweep = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+        if not sweep and logs in run.parents and run.is_dir() and holds_nothing_of_its_own(run):
+            shutil.rmtree(run)
+            for parent in run.parents:
+                if parent == logs or any(parent.iterdir()):
+                    break
+                parent.rmdir()
+        raise

@@ -220,20 +220,11 @@ def which_validation(trainer: Any, module: Any) -> Validation:
     return Validation(INITIAL, 0, "validation before training")
 
 
-class MeasuredValues:
-    """The values one validation logged, by key.
+def measured(trainer: Any, module: Any) -> dict[str, float]:
+    """The values the latest validation logged, by key, read at its end.
 
     ``trainer.callback_metrics`` keeps every key ever logged: after a validation without the artifact
-    probe it still holds the probe's last values. Lightning stores a new tensor there for each key a
-    validation logs, so the keys whose value changed identity since ``start`` (call it at
-    ``on_validation_start``) are the ones this validation measured.
+    probe it still holds the probe's last values. The task notes the keys logged since a validation began
+    (``SegmentationTask.validation_keys``, the probe's among them: it logs through the task).
     """
-
-    def __init__(self) -> None:
-        self._before: dict = {}
-
-    def start(self, trainer: Any) -> None:
-        self._before = dict(trainer.callback_metrics)
-
-    def measured(self, trainer: Any) -> dict[str, float]:
-        return {k: float(v) for k, v in trainer.callback_metrics.items() if self._before.get(k) is not v}
+    return {k: float(v) for k, v in trainer.callback_metrics.items() if k in module.validation_keys}

@@ -18,6 +18,7 @@ from unet_upsampling.measures import which_validation
 from unet_upsampling.metrics import BoundaryF1, local_periodic_energy_fraction, periodic_energy_fraction, periods
 
 log = logging.getLogger(__name__)
+# Where checkpoints written before the loss mean was a metric state (of the state dict) kept its sums.
 LOSS_MEAN_KEY = "unet_upsampling_loss_mean"
 
 
@@ -63,8 +64,10 @@ class SegmentationTask(L.LightningModule):
     The training loss reaches the loggers at the steps Lightning logs (every ``trainer.log_every_n_steps``):
     ``train/loss``, that step's, and ``train/loss_mean``, the mean over the steps since the mean was last logged,
     which every validation during training logs too (beside ``val/loss``). Neither is logged at the other steps
-    nor at an epoch's end, and the mean is summed on the device: training turns no loss into a number (a host
-    sync that stalls a GPU) but at logging steps.
+    nor at an epoch's end, and the mean is summed on the device (``loss_mean``, a torchmetrics ``MeanMetric``
+    without NaN checks): training turns no loss into a number (a host sync that stalls a GPU) but at logging
+    steps. The mean's state is persistent: checkpoints carry it in the state dict, so a resumed run logs the
+    means the uninterrupted run logs.
     """
 
     def __init__(
@@ -107,12 +110,11 @@ class SegmentationTask(L.LightningModule):
         # tiles of at least 32 px (a smooth map's 32 px tile holds ~1e-4 of its energy at period 2) and 2 periods
         self.lpef_window = max(32, 2 * self.periods[-1])
         self.checkpoint_step: int | None = None  # set by load_checkpoint: the step its weights were saved at
-        # The training loss summed since train/loss_mean was last logged, and the steps summed; they travel in
-        # checkpoints (LOSS_MEAN_KEY), so a resumed run logs the means the uninterrupted run logs.
-        self.loss_sum: torch.Tensor | None = None
-        self.loss_steps = 0
+        self.loss_mean = MeanMetric(nan_strategy="disable")  # a NaN check would sync with the host at every step
+        self.loss_mean.persistent(True)
         self._step_loss: torch.Tensor | None = None
         self._logged_at: int | None = None  # the global step whose losses were logged last
+        self.validation_keys: set[str] = set()  # the names logged since the latest validation began
         self.metrics = nn.ModuleDict(
             {
                 split: nn.ModuleDict(
@@ -135,8 +137,7 @@ class SegmentationTask(L.LightningModule):
         image, mask = batch
         loss = self.loss_fn(self(image), mask)
         self._step_loss = loss.detach()
-        self.loss_sum = self._step_loss.float() if self.loss_sum is None else self.loss_sum + self._step_loss
-        self.loss_steps += 1
+        self.loss_mean.update(self._step_loss)
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
@@ -152,23 +153,20 @@ class SegmentationTask(L.LightningModule):
         self.log_loss_mean()
 
     def log_loss_mean(self) -> None:
-        """``train/loss_mean`` (averaged over DDP processes) when a step was summed since it was last logged; the
-        sums start again."""
-        if self.loss_steps:
-            self.log("train/loss_mean", self.loss_sum / self.loss_steps, sync_dist=True)
-        self.loss_sum, self.loss_steps = None, 0
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        total = torch.zeros(()) if self.loss_sum is None else self.loss_sum.detach().cpu().clone()
-        checkpoint[LOSS_MEAN_KEY] = {"sum": total, "steps": torch.tensor(self.loss_steps)}
+        """``train/loss_mean`` (over DDP processes too) when a step was summed since it was last logged; the mean
+        starts again."""
+        if self.loss_mean.metric_state["weight"] > 0:
+            self.log("train/loss_mean", self.loss_mean.compute())
+        self.loss_mean.reset()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Weights restored by Lightning (``ckpt_path=``) keep their step: a validation does not restore the
-        trainer's, and its lines name the step of the weights (``measures.which_validation``). A resumed run's
-        loss mean goes on from the checkpoint's sums."""
+        trainer's, and its lines name the step of the weights (``measures.which_validation``). The loss sums of a
+        checkpoint written before the mean was a metric state become that state (older ones have neither: the
+        first mean after them covers the steps since)."""
         self.checkpoint_step = checkpoint["global_step"]
-        state = checkpoint.get(LOSS_MEAN_KEY)
-        if state is None:  # a checkpoint from before the key: the first mean after it covers the steps since
+        state = checkpoint.pop(LOSS_MEAN_KEY, None)
+        if state is None:
             return
         if not (
             isinstance(state, dict)
@@ -181,8 +179,8 @@ class SegmentationTask(L.LightningModule):
                 f"the checkpoint's {LOSS_MEAN_KEY!r} entry is not a loss sum and a count of steps: it was not "
                 f"written by this project's train.py, or was altered"
             )
-        steps = int(state["steps"])
-        self.loss_sum, self.loss_steps = (state["sum"].float().reshape(()) if steps else None), steps
+        checkpoint["state_dict"]["loss_mean.mean_value"] = state["sum"].float().reshape(())
+        checkpoint["state_dict"]["loss_mean.weight"] = state["steps"].float().reshape(())
 
     def _evaluate(self, batch, split: str) -> torch.Tensor:
         image, mask = batch
@@ -216,6 +214,15 @@ class SegmentationTask(L.LightningModule):
             if name != "stats":
                 self.log(f"{split}/{name}", metric.compute())
             metric.reset()
+
+    def log(self, name: str, value, *args, **kwargs) -> None:
+        """Lightning's ``log``, noting the names a validation logs (``validation_keys``) for the lines that show
+        what it measured (``measures.measured``)."""
+        self.validation_keys.add(name)
+        super().log(name, value, *args, **kwargs)
+
+    def on_validation_start(self) -> None:
+        self.validation_keys = set()
 
     def validation_step(self, batch, batch_idx):
         return self._evaluate(batch, "val")
@@ -278,7 +285,9 @@ class SegmentationTask(L.LightningModule):
 
         The cosine schedule is set to where an uninterrupted run planned for the new total would be
         at this step, lr_t = eta_min + (lr_0 - eta_min)(1 + cos(pi t / T)) / 2, and goes on to zero at
-        the new last step (the checkpoint's own T_max would wrap around and climb back to lr_0).
+        the new last step (the checkpoint's own T_max would wrap around and climb back to lr_0). Only public
+        state changes: the optimiser's rates and the schedule's ``T_max``, from which torch's recursive step
+        goes on; ``get_last_lr()`` follows at the next step.
         """
         self._logged_at = self.trainer.global_step
         total = self.total_steps()
@@ -290,9 +299,7 @@ class SegmentationTask(L.LightningModule):
                     scheduler.T_max,
                     total,
                 )
-                state = scheduler.state_dict()  # public state; the closed form above, not torch's private one
-                start, floor = state["last_epoch"], state["eta_min"]
-                rates = [floor + (lr - floor) * (1 + math.cos(math.pi * start / total)) / 2 for lr in state["base_lrs"]]
-                for group, rate in zip(scheduler.optimizer.param_groups, rates, strict=True):
-                    group["lr"] = rate
-                scheduler.load_state_dict(state | {"T_max": total, "_last_lr": rates})  # get_last_lr() agrees
+                start, floor = scheduler.last_epoch, scheduler.eta_min
+                for group, lr in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, strict=True):
+                    group["lr"] = floor + (lr - floor) * (1 + math.cos(math.pi * start / total)) / 2
+                scheduler.T_max = total

@@ -32,9 +32,10 @@ from unet_upsampling.callbacks.artifact_probe import ArtifactProbe
 from unet_upsampling.callbacks.run_log import describe_run
 from unet_upsampling.checkpoint import CheckpointTrust, StoreConfig, read_checkpoint
 from unet_upsampling.checks import check_config, check_run, check_writable
+from unet_upsampling.console import quiet_console
 from unet_upsampling.distributed import adopt_rank_zero_job, end_job, share_job
 from unet_upsampling.errors import ConfigError, UserError
-from unet_upsampling.jobs import job_context
+from unet_upsampling.jobs import job_context, no_empty_run_dir
 from unet_upsampling.loggers import log_run, run_params
 from unet_upsampling.metrics import constant_in_constant_out
 from unet_upsampling.phases import PhaseTimes, run_start
@@ -71,7 +72,7 @@ def validation_schedule(cfg: DictConfig, datamodule) -> dict[str, Any]:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """One run described by ``cfg``; returns what it writes to ``metrics.json``."""
     times = PhaseTimes(run_start())
-    with job_context(cfg) as job:
+    with job_context(cfg) as job, no_empty_run_dir(job.paths.output_dir, job.paths.log_dir):
         run_dir = Path(job.paths.output_dir)
         starting = "starting (checking the config, reading the checkpoint to resume from)"
         with stop_on_signals(resume_hint(run_dir), starting) as stops, run_lock(run_dir):
@@ -267,11 +268,12 @@ def optimized(metrics: dict[str, Any], name: str | None) -> float | None:
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def _main(cfg: DictConfig) -> float | None:
-    """Returns ``cfg.optimized_metric`` for Hydra sweepers; a failure is logged to the run's train.log first."""
+    """Returns ``cfg.optimized_metric`` for Hydra sweepers; a failure is logged to the run's train.log first (a user
+    error there alone: Hydra prints it on the console)."""
     try:
         return optimized(train(cfg), cfg.get("optimized_metric"))
     except UserError as error:
-        log.error("%s", error)
+        log.error("%s", error, extra={"console": False})
         raise
     except Exception:
         log.exception("the run failed")
@@ -280,6 +282,7 @@ def _main(cfg: DictConfig) -> float | None:
 
 def main(cfg: DictConfig | None = None) -> float | None:
     """The entry point; a DDP process started by rank 0 runs rank 0's job, not its argv (distributed.py)."""
+    quiet_console()
     if cfg is None:
         adopt_rank_zero_job()
     with signals_deferred():

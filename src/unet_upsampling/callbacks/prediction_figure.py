@@ -1,4 +1,4 @@
-"""predictions.png: validation images, ground truth, prediction and errors of the best checkpoint."""
+"""predictions.png: validation images, ground truth, prediction and errors (by kind) of the best checkpoint."""
 
 from __future__ import annotations
 
@@ -51,7 +51,16 @@ class PredictionFigure(L.Callback):
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.active or not self.images:
             return
-        figure = prediction_figure(self.images, self.masks, self.preds, pl_module.num_classes)
+        validation = which_validation(trainer, pl_module)
+        shown = f"{len(self.images)} validation image" + ("" if len(self.images) == 1 else "s")
+        figure = prediction_figure(
+            self.images,
+            self.masks,
+            self.preds,
+            pl_module.num_classes,
+            f"{validation.label} at step {validation.step}, {shown}",
+            getattr(trainer.datamodule, "class_names", ()),
+        )
         save(figure, self.path)
         log_figure(trainer.loggers, "predictions", figure, trainer.global_step)
         with replaced(self.path.with_suffix(".npz")) as file:

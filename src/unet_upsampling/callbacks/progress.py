@@ -9,7 +9,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 
-from unet_upsampling.measures import PROGRESS, MeasuredValues, line, which_validation
+from unet_upsampling.measures import PROGRESS, line, measured, which_validation
 
 
 def progress_bar(mode: str = "auto", every_s: float = 30.0) -> ProgressBar:
@@ -35,7 +35,9 @@ class PlainProgress(ProgressBar):
     stdout, no control characters.
 
     The loss is the last value logged (every ``trainer.log_every_n_steps``), read only when a line is
-    printed, so training makes no extra host sync.
+    printed, so training makes no extra host sync; a line shows it when it differs from the one the previous line
+    showed (lines may come faster than the loss is logged). The line at the end of training is printed when
+    batches were trained since the previous line.
     """
 
     def __init__(self, every_s: float = 30.0):
@@ -43,7 +45,7 @@ class PlainProgress(ProgressBar):
         self.every_s, self.enabled = every_s, True
         self._start = self._last = 0.0
         self._images = self._images_at_last = self._first_step = 0
-        self._measured = MeasuredValues()
+        self._shown_loss: float | None = None
 
     def disable(self) -> None:
         self.enabled = False
@@ -71,23 +73,27 @@ class PlainProgress(ProgressBar):
         total, step = trainer.estimated_stepping_batches, trainer.global_step
         rate = (self._images - self._images_at_last) / max(now - self._last, 1e-9)
         left = (now - self._start) / max(step - self._first_step, 1) * (total - step)
-        loss = trainer.callback_metrics.get("train/loss")
         self.print(
-            f"epoch {trainer.current_epoch} step {step}/{total}"
-            + ("" if loss is None else f" loss {float(loss):.4g}")
-            + f" {rate:.1f} images/s, {duration(now - self._start)} elapsed, about {duration(left)} left"
+            f"epoch {trainer.current_epoch} step {step}/{total}{self._new_loss(trainer)}"
+            f" {rate:.1f} images/s, {duration(now - self._start)} elapsed, about {duration(left)} left"
         )
         self._last, self._images_at_last = now, self._images
 
-    def on_validation_start(self, trainer, pl_module) -> None:
-        self._measured.start(trainer)
+    def _new_loss(self, trainer: L.Trainer) -> str:
+        """`` loss X`` when the logged training loss differs from the one the previous line showed, else nothing."""
+        loss = trainer.callback_metrics.get("train/loss")
+        if loss is None or float(loss) == self._shown_loss:
+            return ""
+        self._shown_loss = float(loss)
+        return f" loss {self._shown_loss:.4g}"
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking:
             return
         validation = which_validation(trainer, pl_module)
-        self.print(f"{validation.label} at step {validation.step}: {line(PROGRESS, self._measured.measured(trainer))}")
+        self.print(f"{validation.label} at step {validation.step}: {line(PROGRESS, measured(trainer, pl_module))}")
 
     def on_train_end(self, trainer, pl_module) -> None:
-        self._line(trainer, time.perf_counter())
+        if self._images > self._images_at_last:
+            self._line(trainer, time.perf_counter())
         self.print(f"training done: step {trainer.global_step}, {duration(time.perf_counter() - self._start)}")

@@ -13,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
-from unet_upsampling.measures import LOG, MeasuredValues, line, which_validation
+from unet_upsampling.measures import LOG, line, measured, which_validation
 
 log = logging.getLogger(__name__)
 
@@ -77,20 +77,17 @@ class RunLog(L.Callback):
 
     def __init__(self) -> None:
         self.seen: dict[int, tuple] = {}
-        self._measured = MeasuredValues()
-
-    def on_validation_start(self, trainer, pl_module) -> None:
-        self._measured.start(trainer)
 
     def on_train_start(self, trainer, pl_module) -> None:
-        """Where training starts: step 0, or where a resumed run's checkpoint left it."""
-        log.info("training from step %d (epoch %d)", trainer.global_step, trainer.current_epoch)
+        """Where training starts (step 0, or where a resumed run's checkpoint left it), and on which device."""
+        device = trainer.strategy.root_device
+        log.info("training from step %d (epoch %d) on %s", trainer.global_step, trainer.current_epoch, device)
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking:
             return
         validation = which_validation(trainer, pl_module)
-        shown = line(LOG, self._measured.measured(trainer))
+        shown = line(LOG, measured(trainer, pl_module))
         log.info("%s at step %d: %s", validation.label, validation.step, shown)
 
     def _checkpoints(self, trainer) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import lightning as L
 
-from unet_upsampling.measures import FINAL, MeasuredValues, which_validation
+from unet_upsampling.measures import FINAL, measured, which_validation
 
 
 class RunRecord(L.Callback):
@@ -22,14 +22,10 @@ class RunRecord(L.Callback):
     def __init__(self) -> None:
         self.init_metrics: dict[str, float] = {}
         self.final: dict[str, float] = {}
-        self._measured = MeasuredValues()
-
-    def on_validation_start(self, trainer, pl_module) -> None:
-        self._measured.start(trainer)
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if not trainer.sanity_checking and which_validation(trainer, pl_module).kind == FINAL:
-            values = self._measured.measured(trainer)
+            values = measured(trainer, pl_module)
             self.final = {k: v for k, v in values.items() if k.startswith("val/") or k == "step"}
 
     def state_dict(self) -> dict[str, Any]:

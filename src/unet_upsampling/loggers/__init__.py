@@ -1,5 +1,5 @@
-"""Loggers: Lightning's CSV logger made crash-safe and resumable (``csv_logger``), its TensorBoard logger made to keep
-one event file (``tensorboard_logger``); figures (``figures``) and a run's summary, files and tags (``run_summary``)
+"""Loggers: a crash-safe, resumable CSV logger (``csv_logger``), Lightning's TensorBoard logger made to keep one event
+file (``tensorboard_logger``); figures (``figures``) and a run's summary, files and tags (``run_summary``)
 to every logger. The logger configs name ``unet_upsampling.loggers.CSVLogger`` and ``.TensorBoardLogger``."""
 
 from unet_upsampling.loggers.csv_logger import CSVLogger, before_checkpoint

@@ -1,21 +1,23 @@
-"""Lightning's CSV logger made crash-safe (whole rows appended, a new column through a temporary file and a rename)
-and made to keep a resumed run's rows."""
+"""A CSV logger that is crash-safe (whole rows appended, a new column through a temporary file and a rename) and keeps
+a resumed run's rows."""
 
 from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
-from lightning.pytorch.loggers.csv_logs import ExperimentWriter
-from lightning.pytorch.loggers.logger import rank_zero_experiment
+from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
 from unet_upsampling.files import replaced
+
+log = logging.getLogger(__name__)
+METRICS_FILE = "metrics.csv"
 
 
 def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -56,66 +58,83 @@ def write_rows(path: Path, header: Sequence[str], rows: Sequence[Mapping[str, An
         file.write(buffer.getvalue().encode())
 
 
-class CSVLogger(LightningCSVLogger):
-    """``<save_dir>/<name>/metrics.csv``, written crash-safe at every logging call, that survives a resume.
+class CSVLogger(Logger):
+    """``<save_dir>/<name>/<version>/metrics.csv``: one row per logging call, written crash-safe at once, kept across
+    a resume. A Lightning logger through its public ``Logger`` interface alone.
 
-    Lightning's writer appends to metrics.csv, and rewrites it in place when a new key appears: a kill
-    during that rewrite lost the rows. Here a save whose rows bring a new key rewrites the file through
-    :func:`write_rows`; the others append their rows in one write (:func:`append_rows`), so a save costs the
-    same at the end of a long run as at its start.
-    Lightning starts metrics.csv afresh in a non-empty directory. After ``resume_at(step)`` (train.py
+    A row whose keys the file has is appended in one write (:func:`append_rows`), so a row costs the same at the
+    end of a long run as at its start; a row that brings a new key rewrites the file through :func:`write_rows`
+    (a kill during the rewrite leaves the old file). A run starts a new file. After ``resume_at(step)`` (train.py
     calls it with the checkpoint's global step) the rows logged before the checkpoint are kept: those of
-    earlier steps and the validation of that step (a row is placed at the step of the weights it
-    measured, so the checkpoint written after that validation follows it). The later ones, logged by
-    the stopped run after its checkpoint, are dropped: the resumed run logs them again, so its file ends
-    as the uninterrupted run's does.
-    The old file is renamed aside (``.metrics.csv.resuming``) while the writer starts, so no moment of a
-    resume leaves it lost.
+    earlier steps and the validation of that step (a row is placed at the step of the weights it measured, so
+    the checkpoint written after that validation follows it). The later ones, logged by the stopped run after
+    its checkpoint, are dropped: the resumed run logs them again, so its file ends as the uninterrupted run's
+    does. The old file is renamed aside (``.metrics.csv.resuming``) while the kept rows are written, so no
+    moment of a resume leaves it lost.
 
-    Lightning has no public API for the writer's pending rows and header: this reads and sets its
-    ``metrics``, ``metrics_keys`` and ``metrics_file_path`` attributes (public names, not documented).
+    Metrics only: a run's settings are in ``.hydra/`` and ``metrics.json``.
     """
 
-    def __init__(self, *args, flush_logs_every_n_steps: int = 1, **kwargs):
-        super().__init__(*args, flush_logs_every_n_steps=flush_logs_every_n_steps, **kwargs)
+    def __init__(self, save_dir: str | Path, name: str = "csv", version: str = ""):
+        super().__init__()
+        self._save_dir, self._name, self._version = str(save_dir), name, version
+        self._header: list[str] | None = None  # the file's columns, once this run started it
         self._resume_step: int | None = None
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def version(self) -> str:
+        return self._version
+
+    @property
+    def save_dir(self) -> str:
+        return self._save_dir
+
+    @property
+    def log_dir(self) -> str:
+        return str(Path(self._save_dir, self._name, self._version))
 
     def resume_at(self, step: int) -> None:
         self._resume_step = step
 
-    @property
-    @rank_zero_experiment
-    def experiment(self) -> ExperimentWriter:
-        """Lightning's writer; a resumed run's first call keeps the rows logged before its checkpoint."""
-        if self._resume_step is None:
-            return super().experiment
-        path = Path(self.log_dir) / ExperimentWriter.NAME_METRICS_FILE
-        aside = path.with_name(f".{path.name}.resuming")  # left by a resume stopped right here: the whole log
-        if path.is_file() and not aside.is_file():
-            os.replace(path, aside)
-        writer = super().experiment  # would delete a metrics.csv it found
-        if aside.is_file():
-            header, rows = read_rows(aside)
-            write_rows(path, header, before_checkpoint(rows, self._resume_step))
-            writer.metrics_keys = header
-            aside.unlink()
-        self._resume_step = None
-        return writer
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        """Nothing: the CSV holds metrics."""
 
     @rank_zero_only
-    def save(self) -> None:
-        writer = self.experiment
-        if not writer.metrics:
-            return
-        path = Path(writer.metrics_file_path)
-        keys = set().union(*writer.metrics)
-        if path.is_file() and not path.is_symlink() and keys <= set(writer.metrics_keys):
-            append_rows(path, writer.metrics_keys, writer.metrics)
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        path = Path(self.log_dir) / METRICS_FILE
+        if self._header is None:
+            self._header = self._start(path)
+        row = {**metrics, "step": step}
+        if self._header and set(row) <= set(self._header) and not path.is_symlink():
+            append_rows(path, self._header, [row])
         else:
             _, rows = read_rows(path)
-            writer.metrics_keys = sorted(set(writer.metrics_keys) | keys)
-            write_rows(path, writer.metrics_keys, [*rows, *writer.metrics])
-        writer.metrics = []
+            self._header = sorted(set(self._header) | set(row))
+            write_rows(path, self._header, [*rows, row])
+
+    def _start(self, path: Path) -> list[str]:
+        """The header of the file this run goes on with: none for a new run (an old file in its place is
+        replaced), the kept rows' for a resumed one (``resume_at``)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        aside = path.with_name(f".{path.name}.resuming")  # left by a resume stopped right here: the whole log
+        if self._resume_step is None:
+            if path.is_file() or path.is_symlink():
+                log.warning("%s: a new run in this directory; its rows replace the file's", path)
+                path.unlink()
+            return []
+        if path.is_file() and not aside.is_file():
+            os.replace(path, aside)
+        if not aside.is_file():
+            return []
+        header, rows = read_rows(aside)
+        write_rows(path, header, before_checkpoint(rows, self._resume_step))
+        aside.unlink()
+        return header
 
 
 def before_checkpoint(rows: Sequence[Mapping[str, str]], step: int) -> list[Mapping[str, str]]:

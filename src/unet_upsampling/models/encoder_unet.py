@@ -21,7 +21,8 @@ from timm.data import resolve_model_data_config
 from torch import nn
 
 from unet_upsampling.errors import ConfigError
-from unet_upsampling.models.unet import UNetDecoder, compile_in_place
+from unet_upsampling.models.execution import in_layout, set_execution
+from unet_upsampling.models.unet import UNetDecoder
 from unet_upsampling.models.upsample import UpsampleFactory
 
 
@@ -91,11 +92,7 @@ class EncoderUNet(nn.Module):
         self.head = nn.Conv2d(decoder_channels[-1], num_classes, head_kernel_size, padding=head_kernel_size // 2)
         if encoder in ("resnet18", "resnet34", "resnet50"):
             self.register_load_state_dict_pre_hook(torchvision_resnet_keys)
-        self.channels_last = channels_last
-        if channels_last:
-            self.to(memory_format=torch.channels_last)
-        if compile:
-            compile_in_place(self, compile_mode)
+        set_execution(self, channels_last, compile, compile_mode)
 
     @property
     def min_size(self) -> int:
@@ -113,10 +110,7 @@ class EncoderUNet(nn.Module):
             raise ValueError(f"input {(h, w)} is smaller than {self.min_size} px: use larger images/crops")
         pad_h, pad_w = -h % self.stride, -w % self.stride
         x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else x
-        x = x * self.input_scale + self.input_shift
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        features = self.encoder(x)
+        features = self.encoder(in_layout(self, x * self.input_scale + self.input_shift))
         # the stages below the first feature's stride have no skip: they meet the sizes of strides first/2 .. 1
         below = int(math.log2(self.first_stride))
         trailing = [((h + pad_h) // 2**i, (w + pad_w) // 2**i) for i in range(below - 1, -1, -1)]

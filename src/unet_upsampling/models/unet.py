@@ -7,22 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from unet_upsampling.errors import ConfigError
+from unet_upsampling.models.execution import in_layout, set_execution
 from unet_upsampling.models.upsample import Size, UpsampleFactory
-
-
-def compile_in_place(net: nn.Module, mode: str | None) -> None:
-    """``nn.Module.compile`` with torch.compile's ``mode`` (None: its default); compiled on the first call.
-
-    "reduce-overhead" replays each step's kernels as CUDA graphs (one launch instead of hundreds, for
-    launch-bound steps on a GPU); on a CPU every mode compiles with inductor, without graphs.
-    """
-    import torch._inductor  # torch.compile's documented way to list its modes
-
-    modes = torch._inductor.list_mode_options()
-    if mode is not None and mode not in modes:
-        raise ConfigError(f"model.compile_mode={mode!r}: choose null or one of {', '.join(modes)}")
-    net.compile(mode=mode)
 
 
 class DoubleConv(nn.Sequential):
@@ -79,10 +65,8 @@ class UNet(nn.Module):
     The decoder (``UNetDecoder``) gives every upsampling block its skip connection's size, so any
     input size works (each side at least ``2**depth``) and the output has the input's size.
 
-    ``channels_last`` keeps weights and activations in NHWC (the fast layout for tensor cores; the
-    input is converted in ``forward``); ``compile`` compiles the module in place with
-    ``nn.Module.compile`` on its first call, which leaves state_dict keys, and so checkpoints, alone, with
-    torch.compile's ``compile_mode`` (``compile_in_place``).
+    ``channels_last`` keeps weights and activations in NHWC, ``compile`` compiles the module in place with
+    torch.compile's ``compile_mode`` (``models/execution.py``).
     """
 
     def __init__(
@@ -104,11 +88,7 @@ class UNet(nn.Module):
         self.encoder = nn.ModuleList(DoubleConv(widths[d], widths[d + 1]) for d in range(depth))
         self.decoder = UNetDecoder(upsample, widths[-1], widths[-2::-1], widths[-2::-1])
         self.head = nn.Conv2d(widths[0], num_classes, 1)
-        self.channels_last = channels_last
-        if channels_last:
-            self.to(memory_format=torch.channels_last)
-        if compile:
-            compile_in_place(self, compile_mode)
+        set_execution(self, channels_last, compile, compile_mode)
 
     @property
     def min_size(self) -> int:
@@ -131,9 +111,7 @@ class UNet(nn.Module):
                 f"input {tuple(x.shape[-2:])} is smaller than 2**depth = {self.min_size}: "
                 f"lower model.depth or use larger images/crops"
             )
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        skips = [self.stem(x)]
+        skips = [self.stem(in_layout(self, x))]
         for stage in self.encoder:
             skips.append(stage(self.pool(skips[-1])))
         return self.head(self.decoder(skips.pop(), skips[::-1]))
