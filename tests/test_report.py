@@ -358,10 +358,11 @@ def test_summary_figure_is_a_real_png(summary):
     assert "![quality_vs_artifacts](quality_vs_artifacts.png)" in summary.text
 
 
-@pytest.mark.parametrize("argv", [[], ["--summary", "a"], ["sweep", "--summary", "a", "--out", "o"]])
-def test_cli_needs_one_sweep_or_a_summary_with_an_output(argv):
-    with pytest.raises(SystemExit):
+@pytest.mark.parametrize("argv", [[], ["summary", "a"], ["protocol", "p.yaml"], ["--summary", "a", "--out", "o"]])
+def test_cli_refuses_a_command_without_what_it_needs(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
         main(argv)
+    assert exit_.value.code == 2 and "usage: report.py" in capsys.readouterr().err
 
 
 def test_a_summary_from_the_reports_results_csv_equals_the_one_from_the_run_directories(summary, tmp_path):

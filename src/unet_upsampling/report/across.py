@@ -1,7 +1,7 @@
 """One summary across datasets, each a sweep directory or its report's results.csv: summary.md, summary.csv and
 quality_vs_artifacts.png.
 
-``python scripts/report.py --summary DIR1 DIR2 ... --out DIR``.
+``python scripts/report.py summary DIR1 DIR2 ... --out DIR``.
 """
 
 from __future__ import annotations
@@ -206,6 +206,7 @@ def corrected_section(studies: list[Study], reference: str, margin: float) -> li
         comparison_notes(
             f"all {len(comparisons)} comparisons of this summary, every mode against {reference} on every dataset",
             margin,
+            any(s.selection.swept for s in studies),
         ),
         "",
         f"Resolved as worse or better by the simultaneous intervals: {len(resolved)} of {len(comparisons)}"

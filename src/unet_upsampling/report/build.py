@@ -62,7 +62,7 @@ def paired_text(mean: float, low: float, high: float, n: int) -> str:
 def write_csv(runs: list[Run], path: Path, left_out: list[Run]) -> Path:
     """One row per run; status ok, failed, or duplicate (a finished run the statistics leave out).
 
-    The dataset, model and class names ride along, so that ``--summary`` can read a study from this file alone.
+    The dataset, model and class names ride along, so that ``summary`` can read a study from this file alone.
     """
     keys = sorted({k for r in runs for k, v in r.metrics.items() if isinstance(v, (int, float))})
     duplicates = {r.dir for r in left_out}
@@ -172,7 +172,9 @@ def comparisons_section(groups: dict[str, list[Run]], reference: str, margin: fl
         lines += [
             *comparison_table(comparisons, reference, margin, datasets=False),
             "",
-            comparison_notes(f"this report's {len(comparisons)} comparisons, its modes against {reference}", margin),
+            comparison_notes(
+                f"this report's {len(comparisons)} comparisons, its modes against {reference}", margin, selection.swept
+            ),
             "",
             "### Seeds needed",
             "",

@@ -173,9 +173,12 @@ def comparison_table(comparisons: list[Comparison], reference: str, margin: floa
     return table(header, rows)
 
 
-def comparison_notes(family: str, margin: float) -> str:
+def comparison_notes(family: str, margin: float, swept: bool) -> str:
+    """What the comparison table shows; ``swept``: the study ran several learning rates (each mode at its chosen
+    one), else each mode at the one rate it ran."""
+    rates = "each mode at its chosen learning rate" if swept else "every mode at the one learning rate it ran"
     return (
-        f"Paired by seed, each mode at its chosen learning rate; exploratory. The simultaneous intervals hold together "
+        f"Paired by seed, {rates}; exploratory. The simultaneous intervals hold together "
         f"at 95% over {family} (Bonferroni); the verdict reads them with the confirmatory protocol's rule "
         f"(docs/study/protocol.md): worse or better where the interval excludes 0, level where it lies within "
         f"±{fmt(margin)} Dice, non-inferior where it lies above -{fmt(margin)}, else not resolved. `p Holm`: Holm's "

@@ -1,6 +1,6 @@
 """The doubling rule per mode: has each mode reached its plateau at N steps?
 
-``python scripts/report.py --plateau SWEEP_N SWEEP_2N [--tolerance 0.005] [--modes ...] --out DIR``: per mode (and
+``python scripts/report.py plateau SWEEP_N SWEEP_2N [--tolerance 0.005] [--modes ...] --out DIR``: per mode (and
 learning rate, where a sweep holds several), ``val/dice`` of the runs at N steps against the same seeds at 2N,
 paired by seed. A mode is at its plateau when the 95 % interval of the paired gain (2N - N) lies within
 ±tolerance: the Dice at N is then within the tolerance of that at 2N. The rule is a choice of budget, made on
