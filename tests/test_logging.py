@@ -199,7 +199,8 @@ def test_mlflow_local_store_holds_params_metrics_and_artifacts(tmp_path, monkeyp
     (run,) = client.search_runs([client.get_experiment_by_name("train").experiment_id])
     assert run.info.run_name == "deconv-seed0"
     assert run.data.params["upsample_name"] == "deconv" and run.data.params["model.depth"] == "2"
-    assert run.data.params["data"] == "synthetic"  # the Hydra choice
+    assert run.data.params["data"] == "synthetic" and run.data.params["loss"] == "ce_dice"  # the Hydra choices
+    assert not any("${" in value for value in run.data.params.values())  # resolved, no interpolation
     metrics = read_metrics(tmp_path / "run")
     assert not any("_" in k and k.replace("_", "/", 1) in run.data.metrics for k in run.data.metrics)  # once each
     history = client.get_metric_history(run.info.run_id, "val/dice")
@@ -207,7 +208,11 @@ def test_mlflow_local_store_holds_params_metrics_and_artifacts(tmp_path, monkeyp
     assert run.data.metrics["init/dice"] == pytest.approx(metrics["init/dice"]) and "train_time_s" in run.data.metrics
     assert "train/loss_mean" in run.data.metrics  # every validation during training logs it
     files = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"metrics.json", "flat_field.png", "predictions.png", "train.log", ".hydra"} <= files
+    assert {"metrics.json", "train.log", ".hydra", "artifacts", "predictions"} <= files
+    figures = [
+        a.path for folder in ("artifacts", "predictions") for a in client.list_artifacts(run.info.run_id, folder)
+    ]
+    assert figures and not any(f.endswith(("flat_field.png", "predictions.png")) for f in files)  # each figure once
     assert ".hydra/config.yaml" in {a.path for a in client.list_artifacts(run.info.run_id, ".hydra")}
     tags = run.data.tags
     assert (tags["dataset"], tags["mode"], tags["seed"]) == ("synthetic", "deconv", "0")

@@ -35,7 +35,7 @@ from unet_upsampling.measures import (
     report_keys,
     which_validation,
 )
-from unet_upsampling.summary import summary_rows
+from unet_upsampling.results import summary_rows
 
 from conftest import ROOT
 

@@ -18,11 +18,17 @@ from PIL import Image
 from scipy import stats
 
 from unet_upsampling.report.across import load_studies, resolvable_difference, write_summary
-from unet_upsampling.report.across_figures import quality_vs_artifacts_figure
 from unet_upsampling.report.build import TABLES, findings, flat_at_init, kept_figure_lines, write_csv, write_report
 from unet_upsampling.report.cli import main
 from unet_upsampling.report.compare import Comparison, correct, select, verdict
-from unet_upsampling.report.figures import curve, curves, image_dice, predictions_figure, quality_figure
+from unet_upsampling.report.figures import (
+    curve,
+    curves,
+    image_dice,
+    predictions_figure,
+    quality_figure,
+    quality_vs_artifacts_across_figure,
+)
 from unet_upsampling.report.runs import RUN_COLUMNS, Run, by_mode, collect_runs, deduplicate, runs_from_csv
 from unet_upsampling.report.stats import PairedTest, holm, paired_test, seeds_needed
 from unet_upsampling.report.tables import fmt, fmt_interval, fmt_p
@@ -564,14 +570,18 @@ def test_summary_gives_artifact_measures_as_median_and_range(summary):
 # ---- figures
 
 
-def test_quality_figure_draws_no_interval_for_one_seed():
-    runs = dice_runs("deconv", [0.8, 0.82, 0.85]) + dice_runs("solo", [0.7])
+def test_quality_figure_draws_points_with_intervals_from_three_seeds_within_the_axis():
+    runs = dice_runs("deconv", [0.8, 0.82, 0.85]) + dice_runs("pair", [0.6, 0.9]) + dice_runs("wide", [0.5, 0.99, 0.98])
     (ax,) = quality_figure(runs, ("val/dice",)).axes
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["deconv (n=3)", "solo (n=1)"]
-    (bars,) = ax.containers[1:]  # the bar container first, then the one error-bar container
-    (segments,) = [c.get_segments() for c in bars.lines[2]]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["deconv (n=3)", "pair (n=2)", "wide (n=3)"]
+    assert not list(ax.patches)  # points, no bars
+    bars = ax.containers  # one error bar per mode of 3 seeds or more; none for the pair
+    segments = [c.lines[2][0].get_segments()[0] for c in bars]
     _, low, high = interval([0.8, 0.82, 0.85])
-    assert len(segments) == 1 and [segments[0][0][1], segments[0][1][1]] == pytest.approx([low, high])
+    assert len(bars) == 2 and [segments[0][0][1], segments[0][1][1]] == pytest.approx([low, high])
+    assert segments[1][1][1] == 1.0  # the wide mode's interval, beyond 1, is drawn to 1
+    bottom, top = ax.get_ylim()
+    assert bottom <= 0.5 and top >= 1.0  # every dot and interval on the plot
 
 
 def test_image_dice_and_the_prediction_panel_rank_by_dice(tmp_path):
@@ -615,7 +625,7 @@ def test_report_modules_import_each_other_without_a_cycle():
             if isinstance(node, ast.ImportFrom) and node.module == "unet_upsampling.report"
             for alias in node.names
         }
-    assert "summary" not in graph  # renamed: src/unet_upsampling/summary.py is the run's console summary
+    assert "summary" not in graph and "across_figures" not in graph  # one home each: across.py, figures.py
 
     def reaches(start: str, target: str, seen: frozenset = frozenset()) -> bool:
         return any(n == target or (n not in seen and reaches(n, target, seen | {n})) for n in graph.get(start, ()))
@@ -664,7 +674,7 @@ def test_the_summary_drops_a_column_no_study_has_and_says_so(summary):
 
 def test_the_cross_dataset_figure_plots_each_studys_reported_dice():
     groups = {m: runs_of(m, [{"val/dice": 0.1, "test/dice": 0.9, "val/flat_std": 0.01}] * 2) for m in ("a", "b")}
-    fig = quality_vs_artifacts_figure(
+    fig = quality_vs_artifacts_across_figure(
         {"held out": (groups, "test/dice"), "val only": (groups, "val/dice")}, "val/flat_std"
     )
     held_out, val_only = fig.axes[:2]
@@ -800,3 +810,36 @@ def test_a_kept_figure_names_the_commit_that_holds_it(tmp_path):
     kept, skipped = kept_figure_lines(["flat_fields.png", "spectra.png"], tmp_path)
     assert kept.startswith("`flat_fields.png` needs the run directories") and f"committed in {commit} (" in kept
     assert skipped.endswith("written from results.csv: `spectra.png`.")
+
+
+def test_a_report_of_two_seeds_gives_no_interval_and_no_seed_count_and_warns_nothing(tmp_path):
+    """Two seeds: t(0.975, 1) = 12.7 makes any interval useless (a Dice interval past 0 and 1) and an SD of two
+    values a wild seed count; the report says so instead, and numpy, scipy and matplotlib stay silent."""
+    import warnings
+
+    root = write_sweep(tmp_path / "s", {"deconv": [0.80, 0.82], "nearest_conv": [0.79, 0.83]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        write_report(root, tmp_path / "out")
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "| nearest_conv | 0 (no interval below 3 seeds) | 0 (no interval below 3 seeds) | 2 |" in text
+    assert "too few seeds (n = 2 < 3)" in text and "over 2 paired seeds: too few for an interval" in text
+    assert "| nearest_conv | n/a | n/a | n/a |" in text  # no seeds needed from an SD of two values
+    assert "| deconv | 2 | 0.81 |" in text  # a mean, no interval
+
+
+def test_the_flat_field_at_a_users_own_grey_levels_reaches_the_report(tmp_path):
+    """callbacks.artifact_probe.grey_levels=[0.1,0.9] writes flat_std_grey10 and _grey90: the catalogue knows them
+    (metrics.json's keys are all accounted for) and the report shows them beside the shipped levels' columns."""
+    from test_measures import is_headline_or_detail
+
+    root = tmp_path / "s"
+    for job, (mode, seed) in enumerate([("deconv", 0), ("deconv", 1), ("deconv", 2)]):
+        metrics = fake_metrics(mode, seed, 0.8) | {"val/flat_std_grey10": 0.01 * (seed + 1), "val/flat_pef_grey90": 0.5}
+        write_run(root / str(job), mode, seed, metrics)
+    assert is_headline_or_detail("val/flat_std_grey10") and is_headline_or_detail("init/flat_pef_grey90")
+    write_report(root, tmp_path / "out")
+    header = next(
+        line for line in (tmp_path / "out" / "report.md").read_text().splitlines() if "val/flat_std_grey10" in line
+    )
+    assert "val/flat_pef_grey90" in header and "| deconv | 3 |" in (tmp_path / "out" / "report.md").read_text()

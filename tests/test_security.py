@@ -23,7 +23,7 @@ from unet_upsampling.checkpoint import (
     read_checkpoint,
 )
 from unet_upsampling.errors import CheckpointError
-from unet_upsampling.summary import write_metrics
+from unet_upsampling.results import write_metrics
 
 from conftest import ROOT, TINY, offline_timm, run_app, tampered
 

@@ -19,9 +19,9 @@ from unet_upsampling.checks import check_run, data_root_problem
 from unet_upsampling.console import quiet_console
 from unet_upsampling.errors import ConfigError, DataError
 from unet_upsampling.jobs import job_context, no_empty_run_dir
+from unet_upsampling.results import print_summary, write_metrics
 from unet_upsampling.runlock import run_lock
 from unet_upsampling.stops import Stops, signals_deferred, stop_on_signals
-from unet_upsampling.summary import print_summary, write_metrics
 from unet_upsampling.trust import rebuild_datamodule
 
 log = logging.getLogger(__name__)

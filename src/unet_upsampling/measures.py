@@ -10,7 +10,10 @@ read it without pulling in training.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 # Where a measure is shown.
@@ -56,7 +59,34 @@ class Measure:
 SPLITS = ("init", "val", "test")
 PROBED = ("init", "val")  # the flat-field probes feed the network no image: at init and the best checkpoint only
 SCORED = ("val", "test")
-GREY_LEVELS = (25, 50, 75)  # callbacks.artifact_probe.grey_levels, in per cent of the pixel range
+GREY_MEASURE = re.compile(r"flat_(std|pef)_grey(\d+)")  # one pair per grey level a run's probe measured
+
+
+def grey_measure(name: str) -> Measure | None:
+    """The flat-field measure of one grey level (``flat_std_grey25``: G = 25 % of the pixel range), whatever levels
+    a run's ``callbacks.artifact_probe.grey_levels`` held."""
+    match = GREY_MEASURE.fullmatch(name)
+    if match is None:
+        return None
+    stat, grey = match.groups()
+    label = f"flat-field {stat.upper() if stat == 'pef' else stat} at grey {grey} %"
+    return Measure(name, label, REPORTED, kind=ARTIFACT, splits=PROBED)
+
+
+def shipped_grey_levels() -> tuple[int, ...]:
+    """The probe's default grey levels (configs/callbacks/default.yaml), in per cent: the report's columns of a
+    study that kept them; other levels a run measured join as it holds them (``grey_keys``)."""
+    import yaml  # omegaconf's own dependency: the catalogue stays free of the project's and of torch
+
+    config = yaml.safe_load((Path(__file__).parent / "configs" / "callbacks" / "default.yaml").read_text())
+    return tuple(round(100 * g) for g in config["artifact_probe"]["grey_levels"])
+
+
+def grey_keys(keys: Iterable[str], splits: tuple[str, ...] = PROBED) -> list[str]:
+    """The grey-level measures among ``keys`` (a study's metrics) at ``splits``, in order of level."""
+    found = {k for k in keys if k.partition("/")[0] in splits and grey_measure(k.partition("/")[2])}
+    return sorted(found, key=lambda k: (k.partition("/")[0], int(GREY_MEASURE.fullmatch(k.partition("/")[2])[2]), k))
+
 
 MEASURES: tuple[Measure, ...] = (
     Measure("dice", "Dice", SCREENS, splits=SCORED, across=True),
@@ -65,17 +95,7 @@ MEASURES: tuple[Measure, ...] = (
     Measure("pef2", "logit PEF2", SCREENS, kind=ARTIFACT, splits=SPLITS, across=True),
     Measure("flat_pef2", "flat-field PEF2", REPORTED, kind=ARTIFACT, splits=PROBED),
     Measure("flat_std", "flat-field std", SCREENS, kind=ARTIFACT, splits=PROBED, across=True),
-    *(
-        Measure(
-            f"flat_{stat}_grey{g}",
-            f"flat-field {stat.upper() if stat == 'pef' else stat} at grey {g} %",
-            REPORTED,
-            kind=ARTIFACT,
-            splits=PROBED,
-        )
-        for g in GREY_LEVELS
-        for stat in ("std", "pef")
-    ),
+    *(grey_measure(f"flat_{stat}_grey{g}") for g in shipped_grey_levels() for stat in ("std", "pef")),
     Measure("noise_pef2", "noisy flat-field PEF2", REPORTED, kind=ARTIFACT, splits=PROBED),
     Measure(
         "kernel_imbalance", "kernel imbalance", frozenset({SUMMARY, HPARAMS, REPORT}), kind=ARTIFACT, splits=PROBED
@@ -167,9 +187,11 @@ def across_keys() -> tuple[str, ...]:
 
 
 def measure_of(key: str) -> Measure | None:
-    """The catalogue's measure behind a metric key (``val/flat_std``, ``params``), None for any other key."""
+    """The catalogue's measure behind a metric key (``val/flat_std``, ``params``, a grey level's), None for any
+    other key."""
     split, _, name = key.rpartition("/")
-    return next((m for m in MEASURES if m.name == name and m.per_split == bool(split)), None)
+    found = next((m for m in MEASURES if m.name == name and m.per_split == bool(split)), None)
+    return found or (grey_measure(name) if split else None)
 
 
 def line(where: str, values: dict[str, float], split: str = "val") -> str:

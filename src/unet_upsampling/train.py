@@ -40,10 +40,10 @@ from unet_upsampling.loggers import log_run, run_params
 from unet_upsampling.metrics import constant_in_constant_out
 from unet_upsampling.phases import PhaseTimes, run_start
 from unet_upsampling.provenance import provenance
+from unet_upsampling.results import print_summary, write_metrics
 from unet_upsampling.resume import count_the_last_epoch, resume_from
 from unet_upsampling.runlock import run_lock
 from unet_upsampling.stops import Stops, resume_hint, signals_deferred, stop_on_signals
-from unet_upsampling.summary import print_summary, write_metrics
 from unet_upsampling.task import SegmentationTask
 
 log = logging.getLogger(__name__)
@@ -72,20 +72,20 @@ def validation_schedule(cfg: DictConfig, datamodule) -> dict[str, Any]:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """One run described by ``cfg``; returns what it writes to ``metrics.json``."""
     times = PhaseTimes(run_start())
-    with job_context(cfg) as job, no_empty_run_dir(job.paths.output_dir, job.paths.log_dir):
-        run_dir = Path(job.paths.output_dir)
+    with job_context(cfg) as cfg, no_empty_run_dir(cfg.paths.output_dir, cfg.paths.log_dir):
+        run_dir = Path(cfg.paths.output_dir)
         starting = "starting (checking the config, reading the checkpoint to resume from)"
         with stop_on_signals(resume_hint(run_dir), starting) as stops, run_lock(run_dir):
-            check_config(job)
+            check_config(cfg)
             # a bad checkpoint, or one written with other settings, is refused first
-            resume, resume_step = resume_from(job.ckpt_path, run_dir, OmegaConf.to_container(job, resolve=True))
+            resume, resume_step = resume_from(cfg.ckpt_path, run_dir, OmegaConf.to_container(cfg, resolve=True))
             stops.begin("setting up (reading the data, building the network)")
             stops.step = resume_step or 0
-            return run(job, run_dir, resume, resume_step, stops, times)
+            return run(cfg, run_dir, resume, resume_step, stops, times)
 
 
 @dataclass
-class Run:
+class Training:
     """What the steps of a run share: its config, directory, data, task, Trainer, bookkeeping callbacks and the
     time of each phase."""
 
@@ -114,20 +114,20 @@ def run(
 ) -> dict[str, Any]:
     """Build, validate at init (a fresh run, unless ``validate_at_init`` is off), fit, validate and test the
     measured weights (``eval_weights``), write the results."""
-    job = build_run(cfg, run_dir, resume, resume_step, stops, times)
+    training = build_run(cfg, run_dir, resume, resume_step, stops, times)
     if resume is None and cfg.get("validate_at_init", True):
-        validate_at_init(job)
-    fit(job, resume)
-    metrics = evaluate_end(job)
-    write_results(job, metrics)
-    end_job(job.launcher_env)
+        validate_at_init(training)
+    fit(training, resume)
+    metrics = evaluate_end(training)
+    write_results(training, metrics)
+    end_job(training.launcher_env)
     stops.check()  # a signal after metrics.json was written: the run is complete, yet reported as stopped
     return metrics
 
 
 def build_run(
     cfg: DictConfig, run_dir: Path, resume: Path | None, resume_step: int | None, stops: Stops, times: PhaseTimes
-) -> Run:
+) -> Training:
     """Checks and builds what the run needs; the resolved config is the one its checkpoints store."""
     config = OmegaConf.to_container(cfg, resolve=True)
     check_writable(
@@ -148,34 +148,34 @@ def build_run(
     trainer = build_trainer(  # the checkpoint trust boundary: checkpoint.py
         cfg, callbacks, loggers, plugins=[CheckpointTrust.of(callbacks, task)], **validation_schedule(cfg, datamodule)
     )
-    return Run(cfg, run_dir, datamodule, task, trainer, record, timer, stops, times, launcher_env)
+    return Training(cfg, run_dir, datamodule, task, trainer, record, timer, stops, times, launcher_env)
 
 
-def validate_at_init(job: Run) -> None:
+def validate_at_init(training: Training) -> None:
     """The artifacts of the untrained network (Odena et al. 2016), as init/..."""
-    job.begin("init_validation", "the validation before training")
-    initial = job.trainer.validate(job.task, datamodule=job.datamodule, verbose=False)[0]
-    job.record.init_metrics = {key.replace("val/", "init/", 1): float(v) for key, v in initial.items()}
+    training.begin("init_validation", "the validation before training")
+    initial = training.trainer.validate(training.task, datamodule=training.datamodule, verbose=False)[0]
+    training.record.init_metrics = {key.replace("val/", "init/", 1): float(v) for key, v in initial.items()}
 
 
-def fit(job: Run, resume: Path | None) -> None:
+def fit(training: Training, resume: Path | None) -> None:
     """Trains (from ``resume`` when given); the validations while fitting get a phase of their own."""
-    job.begin("training", "training")
-    job.trainer.fit(job.task, datamodule=job.datamodule, ckpt_path=resume, weights_only=True)
-    count_the_last_epoch(job.trainer)
-    job.times.split(job.timer.seconds, into="fit_validations", out_of="training")
+    training.begin("training", "training")
+    training.trainer.fit(training.task, datamodule=training.datamodule, ckpt_path=resume, weights_only=True)
+    count_the_last_epoch(training.trainer)
+    training.times.split(training.timer.seconds, into="fit_validations", out_of="training")
 
 
-def best_checkpoint(job: Run) -> str:
+def best_checkpoint(training: Training) -> str:
     """The best checkpoint's path; empty when checkpointing is off."""
-    return job.trainer.checkpoint_callback.best_model_path if job.trainer.checkpoint_callback else ""
+    return training.trainer.checkpoint_callback.best_model_path if training.trainer.checkpoint_callback else ""
 
 
-def measured_checkpoint(job: Run) -> str | None:
+def measured_checkpoint(training: Training) -> str | None:
     """The checkpoint whose weights the end of the run measures, None for the weights the run ends with:
     ``eval_weights=best`` names the best checkpoint, unless it holds the final weights (no reload)."""
-    best = best_checkpoint(job) if job.cfg.get("eval_weights", "best") == "best" else ""
-    if not best or read_checkpoint(best)["global_step"] == job.trainer.global_step:
+    best = best_checkpoint(training) if training.cfg.get("eval_weights", "best") == "best" else ""
+    if not best or read_checkpoint(best)["global_step"] == training.trainer.global_step:
         return None
     return best
 
@@ -192,49 +192,49 @@ def off_the_curves(trainer: L.Trainer, checkpoint: str | None) -> Iterator[None]
         trainer.loggers = loggers
 
 
-def evaluate_end(job: Run) -> dict[str, Any]:
+def evaluate_end(training: Training) -> dict[str, Any]:
     """The metrics of metrics.json: at init, the measured weights' validation and test, the run's facts.
 
     The validation is the one after the last step when it measured these weights (the final weights), else one
     of its own."""
-    trainer, task, datamodule = job.trainer, job.task, job.datamodule
-    checkpoint = measured_checkpoint(job)
-    metrics = dict(job.record.init_metrics)
-    if checkpoint is None and job.record.final:
-        metrics |= job.record.final
+    trainer, task, datamodule = training.trainer, training.task, training.datamodule
+    checkpoint = measured_checkpoint(training)
+    metrics = dict(training.record.init_metrics)
+    if checkpoint is None and training.record.final:
+        metrics |= training.record.final
     else:
-        job.begin("end_validation", f"the validation of {checkpoint or 'the final weights'} (and its figures)")
+        training.begin("end_validation", f"the validation of {checkpoint or 'the final weights'} (and its figures)")
         metrics |= trainer.validate(
             task, datamodule=datamodule, ckpt_path=checkpoint, verbose=False, weights_only=True
         )[0]
-    if job.cfg.test and datamodule.has_test:
-        job.begin("test", f"the test of {checkpoint or 'the final weights'}")
+    if training.cfg.test and datamodule.has_test:
+        training.begin("test", f"the test of {checkpoint or 'the final weights'}")
         metrics |= trainer.test(task, datamodule=datamodule, ckpt_path=checkpoint, verbose=False, weights_only=True)[0]
-    job.begin("results", "writing metrics.json")
+    training.begin("results", "writing metrics.json")
     return metrics | {
         "params": sum(p.numel() for p in task.net.parameters()),
         "trainable_params": sum(p.numel() for p in task.net.parameters() if p.requires_grad),
-        "train_time_s": job.times.seconds.get("training", 0.0) + job.timer.seconds,
-        "eval_time_s": job.timer.seconds,
+        "train_time_s": training.times.seconds.get("training", 0.0) + training.timer.seconds,
+        "eval_time_s": training.timer.seconds,
         "epoch": trainer.current_epoch,
         "global_step": trainer.global_step,
         "eval_weights": "best checkpoint" if checkpoint else "final",
-        "best_checkpoint": best_checkpoint(job) or None,
-        "upsample_flat_at_init": constant_in_constant_out(build_upsample(job.cfg)),
-        "precision": str(job.cfg.trainer.precision),
+        "best_checkpoint": best_checkpoint(training) or None,
+        "upsample_flat_at_init": constant_in_constant_out(build_upsample(training.cfg)),
+        "precision": str(training.cfg.trainer.precision),
         **provenance(),
-        **job.times.metrics(job.probe_seconds()),
+        **training.times.metrics(training.probe_seconds()),
     }
 
 
-def write_results(job: Run, metrics: dict[str, Any]) -> None:
+def write_results(training: Training, metrics: dict[str, Any]) -> None:
     """metrics.json, the console summary, and the run's settings and final metrics to its loggers (rank 0)."""
-    if not job.trainer.is_global_zero:
+    if not training.trainer.is_global_zero:
         return
-    cfg, best = job.cfg, best_checkpoint(job)
-    log.info("time: %s", job.times.line(job.probe_seconds()))
-    path = write_metrics(job.dir / "metrics.json", metrics)
-    step = int(metrics.get("step", job.trainer.global_step))
+    cfg, best = training.cfg, best_checkpoint(training)
+    log.info("time: %s", training.times.line(training.probe_seconds()))
+    path = write_metrics(training.dir / "metrics.json", metrics)
+    step = int(metrics.get("step", training.trainer.global_step))
     print_summary(
         f"{cfg.experiment_name}: upsample={cfg.upsample_name}, seed={cfg.seed}",
         metrics,
@@ -242,15 +242,15 @@ def write_results(job: Run, metrics: dict[str, Any]) -> None:
             "measured": f"the {metrics['eval_weights']} weights (step {step})",
             "best checkpoint": best or "none (checkpointing off)",
             "metrics": path,
-            "run directory": job.dir,
+            "run directory": training.dir,
         },
-        job.datamodule.class_names,
+        training.datamodule.class_names,
     )
     if cfg.get("eval_weights", "best") == "best":  # the curves hold the best's values at its step already
         best_values = {f"best/{k[4:]}": float(v) for k, v in metrics.items() if k.startswith("val/") and v is not None}
-        for logger in job.trainer.loggers:
+        for logger in training.trainer.loggers:
             logger.log_metrics(best_values, step=step)
-    log_run(job.trainer.loggers, run_params(cfg), metrics, job.dir)  # after the summary, which train.log ends with
+    log_run(training.trainer.loggers, run_params(cfg), metrics, training.dir)  # after the summary ending train.log
 
 
 def optimized(metrics: dict[str, Any], name: str | None) -> float | None:

@@ -1,10 +1,11 @@
 """Loggers: a crash-safe, resumable CSV logger (``csv_logger``), Lightning's TensorBoard logger made to keep one event
-file (``tensorboard_logger``); figures (``figures``) and a run's summary, files and tags (``run_summary``)
-to every logger. The logger configs name ``unet_upsampling.loggers.CSVLogger`` and ``.TensorBoardLogger``."""
+file (``tensorboard_logger``); figures (``figures``) and a run's settings beside its final metrics, files and tags
+(``hparams``) to every logger. The logger configs name ``unet_upsampling.loggers.CSVLogger`` and
+``.TensorBoardLogger``."""
 
 from unet_upsampling.loggers.csv_logger import CSVLogger, before_checkpoint
 from unet_upsampling.loggers.figures import log_figure
-from unet_upsampling.loggers.run_summary import git_commit, log_run, run_params
+from unet_upsampling.loggers.hparams import git_commit, log_run, run_params
 from unet_upsampling.loggers.tensorboard_logger import TensorBoardLogger
 
 __all__ = [

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 
 from unet_upsampling.measures import ARTIFACT, across_keys, measure_of
-from unet_upsampling.report.across_figures import quality_vs_artifacts
 from unet_upsampling.report.compare import (
     DEFAULT_MARGIN,
     POWER_NOTE,
@@ -30,6 +29,7 @@ from unet_upsampling.report.compare import (
     select,
     verdict,
 )
+from unet_upsampling.report.figures import quality_vs_artifacts_across
 from unet_upsampling.report.runs import Run, by_mode, load_runs
 from unet_upsampling.report.stats import finite, mean_interval, median_range, paired_difference
 from unet_upsampling.report.tables import fmt, fmt_interval, left_out_line, per_seed, row_cells, table
@@ -246,7 +246,7 @@ def write_summary(
     rows = [csv_row(study, mode, reference) for study in studies for mode in study.groups]
     paths = {
         "summary.csv": write_csv(rows, out / "summary.csv"),
-        "quality_vs_artifacts.png": quality_vs_artifacts(
+        "quality_vs_artifacts.png": quality_vs_artifacts_across(
             {s.label: (s.groups, s.selection.outcome) for s in studies}, out / "quality_vs_artifacts.png"
         ),
     }

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from unet_upsampling.measures import ARTIFACT, COST, QUALITY, measure_of, report_keys
+from unet_upsampling.measures import ARTIFACT, COST, QUALITY, grey_keys, measure_of, report_keys
 from unet_upsampling.report import figures
 from unet_upsampling.report.compare import (
     DEFAULT_MARGIN,
@@ -35,7 +35,7 @@ from unet_upsampling.report.runs import (
     load_runs,
 )
 from unet_upsampling.report.stats import finite, mean_interval, paired_difference
-from unet_upsampling.report.tables import fmt, fmt_interval, left_out_line, per_seed, row_cells, table
+from unet_upsampling.report.tables import MIN_SEEDS, fmt, fmt_interval, left_out_line, per_seed, row_cells, table
 
 TABLES = (
     ("Segmentation quality", report_keys(QUALITY)),
@@ -48,7 +48,7 @@ TABLES = (
 
 def paired_text(mean: float, low: float, high: float, n: int) -> str:
     """A paired difference, its interval and seeds, and whether that (uncorrected) interval excludes 0."""
-    if n < 2:
+    if n < MIN_SEEDS:
         return f"{fmt(mean)} over {n} paired seed{'' if n == 1 else 's'}: too few for an interval"
     verdict = (
         "the seeds do not separate them"
@@ -178,7 +178,7 @@ def comparisons_section(groups: dict[str, list[Run]], reference: str, margin: fl
             "",
             "### Seeds needed",
             "",
-            *power_table([(c.mode, c.test.sd) for c in comparisons]),
+            *power_table([(c.mode, c.test.sd if c.test.n >= MIN_SEEDS else np.nan) for c in comparisons]),
             "",
             POWER_NOTE,
             "",
@@ -191,11 +191,17 @@ def comparisons_section(groups: dict[str, list[Run]], reference: str, margin: fl
 
 def measure_tables(groups: dict[str, list[Run]]) -> tuple[list[str], list[str]]:
     """(markdown, left out): one table per entry of TABLES, artifact measures as median [min, max]; a column
-    without a finite value in any run is left out (an older train.py did not measure it, or no test split)."""
+    without a finite value in any run is left out (an older train.py did not measure it, or no test split). The
+    flat field at grey levels other than the shipped ones joins the table of its split as the runs hold it."""
     runs = [r for group in groups.values() for r in group]
+    held = {k for r in runs for k in r.metrics}
     md, left_out = [], []
     for title, keys in TABLES:
-        present = [k for k in keys if finite([r.metrics.get(k) for r in runs]).size]
+        splits = {k.partition("/")[0] for k in keys if "/" in k}
+        extra = (
+            [k for k in grey_keys(held, tuple(splits)) if k not in keys] if measure_of(keys[0]).kind == ARTIFACT else []
+        )
+        present = [k for k in [*keys, *extra] if finite([r.metrics.get(k) for r in runs]).size]
         left_out += [k for k in keys if k not in present]
         if not present:
             continue

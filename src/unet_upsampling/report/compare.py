@@ -188,7 +188,7 @@ def comparison_notes(family: str, margin: float, swept: bool) -> str:
 
 def power_table(rows: list[tuple[str, float]]) -> list[str]:
     """Rows (label, paired SD): the seeds a two-sided paired t-test (alpha 0.05, power 0.8) needs per delta; none
-    from an SD of fewer than MIN_SEEDS seeds (the caller passes NaN)."""
+    from an SD of fewer than MIN_SEEDS seeds (the caller passes NaN: n/a)."""
     header = ["", "paired SD", *(f"seeds for {d:g}" for d in POWER_DELTAS)]
     body = [[label, fmt(sd), *(fmt(seeds_needed(sd, d)) for d in POWER_DELTAS)] for label, sd in rows]
     return table(header, body)
@@ -223,7 +223,7 @@ def class_indices(groups: dict[str, list[Run]], prefix: str) -> list[int]:
 
 def class_tables(selection: Selection, reference: str) -> list[str]:
     """Dice per class on the outcome split: mean [95%] per mode, and each mode's paired Δ to the reference per class
-    (uncorrected p: the rare classes are where modes differ most, and where 3 seeds say least)."""
+    (uncorrected p: the rare classes are where modes differ most, and where a few seeds say least)."""
     prefix = selection.outcome.split("/")[0] + "/"
     indices = class_indices(selection.groups, prefix)
     if not indices:

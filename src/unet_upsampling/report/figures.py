@@ -1,4 +1,4 @@
-"""The study's figures, drawn from run directories only."""
+"""The study's figures, drawn from run directories only (or their results.csv), and the cross-dataset figure."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
 from unet_upsampling.figures import displayable, show_flat_field
 from unet_upsampling.report.runs import Run, by_mode
-from unet_upsampling.report.stats import finite, mean_interval
+from unet_upsampling.report.stats import finite, mean_interval, median_range
+from unet_upsampling.report.tables import MIN_SEEDS
 
 
 def periods_of(runs: list[Run], prefix: str) -> list[int]:
@@ -36,28 +38,27 @@ def quality(runs: list[Run], path: Path, keys=("val/dice", "val/iou", "val/bound
 
 
 def quality_figure(runs: list[Run], keys: tuple[str, ...]) -> Figure:
-    """Bars: mean over seeds, one group per metric; the 95% interval only where a mode has 2 or more values
-    (one seed has no interval: no error bar is drawn, and the tick says n=1)."""
+    """Per mode, its seeds as dots and the mean with its 95% interval as a point with error bars, the interval
+    within [0, 1]; no interval below 3 seeds (the tick says n). The y-axis holds every dot and interval."""
     groups = by_mode(runs)
     fig = Figure(figsize=(4.2 * len(keys), 4))
     axes = fig.subplots(1, len(keys), squeeze=False)
     for ax, key in zip(axes[0], keys, strict=True):
         values = [finite([r.metrics.get(key) for r in group]) for group in groups.values()]
-        stats = [mean_interval(v) for v in values]
-        means = np.array([s[0] for s in stats])
-        ax.bar(range(len(groups)), means, color="tab:blue", alpha=0.8)
-        with_interval = [i for i, (_, low, _) in enumerate(stats) if np.isfinite(low)]
-        if with_interval:
-            err = np.array([[stats[i][0] - stats[i][1], stats[i][2] - stats[i][0]] for i in with_interval]).T
-            ax.errorbar(with_interval, means[with_interval], yerr=err, fmt="none", ecolor="black", capsize=3)
         for i, v in enumerate(values):
-            ax.plot([i] * len(v), v, "k.", ms=4)
+            ax.plot([i] * len(v), v, ".", color="0.6", ms=5)
+            mean, low, high = mean_interval(v)
+            if len(v) >= MIN_SEEDS:
+                low, high = max(low, 0.0), min(high, 1.0)
+                ax.errorbar(i + 0.15, mean, yerr=[[mean - low], [high - mean]], fmt="o", color="tab:blue", capsize=3)
+            elif v.size:
+                ax.plot(i + 0.15, mean, "o", color="tab:blue", mfc="white")
         labels = [f"{mode} (n={len(v)})" for mode, v in zip(groups, values, strict=True)]
         ax.set_xticks(range(len(groups)), labels, rotation=45, ha="right", fontsize=8)
-        shown = means[np.isfinite(means)]
-        if shown.size:
-            ax.set_ylim(max(0, shown.min() - 0.1), min(1, shown.max() + 0.05))
-        ax.set_title(f"{key}: mean, 95% CI over seeds where n ≥ 2", fontsize=9)
+        ax.set_xlim(-0.5, len(groups) - 0.5)
+        ax.margins(y=0.1)
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_title(f"{key}: seeds, mean and 95% CI (n ≥ {MIN_SEEDS})", fontsize=9)
     return fig
 
 
@@ -219,7 +220,10 @@ def spectra(runs: list[Run], path: Path) -> Path:
     ax.set_xlabel("radial frequency |f| / (sqrt(2) f_Nyquist)")
     ax.set_ylabel("log10 power")
     ax.set_title("spectra of validation logits: dotted = init, solid = trained", fontsize=9)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "no spectra in these runs", ha="center", transform=ax.transAxes)
     return save(fig, path)
 
 
@@ -239,3 +243,44 @@ def quality_vs_artifacts(runs: list[Run], path: Path, x_key: str = "val/flat_std
     ax.set_ylabel(y_key)
     ax.legend(fontsize=7)
     return save(fig, path)
+
+
+# The cross-dataset summary's figure (report/across.py).
+FLOOR = 1e-9  # a flat-field std of 0 (a perfectly flat answer) has no place on a log axis
+
+
+def quality_vs_artifacts_across(
+    studies: dict[str, tuple[dict[str, list[Run]], str]], path: Path, x_key: str = "val/flat_std"
+) -> Path:
+    quality_vs_artifacts_across_figure(studies, x_key).savefig(path, dpi=110)
+    return path
+
+
+def quality_vs_artifacts_across_figure(studies: dict[str, tuple[dict[str, list[Run]], str]], x_key: str) -> Figure:
+    """One panel per dataset (label: (groups, the outcome key reported for it, test/dice or val/dice)): the
+    outcome against ``x_key``, a colour per mode, its seeds as dots and one large dot at (median x, mean y): the
+    artifact measure is skewed across seeds."""
+    modes = sorted({mode for groups, _ in studies.values() for mode in groups})
+    colours = {mode: colormaps["tab10"](i % 10) for i, mode in enumerate(modes)}
+    fig = Figure(figsize=(4.2 * len(studies) + 2.2, 4.2), layout="constrained")
+    axes = fig.subplots(1, len(studies), squeeze=False)[0]
+    for ax, (label, (groups, y_key)) in zip(axes, studies.items(), strict=True):
+        ax.set_title(label, fontsize=10)
+        if not any(np.isfinite(r.metrics.get(x_key, np.nan)) for group in groups.values() for r in group):
+            ax.text(0.5, 0.5, f"no {x_key} values in these runs", ha="center", transform=ax.transAxes)
+            continue
+        for mode, group in groups.items():
+            xs = np.array([r.metrics.get(x_key, np.nan) for r in group], dtype=float)
+            ys = np.array([r.metrics.get(y_key, np.nan) for r in group], dtype=float)
+            ax.scatter(np.maximum(xs, FLOOR), ys, s=10, color=colours[mode], alpha=0.6)
+            x_median, y_mean = median_range(xs)[0], mean_interval(ys)[0]
+            ax.scatter(max(x_median, FLOOR), y_mean, s=70, color=colours[mode], edgecolors="black", zorder=3)
+        ax.set_xscale("log")
+        ax.set_xlabel(f"{x_key} (log; values below {FLOOR:g} drawn at {FLOOR:g})", fontsize=8)
+        ax.set_ylabel(y_key)
+        ax.grid(alpha=0.3)
+    handles = [Line2D([], [], ls="", marker="o", ms=8, mfc=colours[mode], mec="black", label=mode) for mode in modes]
+    fig.legend(
+        handles=handles, loc="outside right upper", fontsize=8, title="mode: median x, mean y (large); seeds (dots)"
+    )
+    return fig

@@ -13,8 +13,9 @@ from lightning.pytorch.loggers import TensorBoardLogger as LightningTensorBoardL
 
 from unet_upsampling.measures import HPARAMS, keys
 
-# A run's files stored with it in MLflow: with .hydra/ (its composed config and overrides) it can be rerun.
-RUN_FILES = ("metrics.json", "flat_field.png", "predictions.png", "train.log")
+# A run's files stored with it in MLflow: with .hydra/ (its composed config and overrides) it can be rerun. The
+# figures reach it once, as they are drawn (loggers/figures.py).
+RUN_FILES = ("metrics.json", "train.log")
 
 
 def log_run(loggers: Sequence[Logger], params: Mapping[str, Any], metrics: Mapping[str, Any], run_dir: Path) -> None:
@@ -65,8 +66,8 @@ def git_commit() -> str | None:
 
 
 def run_params(cfg) -> dict[str, Any]:
-    """The settings that tell a sweep's runs apart, flat: mode, seed, data (the Hydra choice, e.g. ``isbi2012``),
-    network, optimiser, schedule."""
+    """The settings that tell a sweep's runs apart, flat: mode, seed, data and loss (the Hydra choices, e.g.
+    ``isbi2012``, ``ce_dice``), network, optimiser, schedule; every value resolved."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
@@ -77,14 +78,15 @@ def run_params(cfg) -> dict[str, Any]:
         "data.batch_size",
         "trainer.max_steps",
         "trainer.max_epochs",
-        "task.loss",
         "task.optimizer.lr",
         "task.optimizer.weight_decay",
     )
-    params = {key: OmegaConf.select(cfg, key) for key in keys}
+    params = {key: OmegaConf.select(cfg, key) for key in keys}  # scalars: resolved as they are read
     choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
     params["data"] = choices.get("data") or str(OmegaConf.select(cfg, "data.source._target_")).rsplit(".", 1)[-1]
     params["model"] = choices.get("model") or str(OmegaConf.select(cfg, "model._target_")).rsplit(".", 1)[-1]
+    loss = OmegaConf.select(cfg, "task.loss._target_", default=None)
+    params["loss"] = choices.get("task/loss") or (None if loss is None else str(loss).rsplit(".", 1)[-1])
     for key, value in (OmegaConf.to_container(cfg.model, resolve=True) or {}).items():
         if isinstance(value, int | float | str | bool) and not key.startswith("_"):
             params[f"model.{key}"] = value
