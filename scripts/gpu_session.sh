@@ -22,10 +22,12 @@ if [[ -n ${GPU_SESSION_DRY:-} ]]; then  # the same commands on a CPU at tiny siz
   dev=(--device cpu --threads 1)
   big=(--size 32 --batch-size 2 --width 4 --steps 2 --warmup 1 --repeats 1 --matmul-size 128 --copy-mb 4)
   modes=(deconv)
-  study=(--size 32 --batch-size 2 --width 4 data.source.train=32 data.source.size=48 data.source.val=2 data.source.test=0)
+  study=(--size 32 --batch-size 2 --width 4 data.source.train=32 data.source.size=48 data.source.val=2 data.source.test=0
+    data.min_batches_per_epoch=1)
   tp_gpu=(--throughput 1 2 --throughput-steps 4 --study-steps 4000 --size 32 --batch-size 2 --width 4 validations=1)
   tp_cpu_study=(--throughput 2 --throughput-steps 4 --study-steps 4000 --size 32 --batch-size 2 --width 4 validations=1)
   limit=(120 240 240 240)
+  total=1200  # a CPU compiles step 5's network for minutes: a step killed mid-compile leaves a broken inductor cache
 else
   dev=(--device cuda)
   big=(--size 256 --batch-size 16 --steps 15 --warmup 3 --repeats 2)
@@ -35,6 +37,7 @@ else
   tp_gpu=(--throughput 1 4 8 --throughput-steps 300 --study-steps 4000)
   tp_cpu_study=(--throughput 8 --throughput-steps 1000 --study-steps 4000)
   limit=(100 110 180 120)
+  total=510
 fi
 
 step() {  # step NAME TIMEOUT_S ARGS...: one benchmark call, its table and JSON under $res, its exit code noted
@@ -73,7 +76,7 @@ step throughput_gpu_budget "${limit[2]}" "${dev[@]}" --modes deconv --skip train
 step throughput_cpu_study_budget "${limit[3]}" "${dev[@]}" --modes deconv --skip training train_py pipeline \
   inference "${tp_cpu_study[@]}" experiment=upsample_study data=vnc_em
 # 5. with what is left: train.py against the plain loop with CUDA graphs (torch.compile, reduce-overhead)
-left=$((510 - (SECONDS - start)))
+left=$((total - (SECONDS - start)))
 if ((left > 90)); then
   step train_py_vs_plain_64px_reduce_overhead "$left" "${dev[@]}" --modes deconv --steps 2 --warmup 1 \
     --repeats 1 --no-variants --train-epochs 3 --train-rounds 1 --skip pipeline inference "${study[@]}" \
