@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One sitting on the GPU machine (issues 23 and 25): the device's ceilings and each mode's roofline position,
+# One sitting on the GPU machine: the device's ceilings and each mode's roofline position,
 # train.py against the plain loop at the study's settings, and study throughput with 1, 4 and 8 runs packed on
 # the GPU, at the GPU study's budget and at the CPU study's (today's baseline: 8 x 1000 steps of 8 x 64 px in 50 s).
 # About 8 minutes; every step has its own timeout, a failed step is recorded and the next one runs.
@@ -22,10 +22,12 @@ if [[ -n ${GPU_SESSION_DRY:-} ]]; then  # the same commands on a CPU at tiny siz
   dev=(--device cpu --threads 1)
   big=(--size 32 --batch-size 2 --width 4 --steps 2 --warmup 1 --repeats 1 --matmul-size 128 --copy-mb 4)
   modes=(deconv)
-  study=(--size 32 --batch-size 2 --width 4 data.source.train=32 data.source.size=48 data.source.val=2 data.source.test=0)
-  tp_gpu=(--throughput 1 2 --throughput-steps 4 --study-steps 4000 --size 32 --batch-size 2 --width 4)
-  tp_cpu_study=(--throughput 2 --throughput-steps 4 --study-steps 4000 --size 32 --batch-size 2 --width 4)
+  study=(--size 32 --batch-size 2 --width 4 data.source.train=32 data.source.size=48 data.source.val=2 data.source.test=0
+    data.min_batches_per_epoch=1)
+  tp_gpu=(--throughput 1 2 --throughput-steps 4 --study-steps 4000 --size 32 --batch-size 2 --width 4 validations=1)
+  tp_cpu_study=(--throughput 2 --throughput-steps 4 --study-steps 4000 --size 32 --batch-size 2 --width 4 validations=1)
   limit=(120 240 240 240)
+  total=1200  # a CPU compiles step 5's network for minutes: a step killed mid-compile leaves a broken inductor cache
 else
   dev=(--device cuda)
   big=(--size 256 --batch-size 16 --steps 15 --warmup 3 --repeats 2)
@@ -35,6 +37,7 @@ else
   tp_gpu=(--throughput 1 4 8 --throughput-steps 300 --study-steps 4000)
   tp_cpu_study=(--throughput 8 --throughput-steps 1000 --study-steps 4000)
   limit=(100 110 180 120)
+  total=510
 fi
 
 step() {  # step NAME TIMEOUT_S ARGS...: one benchmark call, its table and JSON under $res, its exit code noted
@@ -65,14 +68,15 @@ step ceilings_roofline_256px "${limit[0]}" "${dev[@]}" "${big[@]}" --modes "${mo
 #    the first one warm-up), with the host syncs per step
 step train_py_vs_plain_64px "${limit[1]}" "${dev[@]}" --modes deconv --steps 2 --warmup 1 --repeats 1 \
   --no-variants --train-epochs 3 --train-rounds 2 --skip pipeline inference "${study[@]}"
-# 3. study throughput at the GPU study's budget (isbi2012, 256 px crops, batch 16): 1, 4 and 8 runs packed
-step throughput_gpu_budget "${limit[2]}" "${dev[@]}" --modes deconv --steps 2 --warmup 1 --repeats 1 \
-  --no-variants --skip train_py pipeline inference "${tp_gpu[@]}" experiment=upsample_study_gpu data=isbi2012
+# 3. study throughput at the GPU study's budget (isbi2012, 256 px crops, batch 16): 1, 4 and 8 runs packed, each run
+#    with the experiment's validations, probe and test
+step throughput_gpu_budget "${limit[2]}" "${dev[@]}" --modes deconv --skip training train_py pipeline inference \
+  "${tp_gpu[@]}" experiment=upsample_study_gpu data=isbi2012
 # 4. the same at the CPU study's settings (vnc_em, 64 px, batch 8, 8 packed): today's baseline, 50 s per 8 x 1000
-step throughput_cpu_study_budget "${limit[3]}" "${dev[@]}" --modes deconv --steps 2 --warmup 1 --repeats 1 \
-  --no-variants --skip train_py pipeline inference "${tp_cpu_study[@]}" experiment=upsample_study data=vnc_em
+step throughput_cpu_study_budget "${limit[3]}" "${dev[@]}" --modes deconv --skip training train_py pipeline \
+  inference "${tp_cpu_study[@]}" experiment=upsample_study data=vnc_em
 # 5. with what is left: train.py against the plain loop with CUDA graphs (torch.compile, reduce-overhead)
-left=$((510 - (SECONDS - start)))
+left=$((total - (SECONDS - start)))
 if ((left > 90)); then
   step train_py_vs_plain_64px_reduce_overhead "$left" "${dev[@]}" --modes deconv --steps 2 --warmup 1 \
     --repeats 1 --no-variants --train-epochs 3 --train-rounds 1 --skip pipeline inference "${study[@]}" \

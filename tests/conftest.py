@@ -67,6 +67,15 @@ def _same_start_state():
             os.environ[key] = value
 
 
+@pytest.fixture
+def one_thread(monkeypatch):
+    """One torch thread here and in the train.py runs a test starts (``_same_start_state`` restores the setting
+    afterwards): on a shared 2-core CPU, tiny ops spend most of their time in thread barriers."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("MKL_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Modules with slow tests first, each module's tests kept together (module fixtures are set up once):
     parallel workers then share out the short tests at the end instead of waiting on a long one started last."""

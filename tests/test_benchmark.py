@@ -1,27 +1,27 @@
-"""The speed benchmark (scripts/bench/) on a tiny size, the GPU settings (checked on CPU), no per-step host sync."""
+"""The speed benchmark (scripts/bench/) on tiny sizes: every part's JSON, the study throughput against another
+checkout, the timer train.py runs load, and no per-step host sync."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-import lightning as L
 import pytest
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from unet_upsampling.builders import build_task, build_trainer
-from unet_upsampling.errors import ConfigError
 
 from conftest import ROOT, TINY, compose_config, run_app
 
 sys.path.insert(0, str(ROOT / "scripts"))  # the benchmark is a tool beside the package: scripts/bench/
 
-from bench import ceilings, cli, lightning_loop, machine, report, timing
+from bench import ceilings, cli, machine, report, runs, throughput, timing
 from bench.inference import fuse_batchnorm
 
 TINY_BENCH = [
@@ -73,15 +73,6 @@ def positive(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
-@pytest.fixture
-def one_thread(monkeypatch):
-    """One torch thread here and in train.py runs (conftest restores the setting afterwards): on a shared 2-core
-    CPU, tiny ops spend most of their time in thread barriers."""
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    monkeypatch.setenv("MKL_NUM_THREADS", "1")
-    torch.set_num_threads(1)
-
-
 def run_tiny(tmp_path: Path, *extra: str) -> dict:
     out = tmp_path / "bench.json"
     cli.main([*TINY_BENCH, *extra, "--output", str(out)])
@@ -127,7 +118,6 @@ def check_training_part(report: dict) -> None:
         # per FLOP = per image x (our FLOPs / MONAI's FLOPs)
         flops = row["train_gflops_per_image"] / row["monai_train_gflops_per_image"]
         assert row["ratio_ours_vs_monai_per_flop"] == pytest.approx(row["ratio_ours_vs_monai"] * flops)
-        assert row["gpu_peak_fraction"] is None  # CPU
 
 
 def check_machine_limit(report: dict) -> None:
@@ -164,13 +154,16 @@ def check_roofline(report: dict) -> None:
 
 
 def check_throughput(throughput: dict) -> None:
-    """Two train.py runs of 6 steps side by side, projected to 100-step study runs."""
-    row = throughput["2"]
-    assert (row["runs"], row["steps"], row["batch_size"], row["study_steps"]) == (2, 6, 4, 100)
+    """Two train.py runs of 4 steps side by side with one thread each, projected to 10-step study runs."""
+    assert throughput["measure"] == "study_runs_per_core_hour" and throughput["ratio_new_vs_old"] is None
+    (row,) = throughput["sweeps"]["2"]["new"]
+    assert (row["runs"], row["steps"], row["batch_size"], row["study_steps"]) == (2, 4, 4, 10)
+    assert (row["torch_threads"], row["cores"]) == ([1, 1], 2)
     assert all(positive(row[k]) for k in ("wall_s", "step_ms", "startup_s", "images_per_s_together"))
-    assert row["study_run_wall_s"] == pytest.approx(row["wall_s"] + 94 * row["step_ms"] / 1e3)
+    assert row["study_run_wall_s"] == pytest.approx(row["wall_s"] + 6 * row["step_ms"] / 1e3)
     assert row["study_runs_per_hour"] == pytest.approx(2 * 3600 / row["study_run_wall_s"])
-    assert row["images_per_s_together"] == pytest.approx(2 * 4 / (row["step_ms"] / 1e3))
+    assert row["study_runs_per_core_hour"] == pytest.approx(row["study_runs_per_hour"] / 2)
+    assert throughput["median"] == {"2": {"new": row["study_runs_per_core_hour"]}}
 
 
 @pytest.mark.slow
@@ -178,16 +171,10 @@ def test_benchmark_json_has_every_field(tmp_path, capsys, one_thread):
     """Every part at a tiny size, train.py run included, and --throughput 2: one train.py sweep of two runs at once
     through the joblib launcher, projected to a study run (about a minute on 2 cores)."""
     pytest.importorskip("monai", reason="the benchmark's MONAI part needs the bench extra (in dev)")
-    report = run_tiny(
-        tmp_path,
-        "validations=2",  # beside TINY_BENCH's overrides: argparse takes the positionals in one run
-        "--throughput",
-        "2",
-        "--throughput-steps",
-        "6",
-        "--study-steps",
-        "100",
-    )
+    throughput = ["--throughput", "2", "--throughput-steps", "4", "--study-steps", "10"]
+    # beside TINY_BENCH's overrides (argparse takes the positionals in one run); the test split and the experiments'
+    # validations are the other throughput test's
+    report = run_tiny(tmp_path, "validations=2", "validate_at_init=false", "test=false", *throughput)
     printed = capsys.readouterr().out
     assert "ours / MONAI" in printed and "train.py / plain" in printed and "data pipeline" in printed
     assert "per image (img/s ratio)" in printed and "per FLOP (FLOP/s ratio)" in printed
@@ -209,7 +196,7 @@ def test_benchmark_json_has_every_field(tmp_path, capsys, one_thread):
     check_throughput(report["throughput"])
 
     pipeline = report["pipeline"]
-    assert positive(pipeline["generation_images_per_s"]) and positive(pipeline["model_images_per_s"])
+    assert positive(pipeline["model_images_per_s"])
     for source in ("synthetic", "folder", "folder_cached"):
         assert set(pipeline[source]) == {"0", "1"} and all(positive(v) for v in pipeline[source].values())
         assert positive(pipeline[f"ratio_{source}_vs_model"])
@@ -239,22 +226,16 @@ def test_benchmark_json_has_every_field(tmp_path, capsys, one_thread):
 
 
 @pytest.mark.slow
-def test_benchmark_skipped_parts_are_null(tmp_path, one_thread):
-    report = run_tiny(tmp_path, *SKIP_ALL, "--no-variants")
+def test_benchmark_skipped_parts_are_null_and_repeats_report_the_spread(tmp_path, one_thread):
+    """--skip leaves parts out (null, their targets n/a); --repeats 2: each ratio per image and per FLOP as median
+    [min-max] over the repeats, and targets say which claims hold in every repeat."""
+    pytest.importorskip("monai", reason="the benchmark's MONAI part needs the bench extra (in dev)")
+    report = run_tiny(tmp_path, *SKIP_ALL, "--no-variants", "--repeats", "2")
     assert report["lightning"] is None and report["pipeline"] is None and report["inference"] is None
     assert report["throughput"] is None  # --throughput not given
     assert report["training"]["pixelshuffle"]["ours_contiguous"] is None  # no layout variants
     assert report["training"]["pixelshuffle"]["ratio_channels_last_vs_contiguous"] is None
-    assert positive(report["training"]["pixelshuffle"]["ours"]["images_per_s"])
     assert report["targets"]["train_py_vs_plain"]["holds"] is None  # not measured, not failed
-
-
-@pytest.mark.slow
-def test_benchmark_repeats_report_the_spread(tmp_path, one_thread):
-    """--repeats 2: each ratio per image and per FLOP as median [min-max] over the repeats; targets say which
-    claims hold in every repeat."""
-    pytest.importorskip("monai", reason="the benchmark's MONAI part needs the bench extra (in dev)")
-    report = run_tiny(tmp_path, *SKIP_ALL, "--no-variants", "--repeats", "2")
     assert report["settings"]["repeats"] == 2
     row = report["training"]["pixelshuffle"]
     for name in ("ratio_ours_vs_monai", "ratio_ours_vs_monai_per_flop"):
@@ -320,7 +301,7 @@ def test_smp_is_the_peer_of_the_encoder_unet(tmp_path, one_thread):
 
 @pytest.mark.slow
 def test_smp_unet_trains_through_train_py_for_the_quality_comparison(tmp_path, monkeypatch):
-    from conftest import TINY, read_metrics, run_app
+    from conftest import read_metrics
 
     assert (
         run_app(
@@ -397,37 +378,6 @@ def test_no_host_sync_per_training_step(tmp_path, one_thread):
     assert sorted(syncs)[len(syncs) // 2] == 0
 
 
-def test_gpu_trainer_config_composes():
-    """trainer=gpu sets trainer keys only; channels_last is the model's default, pinning follows the device."""
-    cfg = compose_config("train", ["trainer=gpu"])
-    assert cfg.trainer.accelerator == "gpu" and cfg.trainer.devices == 1
-    assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.benchmark is True
-    default = compose_config("train")
-    assert cfg.model == default.model and cfg.data == default.data  # no model.* or data.* from trainer=gpu
-    assert cfg.model.channels_last is True and cfg.model.compile is False
-    assert cfg.data.pin_memory is None  # null: pin when the trainer runs on a GPU
-    assert cfg.trainer.max_epochs == default.trainer.max_epochs  # the default trainer underneath
-    assert compose_config("train", ["trainer=gpu", "trainer.devices=2", "model.compile=true"]).trainer.devices == 2
-
-
-def test_channels_last_and_compile_keep_checkpoints_and_outputs():
-    def net(*overrides):
-        cfg = compose_config("train", ["model.depth=2", "model.base_channels=4", *overrides])
-        L.seed_everything(0)
-        return build_task(OmegaConf.to_container(cfg, resolve=True)).net
-
-    plain, nhwc = net("model.channels_last=false"), net()  # channels_last is the default
-    assert nhwc.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
-    assert plain.stem[0].weight.is_contiguous()
-    assert plain.state_dict().keys() == nhwc.state_dict().keys()
-    x = torch.randn(2, 1, 37, 45)
-    torch.testing.assert_close(nhwc(x), plain(x), atol=1e-4, rtol=1e-4)
-    compiled = net("model.compile=true")  # compiled lazily: building it must not need a compiler
-    assert compiled._compiled_call_impl is not None
-    assert compiled.state_dict().keys() == plain.state_dict().keys()
-    plain.load_state_dict(compiled.state_dict())
-
-
 def test_fuse_batchnorm_matches_eval_mode():
     cfg = compose_config("train", ["model.depth=2", "model.base_channels=4"])
     net = build_task(OmegaConf.to_container(cfg, resolve=True)).net
@@ -458,84 +408,156 @@ def test_step_timer_is_a_hydra_callback(tmp_path):
     assert Path(instantiate(cfg.callbacks.step_timer).path) == tmp_path / "t.json"
 
 
-def tiny_task(*overrides: str):
-    cfg = compose_config("train", ["model.depth=2", "model.base_channels=4", *overrides])
-    L.seed_everything(0)
-    return build_task(OmegaConf.to_container(cfg, resolve=True))
+def test_the_step_timer_s_clock_stops_during_validations(tmp_path, monkeypatch):
+    """Steps of 1 s, a 5 s validation inside the first epoch and a 2 s one at its end: the batch ends on the
+    training clock are 1, 2, 3, 4 s; no step holds a validation or an epoch's start; each epoch's train part
+    leaves its validations out, its total keeps them. The validation before fitting is start-up."""
+    clock = [0.0]
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock[0])
+    timer = timing.StepTimer(str(tmp_path / "t.json"), count_syncs=False)
+    trainer = SimpleNamespace(log_every_n_steps=50, datamodule=SimpleNamespace(batch_size=4))
+
+    def batch(start: float, end: float) -> None:
+        clock[0] = start
+        timer.on_train_batch_start(trainer, None, None, 0)
+        clock[0] = end
+        timer.on_train_batch_end(trainer, None, None, None, 0)
+
+    timer.on_validation_start(trainer, None)
+    timer.on_train_epoch_start(trainer, None)
+    batch(0, 1)
+    batch(1, 2)
+    timer.on_validation_start(trainer, None)
+    batch(7, 8)
+    timer.on_validation_start(trainer, None)
+    clock[0] = 10
+    timer.on_train_epoch_end(trainer, None)
+    timer.on_train_epoch_start(trainer, None)
+    batch(10, 11)
+    timer.on_train_epoch_end(trainer, None)
+    timer.on_fit_end(trainer, None)
+    record = json.loads((tmp_path / "t.json").read_text())
+    assert record["batch_end_s"] == [1, 2, 3, 4] and record["step_s"] == [1]
+    assert record["epoch_s"] == [3, 1] and record["epoch_total_s"] == [10, 1]
+    assert record["torch_threads"] == torch.get_num_threads()
+    assert Path(record["package"]) == ROOT / "src" / "unet_upsampling"
 
 
-def test_compile_mode_reaches_torch_compile_and_a_wrong_one_is_named(monkeypatch):
-    modes = []
+def test_per_step_leaves_out_the_warm_up_and_needs_two_steps_after_it():
+    # steps of 1 s after a 5 s second one: from the end of step 1 on, or of step 0 (with the 5 s step)
+    assert timing.per_step([1, 6, 7, 8], 1) == 1
+    assert timing.per_step([1, 6, 7, 8], 0) == pytest.approx(7 / 3)
+    with pytest.raises(ValueError, match="at least 3"):
+        timing.per_step([0.0, 1.0], 1)
 
-    def recording_compile(fn, *args, mode=None, **kwargs):
-        modes.append(mode)
-        return fn
 
-    monkeypatch.setattr(torch, "compile", recording_compile)  # nn.Module.compile calls torch.compile
-    tiny_task("model.compile=true", "model.compile_mode=reduce-overhead")
-    tiny_task("model.compile=true")
-    tiny_task("model.compile_mode=reduce-overhead")  # compile=false: the mode alone compiles nothing
-    assert modes == ["reduce-overhead", None]
-    with pytest.raises(ConfigError, match=r"model.compile_mode='fastest': choose null or one of .*reduce-overhead"):
-        tiny_task("model.compile=true", "model.compile_mode=fastest")
+def test_the_train_py_runs_get_a_checkout_s_src_this_timer_an_absolute_data_dir_and_threads(tmp_path, monkeypatch):
+    """They start in their own directories: ``DATA_DIR=../shared/data`` (the dry run's) must still find the data."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATA_DIR", "../data")
+    monkeypatch.setenv("PYTHONPATH", "elsewhere")
+    env = runs.environment(tmp_path / "old", threads=2)
+    assert env["DATA_DIR"] == str(tmp_path.parent / "data")
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(tmp_path / "old" / "src"), str(ROOT / "scripts"), "elsewhere"]
+    assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "2"
+    monkeypatch.delenv("DATA_DIR")
+    assert "DATA_DIR" not in runs.environment()
+    assert runs.environment()["PYTHONPATH"].startswith(str(ROOT / "src") + os.pathsep)
+
+
+def test_a_packed_sweep_projects_study_runs_per_core_hour(tmp_path, monkeypatch):
+    """Fake sweeps of 2 runs (1 s a step, 100 s wall) projected from 6 to 106 steps: a study run of 200 s, 36
+    study runs per hour; the runs report 2 threads each (whatever they were asked for), so 4 cores and 9 per
+    core-hour; on a GPU per hour alone. A run that imported another checkout's package is refused."""
+    checkout = tmp_path / "old"
+    launched = []
+
+    def fake_run(command, cwd, env):
+        launched.append((command, env))
+        sweep = Path(next(o for o in command if o.startswith("hydra.sweep.dir=")).split("=", 1)[1])
+        for seed in ("0", "1"):
+            (sweep / seed).mkdir(parents=True)
+            record = {
+                "batch_end_s": [0, 1, 2, 3, 4, 5],
+                "batch_size": 4,
+                "startup_s": 3.0,
+                "torch_threads": 2,
+                "package": str(checkout / "src" / "unet_upsampling"),
+            }
+            (sweep / seed / "step_timer.json").write_text(json.dumps(record))
+        return 100.0
+
+    monkeypatch.setattr(runs, "run", fake_run)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    args = SimpleNamespace(modes=["deconv"], throughput_steps=6, study_steps=106, device="cpu", bf16=True)
+    row = throughput.packed_run(args, ["experiment=upsample_study"], 2, checkout, tmp_path / "cpu")
+    assert (row["step_ms"], row["study_run_wall_s"], row["study_runs_per_hour"]) == (1000, 200, 36)
+    assert (row["cores"], row["study_runs_per_core_hour"], row["images_per_s_together"]) == (4, 9, 8)
+    command, env = launched[0]
+    assert env["OMP_NUM_THREADS"] == "1" and env["PYTHONPATH"].startswith(str(checkout / "src") + os.pathsep)
+    assert {"seed=0,1", "hydra.sweeper.params=null", "hydra.launcher.n_jobs=2"} <= set(command)
+    assert not any("SplitThreads" in o for o in command)  # on a CPU the runs take their threads from the environment
+    args.device = "cuda"
+    gpu = throughput.packed_run(args, [], 2, checkout, tmp_path / "gpu")
+    assert (gpu["study_runs_per_hour"], gpu["cores"], gpu["study_runs_per_core_hour"]) == (36, None, None)
+    assert any("SplitThreads" in o for o in launched[1][0]) and "OMP_NUM_THREADS" not in launched[1][1]
+    with pytest.raises(RuntimeError, match="imported"):
+        throughput.packed_run(args, [], 2, tmp_path / "new", tmp_path / "other")
+
+
+def test_the_throughput_alternates_checkouts_round_by_round(tmp_path, monkeypatch):
+    """Three rounds of N = 1 and 2 against another checkout: this one first in rounds 0 and 2, the other first in
+    round 1; each side's median over its rounds, and new / old. A checkout without src/unet_upsampling is refused."""
+    old = tmp_path / "old"
+    (old / "src" / "unet_upsampling").mkdir(parents=True)
+    per_round = {"new": [9.0, 6.0, 4.0], "old": [3.0, 2.0, 0.5]}  # medians 6 and 2, neither first, last nor mean
+    calls = []
+
+    def fake_packed_run(args, overrides, n, checkout, sweep_dir):
+        side = "new" if checkout == runs.ROOT else "old"
+        r = int(sweep_dir.parent.name.removeprefix("round"))
+        calls.append((r, n, side))
+        return {"study_runs_per_core_hour": n * per_round[side][r], "study_runs_per_hour": 0.0}
+
+    monkeypatch.setattr(throughput, "packed_run", fake_packed_run)
+    args = cli.parse_args(["--throughput", "1", "2", "--throughput-rounds", "3", "--checkout", str(old)])
+    result = throughput.bench_throughput(args, [], tmp_path)
+    assert calls == [
+        *[(0, n, side) for n in (1, 2) for side in ("new", "old")],
+        *[(1, n, side) for n in (1, 2) for side in ("old", "new")],
+        *[(2, n, side) for n in (1, 2) for side in ("new", "old")],
+    ]
+    assert result["measure"] == "study_runs_per_core_hour"
+    assert result["median"] == {"1": {"new": 6, "old": 2}, "2": {"new": 12, "old": 4}}
+    assert result["ratio_new_vs_old"] == {"1": 3, "2": 3}
+    assert result["checkouts"] == {"new": str(runs.ROOT), "old": str(old.resolve())}
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--throughput", "1", "--checkout", str(tmp_path)])
 
 
 @pytest.mark.slow
-def test_reduce_overhead_compile_trains_like_eager_on_a_cpu(one_thread):
-    """mode=reduce-overhead compiles with inductor on a CPU too (CUDA graphs only on a GPU): same outputs and
-    gradients as eager (about 23 s on 2 cores with a cold inductor cache: it compiles forward and backward)."""
-    small = ["model.depth=1", "model.base_channels=2"]  # fewer kernels to compile
-    eager = tiny_task(*small).net
-    compiled = tiny_task(*small, "model.compile=true", "model.compile_mode=reduce-overhead").net
-    x = torch.randn(2, 1, 32, 32)
-    outputs = []
-    for net in (eager, compiled):
-        out = net(x)
-        out.square().mean().backward()
-        outputs.append(out)
-    torch.testing.assert_close(outputs[1], outputs[0], atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(compiled.head.weight.grad, eager.head.weight.grad, atol=1e-4, rtol=1e-4)
-
-
-def test_fused_adamw_where_asked_and_the_same_update(one_thread):
-    """task.fused_optimizer: null (the default) fuses on CUDA only; true fuses on a CPU too, with the same step."""
-    assert compose_config("train", ["trainer=gpu"]).task.fused_optimizer is None  # on: trainer=gpu runs on CUDA
-    x, steps = torch.randn(2, 1, 32, 32), {}
-    for fused in ("null", "true"):
-        task = tiny_task("task.scheduler=null", f"task.fused_optimizer={fused}")
-        optimizer = task.configure_optimizers()
-        assert optimizer.defaults["fused"] is (True if fused == "true" else None)
-        task.net(x).square().mean().backward()
-        optimizer.step()
-        steps[fused] = task.net.head.weight.detach().clone()
-    torch.testing.assert_close(steps["true"], steps["null"], atol=1e-6, rtol=1e-5)
-    explicit = tiny_task("task.scheduler=null", "task.fused_optimizer=true", "+task.optimizer.fused=false")
-    assert explicit.configure_optimizers().defaults["fused"] is False  # the optimiser's own argument wins
-    with pytest.raises(ConfigError, match=r"task\.fused_optimizer=true: RMSprop has no fused implementation"):
-        tiny_task("task.optimizer._target_=torch.optim.RMSprop", "task.fused_optimizer=true")
-
-
-def test_steady_step_keeps_validations_and_needs_three_steps():
-    from bench.throughput import steady_step
-
-    # steps of 1 s with a 5 s validation after the 6th: the second half (ends 3..7) holds it
-    ends = [0, 1, 2, 3, 4, 5, 11, 12]
-    assert steady_step(ends) == pytest.approx((12 - 4) / 3)
-    with pytest.raises(ValueError, match="at least 3"):
-        steady_step([0.0, 1.0])
-
-
-def test_a_packed_sweep_runs_one_run_per_seed_whatever_grid_its_experiment_sweeps(tmp_path, monkeypatch):
-    """The study experiments sweep learning rates too; the throughput sweep must still be N runs, not 3N. The
-    packed command runs here in this process, one job after the other (the basic launcher for joblib's)."""
-    from bench.throughput import packed_command
-
-    args = SimpleNamespace(modes=["deconv"], throughput_steps=3, device="cpu")
-    command = packed_command(args, ["experiment=upsample_study", *TINY], runs=2, sweep_dir=tmp_path / "sweep")
-    overrides = [o for o in command[command.index("unet_upsampling.train") + 1 :] if "launcher" not in o]
-    assert run_app("train.py", *overrides, "validations=1", cwd=tmp_path, monkeypatch=monkeypatch) == 0
-    runs = sorted(p.parent.name for p in (tmp_path / "sweep").glob("*/step_timer.json"))
-    assert runs == ["0", "1"]
+def test_the_throughput_alone_against_another_checkout(tmp_path, capsys, one_thread):
+    """--skip training ... --throughput 1 --checkout DIR: a sweep from each checkout, the experiment's own grid cut
+    to the seeds. DIR is this checkout's src/ through a link, so its runs report DIR's path (packed_run refuses
+    any other). About 30 s on 2 cores."""
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "src").symlink_to(ROOT / "src")
+    out = tmp_path / "throughput.json"
+    options = ["--skip", "training", "train_py", "pipeline", "inference", "--throughput", "1", "--threads", "1"]
+    options += ["--throughput-steps", "4", "--study-steps", "10", "--checkout", str(old), "--output", str(out)]
+    cli.main([*options, "experiment=upsample_study", *TINY])
+    report = json.loads(out.read_text())
+    assert report["training"] is None and report["machine_limit"] is None and report["lightning"] is None
+    tp = report["throughput"]
+    assert tp["checkouts"] == {"new": str(ROOT), "old": str(old.resolve())}
+    for side in ("new", "old"):
+        (row,) = tp["sweeps"]["1"][side]
+        assert (row["runs"], row["steps"], row["torch_threads"]) == (1, 4, [1])
+        assert tp["median"]["1"][side] == row["study_runs_per_core_hour"] > 0
+    assert tp["ratio_new_vs_old"]["1"] == pytest.approx(tp["median"]["1"]["new"] / tp["median"]["1"]["old"])
+    printed = capsys.readouterr().out
+    assert "median study runs per core-hour new" in printed and "new / old" in printed
 
 
 def test_roofline_names_the_limit_that_binds():
@@ -575,15 +597,7 @@ def test_device_ceilings_and_a_step_profile_on_a_cpu(one_thread):
     )
 
 
-def test_the_train_py_runs_get_an_absolute_data_dir(tmp_path, monkeypatch):
-    """They start in their own directories: ``DATA_DIR=../shared/data`` (the dry run's) must still find the data."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DATA_DIR", "../data")
-    assert lightning_loop.subprocess_env()["DATA_DIR"] == str(tmp_path.parent / "data")
-    monkeypatch.delenv("DATA_DIR")
-    assert "DATA_DIR" not in lightning_loop.subprocess_env()
-
-
+@pytest.mark.slow
 def test_the_gpu_session_script_parses_and_brings_back_one_tarball():
     """scripts/gpu_session.sh (run on the GPU machine) is valid bash and leaves no checkpoint in its tarball."""
     import subprocess

@@ -46,7 +46,7 @@ def test_every_trainer_callbacks_logger_option_instantiates(group, tmp_path):
     for option in options(group):
         cfg = compose_config("train", [f"{group}={option}", f"hydra.run.dir={tmp_path}"])
         if group == "trainer" and cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
-            continue  # trainer=gpu needs a GPU; tests/test_benchmark.py checks its composed values
+            continue  # trainer=gpu needs a GPU; tests/test_gpu_settings.py checks its composed values
         if group == "trainer":
             assert isinstance(instantiate(cfg.trainer, logger=False), L.Trainer)
         else:

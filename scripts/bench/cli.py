@@ -1,21 +1,9 @@
-"""``python scripts/benchmark.py``: time per run, measured side by side.
-
-Four parts, every candidate of a part interleaved round by round in one process so that a shared or
-throttled CPU slows them alike; each number is the median over the timed rounds after a warm-up:
-
-1. training step (forward, loss, backward, AdamW step) of the project's UNet for each upsample mode,
-   also in channels_last, against MONAI's ``BasicUNet`` with the same widths and the matching
-   upsampling (optional ``bench`` extra), per image and per FLOP, ``--repeats`` times; with the
-   machine's own fp32 GEMM and 3x3 conv FLOP/s measured in the same rounds, and the device's ceilings
-   (matrix rate, copy bandwidth, launch floor) with each mode's roofline position;
-2. real ``train.py`` runs against a plain PyTorch loop over the same model and data, per step and
-   per epoch, and the host syncs a step makes; with ``--throughput N ...``, N train.py runs side by
-   side (the study's packing) and the study runs per hour that makes;
-3. the data pipeline alone (synthetic and folder sources, the folder decoded per sample or cached, 0/1/2 workers);
-4. inference on the ``predict.py`` path, with and without fused BatchNorm.
-
-Prints tables, writes JSON (``--output``) with the ratios ours / MONAI, train.py / plain loop and
-pipeline / model consumption, and the targets they are held to.
+"""``python scripts/benchmark.py``: the command line, and the parts run one after the other (each part's
+candidates interleaved round by round, so that a shared or throttled CPU slows them alike): the training step
+against a peer network with the machine's limit and the device's ceilings, train.py against a plain loop, the
+study throughput (``--throughput``, against another checkout with ``--checkout``), the data pipeline and
+inference. ``--skip`` leaves parts out: ``--skip training train_py pipeline inference --throughput ...`` is the
+throughput alone. Prints tables and writes JSON (``--output``) with the targets the ratios are held to.
 """
 
 from __future__ import annotations
@@ -84,6 +72,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     add("--throughput-steps", type=int, default=200, help="steps per run of the throughput sweeps")
     add("--study-steps", type=int, default=4000, help="the study run the throughput is projected to")
+    add("--throughput-rounds", type=int, default=1, help="sweeps per N (and per checkout), alternating checkouts")
+    add(
+        "--checkout",
+        default=None,
+        help="another commit's checkout (git worktree add DIR COMMIT): its throughput sweeps alternate with these",
+    )
     add("--workers", type=int, nargs="+", default=[0, 1, 2])
     add("--pipeline-batches", type=int, default=16, help="batches per timed pipeline block")
     add("--pipeline-rounds", type=int, default=5)
@@ -93,24 +87,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--skip",
         nargs="*",
         default=[],
-        choices=["train_py", "pipeline", "inference"],
+        choices=["training", "train_py", "pipeline", "inference"],
         help="parts to leave out (their JSON fields are null)",
     )
     add(
         "--threads",
         type=int,
         default=None,
-        help="torch threads here and OMP_NUM_THREADS of the train.py runs (default: torch's)",
+        help="torch threads here and OMP_NUM_THREADS of the train.py runs (default: torch's; the throughput's runs "
+        "on a CPU: OMP_NUM_THREADS, else 1)",
     )
     add("--device", default="cpu", choices=["cpu", "cuda"])
     add("--no-bf16", dest="bf16", action="store_false", help="on cuda: fp32 instead of bf16 autocast")
-    add("--peak-tflops", type=float, default=None, help="device peak for the GPU fraction")
     add("--output", default="benchmark.json")
     add("overrides", nargs="*", help="train.py overrides applied to every part, e.g. data.source.size=256")
     args = parser.parse_args(argv)
     args.command = shlex.join(["python", "scripts/benchmark.py", *(sys.argv[1:] if argv is None else argv)])
-    if args.repeats < 1:
-        parser.error("--repeats must be at least 1")
+    if args.repeats < 1 or args.throughput_rounds < 1:
+        parser.error("--repeats and --throughput-rounds must be at least 1")
+    if args.checkout and not (Path(args.checkout) / "src" / "unet_upsampling").is_dir():
+        parser.error(f"--checkout {args.checkout}: no src/unet_upsampling there")
     return args
 
 
@@ -144,24 +140,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": machine(args.device),
         "command": args.command,
         "lightning_mode": args.modes[0],
+        "settings": {"steps": args.steps, "warmup": args.warmup, "modes": args.modes, "overrides": base},
+        "training": None,
+        "machine_limit": None,
     }
     clock = {"start": time.perf_counter()}
-    report["training"], settings, report["machine_limit"] = bench_training(args, base)
+    if "training" not in args.skip:
+        report["training"], settings, report["machine_limit"] = bench_training(args, base)
+        report["settings"] |= settings
     clock["training"] = time.perf_counter()
-    report["settings"] = {
-        **settings,
-        "steps": args.steps,
-        "warmup": args.warmup,
-        "modes": args.modes,
-        "overrides": base,
-    }
     with tempfile.TemporaryDirectory(prefix="unet-bench-") as tmp:
         workdir = Path(tmp)
         report["lightning"] = None if "train_py" in args.skip else bench_lightning(args, base, workdir)
         clock["train_py"] = time.perf_counter()
         report["throughput"] = bench_throughput(args, base, workdir) if args.throughput else None
         clock["throughput"] = time.perf_counter()
-        model_rate = report["training"][args.modes[0]]["ours"]["images_per_s"]
+        model_rate = report["training"] and report["training"][args.modes[0]]["ours"]["images_per_s"]
         report["pipeline"] = None if "pipeline" in args.skip else bench_pipeline(args, base, workdir, model_rate)
         clock["pipeline"] = time.perf_counter()
     report["inference"] = None if "inference" in args.skip else bench_inference(args, base)

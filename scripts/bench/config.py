@@ -1,12 +1,13 @@
-"""The train.py configs the parts measure: composed by Hydra, turned into the task and data train.py builds."""
+"""The train.py configs the parts measure: composed by Hydra, turned into the task train.py builds, and the
+task's own training step as a plain PyTorch step."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import unet_upsampling
@@ -44,6 +45,24 @@ def task_of(cfg: DictConfig, **model: Any) -> SegmentationTask:
     return build_task({"model": resolved(cfg, "model") | model, "task": resolved(cfg, "task")})
 
 
-def optimizer_on(task: SegmentationTask, device: str) -> Callable:
-    """The task's optimiser factory with the options train.py gives it on ``device`` (fused AdamW on CUDA)."""
-    return functools.partial(task.optimizer_factory, **task.to(device).optimizer_options())
+def optimizer_of(task: SegmentationTask, device: str) -> torch.optim.Optimizer:
+    """The task's optimiser over its parameter groups, with the options train.py gives it on ``device`` (fused
+    AdamW on CUDA); the task is moved to ``device`` and set to training."""
+    task.to(device).train()
+    return task.optimizer_factory(task.parameter_groups(), **task.optimizer_options())
+
+
+def training_step(
+    task: SegmentationTask, optimizer: torch.optim.Optimizer, device: str, bf16: bool
+) -> Callable[[torch.Tensor, torch.Tensor], None]:
+    """One optimiser step per call on a batch: the task's ``training_step`` (forward and loss, as train.py runs
+    it), backward and the optimiser's step, under bf16 autocast if asked."""
+
+    def step(image: torch.Tensor, mask: torch.Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+            loss = task.training_step((image, mask), 0)
+        loss.backward()
+        optimizer.step()
+
+    return step

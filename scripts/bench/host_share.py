@@ -25,7 +25,7 @@ if __package__ in (None, ""):  # run as a file: the bench package lives in scrip
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.lightning_loop import plain_loop, train_py_run
-from bench.timing import median
+from bench.timing import median, per_step
 
 TINY_NET = [
     "model.depth=2",
@@ -36,14 +36,6 @@ TINY_NET = [
     "data.source.val=8",
     "data.source.test=0",
 ]
-
-
-def per_step(batch_ends: list[float], warmup: int) -> float:
-    """Seconds per step over the steps after the first ``warmup`` + 1: from the end of step ``warmup`` (counting
-    from 0) to the end of the last."""
-    if len(batch_ends) - 1 - warmup < 1:
-        raise ValueError(f"{len(batch_ends)} steps: at least --warmup-steps={warmup} + 2 are needed")
-    return (batch_ends[-1] - batch_ends[warmup]) / (len(batch_ends) - 1 - warmup)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

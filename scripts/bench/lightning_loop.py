@@ -1,18 +1,15 @@
-"""train.py against a plain PyTorch loop: the same model, data, loss, optimiser and schedule, runs alternating.
+"""train.py against a plain PyTorch loop: the same model, data, training step, optimiser and schedule, runs
+alternating.
 
-The train.py runs are real subprocesses (``python -m unet_upsampling.train``) with the ``StepTimer``
-callback added as a Hydra callback (``+callbacks.step_timer._target_=bench.timing.StepTimer``,
-``scripts/`` on their ``PYTHONPATH``); they validate once per epoch (``validations=null``) and
-skip the test split. The first epoch of each run is warm-up; start-up is reported apart.
+The train.py runs are real subprocesses (bench/runs.py) with the ``StepTimer`` callback; they validate once per
+epoch (``validations=null``) and skip the test split. The first epoch of each run is warm-up; start-up is
+reported apart.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import os
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -21,16 +18,17 @@ from typing import Any
 import lightning as L
 import torch
 
-from bench.config import compose, optimizer_on, task_of
+from bench import runs
+from bench.config import compose, optimizer_of, task_of, training_step
 from bench.timing import median
 
-SCRIPTS = Path(__file__).resolve().parents[1]  # holds bench/, for the train.py subprocesses
 NAN = float("nan")
 
 
 def plain_loop(args, overrides: list[str], epochs: int, max_steps: int | None = None) -> dict[str, Any]:
-    """The train.py model, data, loss, optimiser and schedule in a bare PyTorch loop, for ``epochs`` epochs or
-    ``max_steps`` steps, whichever ends first; each epoch's order is the sampler's for that epoch, as in train.py."""
+    """The train.py task (its own training step), data, optimiser and schedule in a bare PyTorch loop, for
+    ``epochs`` epochs or ``max_steps`` steps, whichever ends first; each epoch's order is the sampler's for that
+    epoch, as in train.py."""
     from hydra.utils import instantiate
 
     cfg = compose(overrides)
@@ -38,24 +36,18 @@ def plain_loop(args, overrides: list[str], epochs: int, max_steps: int | None = 
     data = instantiate(cfg.data)
     data.setup()
     task = task_of(cfg)
-    net = task.net.to(args.device).train()
     loader = data.train_dataloader()
     total = min(epochs * len(loader), max_steps or epochs * len(loader))
-    optimizer = optimizer_on(task, args.device)([p for p in net.parameters() if p.requires_grad])
+    optimizer = optimizer_of(task, args.device)
     scheduler = task.scheduler_factory(optimizer, T_max=total) if task.scheduler_factory else None
-    bf16 = args.device == "cuda" and args.bf16
+    step = training_step(task, optimizer, args.device, args.device == "cuda" and args.bf16)
     steps, epoch_times, ends = [], [], []
     for epoch in range(epochs):
         loader.sampler.set_epoch(epoch)
         start = last = time.perf_counter()
         first = len(steps)
         for image, mask in itertools.islice(loader, total - len(ends)):
-            image, mask = image.to(args.device, non_blocking=True), mask.to(args.device, non_blocking=True)
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(args.device, dtype=torch.bfloat16, enabled=bf16):
-                loss = task.loss_fn(net(image).float(), mask)
-            loss.backward()
-            optimizer.step()
+            step(image.to(args.device, non_blocking=True), mask.to(args.device, non_blocking=True))
             if scheduler is not None:
                 scheduler.step()
             if args.device == "cuda":
@@ -77,47 +69,12 @@ def plain_loop(args, overrides: list[str], epochs: int, max_steps: int | None = 
     }
 
 
-def subprocess_env() -> dict[str, str]:
-    """This process's environment with ``scripts/`` first on PYTHONPATH, the launcher's clock, and DATA_DIR made
-    absolute (the runs start in their own directories, where a relative one names nothing)."""
-    path = os.pathsep.join(p for p in (str(SCRIPTS), os.environ.get("PYTHONPATH", "")) if p)
-    env = {**os.environ, "PYTHONPATH": path, "UNET_BENCH_T0": repr(time.time())}
-    if env.get("DATA_DIR"):
-        env["DATA_DIR"] = str(Path(env["DATA_DIR"]).resolve())
-    return env
-
-
-def train_py_command(args, overrides: list[str], workdir: Path, index: int, out: Path) -> list[str]:
-    """``python -m unet_upsampling.train overrides...`` with the StepTimer, no test; the overrides set the run's
-    length and validations."""
-    command = [
-        sys.executable,
-        "-m",
-        "unet_upsampling.train",
-        *overrides,
-        "test=false",
-        f"hydra.run.dir={workdir / f'run_{index}'}",
-        *(["trainer=gpu"] if args.device == "cuda" else ["trainer.accelerator=cpu"]),
-        "+callbacks.step_timer._target_=bench.timing.StepTimer",
-        f"+callbacks.step_timer.path={out}",
-    ]
-    if args.device == "cuda" and not args.bf16:
-        command.append("trainer.precision=32-true")
-    return command
-
-
-def train_py_run(args, overrides: list[str], workdir: Path, index: int) -> dict[str, Any]:
-    """One train.py subprocess (``train_py_command``): its StepTimer record and wall time."""
+def train_py_run(args, overrides: list[str], workdir: Path, index) -> dict[str, Any]:
+    """One train.py run without the test split: its StepTimer record and wall time."""
     out = workdir / f"train_py_{index}.json"
-    command = train_py_command(args, overrides, workdir, index, out)
-    start = time.perf_counter()
-    result = subprocess.run(command, check=False, capture_output=True, text=True, env=subprocess_env(), cwd=workdir)
-    wall = time.perf_counter() - start
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
-    timing = json.loads(out.read_text())
-    timing["wall_s"] = wall
-    return timing
+    run_dir = f"hydra.run.dir={workdir / f'run_{index}'}"
+    wall = runs.run(runs.command(args, [*overrides, "test=false", run_dir], str(out)), workdir, runs.environment())
+    return json.loads(out.read_text()) | {"wall_s": wall}
 
 
 def plain_row(plain: dict[str, list], batch_size: int) -> dict[str, float]:

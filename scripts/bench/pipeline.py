@@ -3,8 +3,7 @@ at every sample, or once with ``data.source.cache=true``), 0/1/2 workers.
 
 Each (source, workers) loader is an endless iterator; blocks of ``--pipeline-batches`` batches
 alternate between them round by round (each block first drains what its workers prefetched while
-another ran). Synthetic generation (once, at setup) is timed apart. The rates are compared with
-what the model consumes in training (the training part's images/s).
+another ran). The rates are compared with what the model consumes in training (the training part's images/s).
 """
 
 from __future__ import annotations
@@ -35,17 +34,6 @@ def write_folder(root: Path, count: int, size: int, num_classes: int) -> None:
         image, mask = render(0, i, size, num_classes)
         Image.fromarray(image[..., 0]).save(root / "images" / f"{i:04d}.png")
         Image.fromarray(mask).save(root / "masks" / f"{i:04d}.png")
-
-
-def generation_rate(size: int, classes: int) -> float:
-    """Synthetic images rendered per second (at least 8 images and 0.5 s)."""
-    from unet_upsampling.data.synthetic import render
-
-    count, start = 0, time.perf_counter()
-    while count < 8 or time.perf_counter() - start < 0.5:
-        render(1, count, size, classes)
-        count += 1
-    return count / (time.perf_counter() - start)
 
 
 def timed_block(it: Iterator, workers: int, batches: int) -> Callable[[], float]:
@@ -81,10 +69,11 @@ def loaders(args, base_overrides: list[str], sources: dict[str, list[str]], cfg)
     return out
 
 
-def bench_pipeline(args, base_overrides: list[str], workdir: Path, model_images_per_s: float) -> dict[str, Any]:
+def bench_pipeline(args, base_overrides: list[str], workdir: Path, model_images_per_s: float | None) -> dict[str, Any]:
+    """Images/s per (source, workers), and the default workers' against ``model_images_per_s`` (None: the
+    training part was skipped)."""
     cfg = compose(base_overrides)
     size, classes = cfg.data.source.size, cfg.data.num_classes
-    generation = generation_rate(size, classes)
     folder = workdir / "folder"
     write_folder(folder, cfg.data.source.train + cfg.data.source.val, size, classes)
     on_disk = ["data=folder", f"data.source.root={folder}"]
@@ -103,7 +92,6 @@ def bench_pipeline(args, base_overrides: list[str], workdir: Path, model_images_
     rate = {key: cfg.data.batch_size * batches / median(t) for key, t in times.items()}
     default_workers = int(cfg.data.num_workers)
     out = {
-        "generation_images_per_s": generation,
         "image_size": size,
         "crop_size": cfg.data.crop_size,
         "default_workers": default_workers,
@@ -112,6 +100,6 @@ def bench_pipeline(args, base_overrides: list[str], workdir: Path, model_images_
     for source in sources:
         out[source] = {str(w): rate[(source, w)] for w in args.workers}
         default = rate.get((source, default_workers))
-        out[f"ratio_{source}_vs_model"] = default / model_images_per_s if default else None
+        out[f"ratio_{source}_vs_model"] = default / model_images_per_s if default and model_images_per_s else None
     out["ratio_pipeline_vs_model"] = out["ratio_synthetic_vs_model"]
     return out

@@ -44,12 +44,18 @@ def repeated_claim(training: dict[str, Any], field: str, threshold: float) -> di
 
 
 def targets(report: dict[str, Any]) -> dict[str, Any]:
-    key = report["settings"]["pairing"]
-    lt, pl = report.get("lightning"), report.get("pipeline")
+    lt, pl = report["lightning"], report["pipeline"]
     syncs = lt and lt["train_py"]["host_syncs_per_step_median"]
-    return {
-        f"ours_vs_{key}_min": repeated_claim(report["training"], f"ratio_ours_vs_{key}_spread", 1.0),
-        f"ours_vs_{key}_per_flop_min": repeated_claim(report["training"], f"ratio_ours_vs_{key}_per_flop_spread", 1.0),
+    peer = {}
+    if report["training"]:
+        key = report["settings"]["pairing"]
+        peer = {
+            f"ours_vs_{key}_min": repeated_claim(report["training"], f"ratio_ours_vs_{key}_spread", 1.0),
+            f"ours_vs_{key}_per_flop_min": repeated_claim(
+                report["training"], f"ratio_ours_vs_{key}_per_flop_spread", 1.0
+            ),
+        }
+    return peer | {
         "train_py_vs_plain": target(lt and lt["ratio_train_py_vs_plain_step"], 0.9),
         "pipeline_vs_model": target(pl and pl["ratio_pipeline_vs_model"], 3.0),
         "no_per_step_sync": {"value": syncs, "threshold": 0, "holds": None if syncs is None else syncs == 0},
@@ -62,13 +68,18 @@ def targets(report: dict[str, Any]) -> dict[str, Any]:
 
 def header_lines(report: dict[str, Any]) -> list[str]:
     m, s, lim = report["machine"], report["settings"], report["machine_limit"]
-    conv = lim["kernels"][lim["conv_level"]]
-    gemm = lim["kernels"]["gemm"]
     load = m.get("load_average")
-    return [
+    machine = (
         f"machine: {m['cpu']}, {m['cpu_count']} CPUs, torch {m['torch']} ({m['torch_threads']} threads), "
         f"device {m['device']}{' ' + m['gpu'] if m['gpu'] else ''}, MONAI {m.get('monai', 'absent')}"
-        + (f", load average {load[0]:.2f} at start" if load else ""),
+        + (f", load average {load[0]:.2f} at start" if load else "")
+    )
+    if not lim:
+        return [machine]
+    conv = lim["kernels"][lim["conv_level"]]
+    gemm = lim["kernels"]["gemm"]
+    return [
+        machine,
         f"machine limit (interleaved with the training steps): fp32 GEMM {gemm['size']}x{gemm['size']} "
         f"{lim['gemm_flops_per_s'] / 1e9:.1f} GFLOP/s; 3x3 conv forward+backward {lim['conv_flops_per_s'] / 1e9:.1f} "
         f"GFLOP/s ({conv['channels']} channels at {conv['side']}x{conv['side']}, batch {conv['batch']}, "
@@ -81,6 +92,8 @@ def header_lines(report: dict[str, Any]) -> list[str]:
 
 def training_lines(report: dict[str, Any]) -> list[str]:
     s, training = report["settings"], report["training"]
+    if not training:
+        return []
     key, peer, network = s["pairing"], s["peer"], s["peer_network"]
     first = training[next(iter(training))]
     lines = [
@@ -110,14 +123,13 @@ def training_lines(report: dict[str, Any]) -> list[str]:
             f"{fmt(r['train_gflops_per_image'], '.2f')} / {fmt(r[f'{key}_train_gflops_per_image'], '.2f')} | "
             f"{fmt(r['train_gflop_per_s'])} / {fmt(r[f'{key}_train_gflop_per_s'])} | "
             f"{fmt(r['machine_conv_fraction'], '.0%')} / {fmt(r[f'{key}_machine_conv_fraction'], '.0%')} |"
-            + (f" GPU peak fraction {r['gpu_peak_fraction']:.1%}" if r["gpu_peak_fraction"] else "")
         )
     return lines
 
 
 def roofline_lines(report: dict[str, Any]) -> list[str]:
     """The device's ceilings and each mode's step under them (scripts/bench/ceilings.py)."""
-    c = report["machine_limit"].get("ceilings")
+    c = report["machine_limit"] and report["machine_limit"]["ceilings"]
     if not c:
         return []
     rates = ", ".join(f"{name} {rate / 1e12:.3g}" for name, rate in c["matmul_flops_per_s"].items())
@@ -169,19 +181,32 @@ def lightning_lines(lt: dict[str, Any] | None) -> list[str]:
 def throughput_lines(tp: dict[str, Any] | None) -> list[str]:
     if not tp:
         return []
-    first = next(iter(tp.values()))
+    first = next(iter(tp["sweeps"].values()))["new"][0]
+    per_core = tp["measure"] == "study_runs_per_core_hour"
     lines = [
         "",
         f"study throughput: N train.py runs side by side (joblib launcher), {first['steps']} steps each, projected "
-        f"to {first['study_steps']}-step runs (wall + remaining steps x the steady step, validations included):",
-        "| N | wall s | step ms | start-up s | img/s together | study run s | study runs per hour |",
-        "|---|---|---|---|---|---|---|",
+        f"to {first['study_steps']}-step runs (wall + remaining steps x the steady step, validations in the wall); "
+        + ", ".join(f"{side} = {path}" for side, path in tp["checkouts"].items()),
+        "| N | checkout | round | wall s | step ms | start-up s | img/s together | cores | study run s "
+        "| study runs per hour | per core-hour |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for n, r in tp.items():
-        lines.append(
-            f"| {n} | {r['wall_s']:.1f} | {r['step_ms']:.1f} | {r['startup_s']:.1f} | {r['images_per_s_together']:.0f} "
-            f"| {r['study_run_wall_s']:.0f} | {r['study_runs_per_hour']:.1f} |"
+    for n, by_side in tp["sweeps"].items():
+        for side, rows in by_side.items():
+            for r, row in enumerate(rows):
+                lines.append(
+                    f"| {n} | {side} | {r} | {row['wall_s']:.1f} | {row['step_ms']:.1f} | {row['startup_s']:.1f} "
+                    f"| {row['images_per_s_together']:.0f} | {fmt(row['cores'], 'd')} | {row['study_run_wall_s']:.0f} "
+                    f"| {row['study_runs_per_hour']:.2f} | {fmt(row['study_runs_per_core_hour'], '.2f')} |"
+                )
+    for n, medians in tp["median"].items():
+        line = f"N = {n}: median study runs per {'core-hour' if per_core else 'hour'} " + ", ".join(
+            f"{side} {value:.2f}" for side, value in medians.items()
         )
+        if tp["ratio_new_vs_old"]:
+            line += f"; new / old {tp['ratio_new_vs_old'][n]:.3f} (each checkout runs its own experiment config)"
+        lines.append(line)
     return lines
 
 
@@ -192,8 +217,7 @@ def pipeline_lines(pl: dict[str, Any] | None, mode: str) -> list[str]:
     lines = [
         "",
         f"data pipeline alone (img/s, {pl['crop_size']} px crops of {pl['image_size']} px images; "
-        f"default data.num_workers={pl['default_workers']}); synthetic generation "
-        f"{pl['generation_images_per_s']:.0f} img/s (once, at setup)",
+        f"default data.num_workers={pl['default_workers']})",
         "| source | " + " | ".join(f"{w} workers" for w in workers) + " | default / model consumption |",
         "|---|" + "---|" * (len(workers) + 1),
     ]
@@ -203,7 +227,7 @@ def pipeline_lines(pl: dict[str, Any] | None, mode: str) -> list[str]:
             + " | ".join(f"{pl[source][w]:.0f}" for w in workers)
             + f" | {fmt(pl[f'ratio_{source}_vs_model'], '.1f')} |"
         )
-    lines.append(f"model consumption (training, upsample={mode}): {pl['model_images_per_s']:.1f} img/s")
+    lines.append(f"model consumption (training, upsample={mode}): {fmt(pl['model_images_per_s'])} img/s")
     return lines
 
 
@@ -245,10 +269,10 @@ def table(report: dict[str, Any]) -> str:
         *header_lines(report),
         *training_lines(report),
         *roofline_lines(report),
-        *lightning_lines(report.get("lightning")),
-        *throughput_lines(report.get("throughput")),
-        *pipeline_lines(report.get("pipeline"), report["lightning_mode"]),
-        *inference_lines(report.get("inference")),
+        *lightning_lines(report["lightning"]),
+        *throughput_lines(report["throughput"]),
+        *pipeline_lines(report["pipeline"], report["lightning_mode"]),
+        *inference_lines(report["inference"]),
         *target_lines(report["targets"]),
     ]
     return "\n".join(lines)

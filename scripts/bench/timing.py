@@ -1,4 +1,4 @@
-"""Measuring: interleaved rounds and their medians, peak memory, FLOPs, host syncs, and ``StepTimer``.
+"""Measuring: interleaved rounds and their medians, time per step, peak memory, FLOPs, host syncs, ``StepTimer``.
 
 ``StepTimer`` is the callback the train.py runs load (``+callbacks.step_timer._target_=bench.timing.StepTimer``
 with ``scripts/`` on ``PYTHONPATH``), so this module imports nothing from the rest of ``bench``.
@@ -23,6 +23,8 @@ from typing import Any
 import lightning as L
 import torch
 
+import unet_upsampling
+
 # A tensor's value read on the host: a device sync on a GPU. bool() counts too: ``if tensor.any():`` syncs as
 # ``.item()`` does (torchmetrics' aggregation metrics check every update for NaN that way).
 SYNC_METHODS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__")
@@ -30,6 +32,14 @@ SYNC_METHODS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__in
 
 def median(values: list[float]) -> float:
     return float(statistics.median(values))
+
+
+def per_step(batch_ends: list[float], skip: int) -> float:
+    """Seconds per step after the first ``skip`` + 1 steps: from the end of step ``skip`` (counting from 0) to the
+    end of the last, over the steps between."""
+    if len(batch_ends) - 1 - skip < 1:
+        raise ValueError(f"{len(batch_ends)} steps: at least {skip + 2} are needed")
+    return (batch_ends[-1] - batch_ends[skip]) / (len(batch_ends) - 1 - skip)
 
 
 def spread(values: list[float]) -> dict[str, Any]:
@@ -164,13 +174,13 @@ class StepTimer(L.Callback):
 
     Step k's interval runs from the end of batch k-1 to the end of batch k (data loading, forward,
     backward, optimiser, hooks, logging), like the plain loop's; an epoch's train part runs from its
-    start to its last batch end. A validation inside an epoch (``validations=N``) is left out of
-    both: the interval holding it is dropped, and the time from its start to the next batch start
-    (validation, the checkpoints written then, the next batch's loading) is taken off the epoch;
-    ``epoch_total_s`` keeps everything (validation at the epoch's end, checkpoints); ``batch_end_s`` is every
-    batch's end on this process's clock, for rates that keep everything. Start-up (imports, data
-    generation, model build, the validation before training) is the time from ``T0`` (env
-    ``UNET_BENCH_T0``, the launcher's clock) to the first batch. Writes JSON to ``path``.
+    start to its last batch end. Validations are left out: a validation's time (from its start to the next
+    batch's or epoch's start: the validation, the checkpoints written then) stops the training clock, and the
+    step interval holding one is dropped. ``batch_end_s`` is every batch's end on that clock (epoch ends and
+    loader restarts in, validations out); ``epoch_total_s`` keeps everything. Start-up (imports, data
+    generation, model build, the validation before training) is the time from ``T0`` (env ``UNET_BENCH_T0``,
+    the launcher's clock) to the first batch. Writes JSON to ``path``, with the run's torch threads and the
+    directory of the ``unet_upsampling`` package it imported.
     """
 
     def __init__(self, path: str, count_syncs: bool = True):
@@ -185,33 +195,42 @@ class StepTimer(L.Callback):
         self._epoch_start: float | None = None
         self._last_end: float | None = None
         self._val_start: float | None = None
-        self._paused = self._paused_at_last_end = 0.0
+        self._validating = 0.0  # seconds of validation so far
+        self._validating_at_epoch_start = self._validating_at_last_end = 0.0
         self._counts: Counter | None = None
         self._undo: Callable[[], None] | None = None
+
+    def _end_validation(self) -> bool:
+        """Stops counting an open validation's time; whether one was open."""
+        if self._val_start is None:
+            return False
+        self._validating += time.perf_counter() - self._val_start
+        self._val_start = None
+        return True
 
     def on_fit_start(self, trainer, pl_module):
         if self.count_syncs:
             self._counts, self._undo = sync_counter()
 
     def on_train_epoch_start(self, trainer, pl_module):
-        self._epoch_start, self._last_end, self._val_start = time.perf_counter(), None, None
-        self._paused = self._paused_at_last_end = 0.0
+        self._end_validation()
+        self._epoch_start, self._last_end = time.perf_counter(), None
+        self._validating_at_epoch_start = self._validating
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if self.first_batch is None:
             self.first_batch = time.time()
-        if self._val_start is not None:  # back from a validation inside the epoch: its interval is left out
-            self._paused += time.perf_counter() - self._val_start
-            self._val_start = self._last_end = None
+        if self._end_validation():  # back from a validation inside the epoch: its interval is left out
+            self._last_end = None
         if self._counts is not None:
             self._counts.clear()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         now = time.perf_counter()
-        self.batch_ends.append(now)
+        self.batch_ends.append(now - self._validating)
         if self._last_end is not None:
             self.steps.append(now - self._last_end)
-        self._last_end, self._paused_at_last_end = now, self._paused
+        self._last_end, self._validating_at_last_end = now, self._validating
         if self._counts is not None:
             # everything since this batch started: forward, backward, optimiser, logging, callbacks
             self.syncs.append(sum(self._counts.values()))
@@ -223,7 +242,8 @@ class StepTimer(L.Callback):
 
     def on_train_epoch_end(self, trainer, pl_module):
         if self._last_end is not None:
-            self.epochs.append(self._last_end - self._epoch_start - self._paused_at_last_end)
+            validating = self._validating_at_last_end - self._validating_at_epoch_start
+            self.epochs.append(self._last_end - self._epoch_start - validating)
         self.epoch_totals.append(time.perf_counter() - self._epoch_start)
 
     def on_fit_end(self, trainer, pl_module):
@@ -240,5 +260,7 @@ class StepTimer(L.Callback):
             "startup_s": (self.first_batch - t0) if self.first_batch else None,
             "log_every_n_steps": trainer.log_every_n_steps,
             "batch_size": getattr(trainer.datamodule, "batch_size", None),
+            "torch_threads": torch.get_num_threads(),
+            "package": str(Path(unet_upsampling.__file__).parent),
         }
         self.path.write_text(json.dumps(record))

@@ -1,4 +1,5 @@
-"""Training step (forward, loss, backward, AdamW step): our UNet per upsample mode against a peer network.
+"""Training step (the task's own training step, backward, AdamW step): our UNet per upsample mode against a peer
+network, the peer inside our task (the same loss, optimiser and batch).
 
 A pairing names our network (train.py overrides on top of the command line's) and a peer built for
 each composed config, with the same loss, optimiser and batch; ``PAIRINGS`` holds them, and adding
@@ -15,6 +16,7 @@ FLOPs are torch.utils.flop_counter's count (convolutions and matmuls) of one ima
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from bench import ceilings, machine
-from bench.config import compose, optimizer_on, task_of
+from bench.config import compose, optimizer_of, task_of, training_step
 from bench.peers import INTERPOLATION as SMP_INTERPOLATION
 from bench.timing import interleaved, median, model_flops, peak_memory_mb, spread
 
@@ -37,17 +39,6 @@ MONAI_UPSAMPLE = {
     "NearestConv": "nontrainable",
     "BilinearConv": "nontrainable",
     "PixelShuffle": "pixelshuffle",
-}
-# Dense bf16 tensor-core peaks (TFLOP/s) for the fraction-of-peak figure; --peak-tflops for others.
-GPU_PEAK_TFLOPS = {
-    "H100": 989.0,
-    "A100": 312.0,
-    "L40S": 362.0,
-    "L4": 121.0,
-    "A10": 125.0,
-    "RTX 4090": 165.0,
-    "RTX 3090": 71.0,
-    "A6000": 155.0,
 }
 
 
@@ -135,43 +126,6 @@ PAIRINGS = {
 }
 
 
-def train_step_fn(
-    net: nn.Module,
-    batch,
-    loss_fn: Callable,
-    optimizer_factory: Callable,
-    device: str,
-    channels_last: bool = False,
-    bf16: bool = False,
-) -> Callable[[], None]:
-    """One training step of ``net`` on ``batch`` per call."""
-    net = net.to(device).train()
-    if channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    image, mask = (t.to(device) for t in batch)
-    if channels_last:
-        image = image.contiguous(memory_format=torch.channels_last)
-    optimizer = optimizer_factory([p for p in net.parameters() if p.requires_grad])
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
-            loss = loss_fn(net(image), mask)
-        loss.backward()
-        optimizer.step()
-
-    return step
-
-
-def gpu_peak_flops(args) -> float | None:
-    if args.peak_tflops:
-        return args.peak_tflops * 1e12
-    if args.device != "cuda":
-        return None
-    name = torch.cuda.get_device_name()
-    return next((tflops * 1e12 for key, tflops in GPU_PEAK_TFLOPS.items() if key in name), None)
-
-
 # --------------------------------------------------------------------------------------------------
 # setting up the candidates
 
@@ -195,51 +149,38 @@ class Setup:
         return self.batch[0].shape[0]
 
 
-def add_ours(setup: Setup, args, overrides: list[str], mode: str):
-    """Our UNet in the configured layout (and the other one with variants); returns the last task built."""
-    task = None
+def candidate(task, setup: Setup, device: str, channels_last: bool = False) -> Callable[[], None]:
+    """One training step of ``task`` on the setup's batch per call (``channels_last``: the network and the batch
+    converted, for a peer; ours converts its input itself, as configured)."""
+    image, mask = (t.to(device) for t in setup.batch)
+    if channels_last:
+        task.net.to(memory_format=torch.channels_last)
+        image = image.contiguous(memory_format=torch.channels_last)
+    return functools.partial(training_step(task, optimizer_of(task, device), device, setup.bf16), image, mask)
+
+
+def add_mode(setup: Setup, args, overrides: list[str], mode: str) -> None:
+    """Our UNet in the configured layout (and the other one with variants), and the peer as it ships
+    (contiguous; also channels_last with variants) inside our task: the same loss, optimiser and batch."""
+    image = setup.batch[0]
     for layout in LAYOUTS if args.variants else (setup.layout,):
         task = task_of(compose([*overrides, f"model.channels_last={layout == 'channels_last'}"]))
         if layout == setup.layout:
-            setup.flops[(mode, "ours")] = model_flops(task.net, setup.batch[0])
-        step = train_step_fn(
-            task.net,
-            setup.batch,
-            loss_of(task),
-            optimizer_on(task, args.device),
-            args.device,
-            layout == "channels_last",
-            setup.bf16,
-        )
-        setup.candidates[(mode, f"ours_{layout}")] = step
-    return task
-
-
-def add_peer(setup: Setup, args, cfg: DictConfig, mode: str, task) -> None:
-    """The peer as it ships (contiguous; also channels_last with variants), with our task's loss and optimiser."""
+            setup.flops[(mode, "ours")] = model_flops(task.net, image)
+        setup.candidates[(mode, f"ours_{layout}")] = candidate(task, setup, args.device)
+    cfg = compose(overrides)
     peer = setup.pairing.peer(cfg) if setup.peer_available else None
     setup.peer_labels[mode] = peer and peer.label
     if peer is None:
         return
-    key = setup.pairing.key
     for layout in LAYOUTS if args.variants else ("contiguous",):
-        net = peer.build()
+        task = task_of(cfg)
+        task.net = peer.build()
         if layout == "contiguous":
-            setup.flops[(mode, key)] = model_flops(net, setup.batch[0])
-        step = train_step_fn(
-            net,
-            setup.batch,
-            loss_of(task),
-            optimizer_on(task, args.device),
-            args.device,
-            layout == "channels_last",
-            setup.bf16,
+            setup.flops[(mode, setup.pairing.key)] = model_flops(task.net, image)
+        setup.candidates[(mode, f"{setup.pairing.key}_{layout}")] = candidate(
+            task, setup, args.device, layout == "channels_last"
         )
-        setup.candidates[(mode, f"{key}_{layout}")] = step
-
-
-def loss_of(task) -> Callable:
-    return lambda logits, mask: task.loss_fn(logits.float(), mask)
 
 
 def prepare(args, base_overrides: list[str], pairing: Pairing) -> Setup:
@@ -258,9 +199,7 @@ def prepare(args, base_overrides: list[str], pairing: Pairing) -> Setup:
         importlib.util.find_spec(pairing.requires) is not None,
     )
     for mode in args.modes:
-        mode_overrides = [*overrides, f"upsample={mode}"]
-        task = add_ours(setup, args, mode_overrides, mode)
-        add_peer(setup, args, compose(mode_overrides), mode, task)
+        add_mode(setup, args, [*overrides, f"upsample={mode}"], mode)
     return setup
 
 
@@ -300,7 +239,7 @@ def achieved(repeats: list[dict], key, n: int, flops: float | None, limits: list
     return median(rates), median([x / machine.conv_limit(lim) for x, lim in zip(rates, limits, strict=True)])
 
 
-def mode_row(setup: Setup, mode: str, repeats: list[dict], memory: dict, limits: list[dict], peak) -> dict[str, Any]:
+def mode_row(setup: Setup, mode: str, repeats: list[dict], memory: dict, limits: list[dict]) -> dict[str, Any]:
     key, layout, n = setup.pairing.key, setup.layout, setup.batch_size
     ours_flops, peer_flops = setup.flops[(mode, "ours")], setup.flops.get((mode, key))
     ours, peer = (mode, f"ours_{layout}"), (mode, f"{key}_contiguous")
@@ -333,7 +272,6 @@ def mode_row(setup: Setup, mode: str, repeats: list[dict], memory: dict, limits:
     row["train_gflop_per_s"] = flop_rate / 1e9
     peer_rate, row[f"{key}_machine_conv_fraction"] = achieved(repeats, peer, n, peer_flops and peer_flops[1], limits)
     row[f"{key}_train_gflop_per_s"] = peer_rate and peer_rate / 1e9
-    row["gpu_peak_fraction"] = flop_rate / peak if peak else None
     return row
 
 
@@ -359,8 +297,7 @@ def bench_training(args, base_overrides: list[str]) -> tuple[dict[str, Any], dic
     memory = {key: peak_memory_mb(fn, args.device) for key, fn in setup.candidates.items()}
     repeats = measure(setup, kernels, args)
     limits = [machine.flops_per_s(kernels, r) for r in repeats]
-    peak = gpu_peak_flops(args)
-    rows = {mode: mode_row(setup, mode, repeats, memory, limits, peak) for mode in args.modes}
+    rows = {mode: mode_row(setup, mode, repeats, memory, limits) for mode in args.modes}
     device_ceilings = ceilings.measure(args.device, *ceiling_sizes(args))
     for mode, row in rows.items():
         row["roofline"] = step_roofline(setup, mode, row, device_ceilings, args.device)
