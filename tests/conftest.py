@@ -198,6 +198,12 @@ def read_metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 
 
+def reproducible(metrics: dict) -> dict:
+    """metrics.json without what a rerun of the same config and seed may change: times, date, paths."""
+    clock = {"train_time_s", "eval_time_s", "finished", "best_checkpoint"}
+    return {k: v for k, v in metrics.items() if k not in clock and not k.startswith("time/")}
+
+
 def write_pair(
     root: Path, stem: str, size: tuple[int, int], rgb: bool, mask_values: tuple[int, ...], seed: int
 ) -> None:

@@ -278,7 +278,8 @@ def test_the_study_runs_with_an_encoder_unet(tmp_path, monkeypatch):
         == 0
     )
     metrics = read_metrics(tmp_path / "0")
-    assert {"val/dice", "val/flat_std", "init/flat_pef2", "val/pef32"} <= metrics.keys()
+    assert {"val/dice", "val/flat_std", "val/lpef2", "val/pef32"} <= metrics.keys()
+    assert not [key for key in metrics if key.startswith("init/")]  # the study validates no initial weights
 
 
 def test_a_3x3_head_keeps_odd_sizes_and_an_even_one_is_refused():

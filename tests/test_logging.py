@@ -50,9 +50,12 @@ def test_plain_progress_lines_when_stdout_is_not_a_terminal(tmp_path, monkeypatc
     assert all("images/s" in line and "left" in line and " 0.0 images/s" not in line for line in steps)
     assert " step 6/6 " in steps[-1]
     assert [line.split(" step ")[1].split(" ")[0] for line in steps if " loss " in line] == ["5/6"]
-    validations = [line for line in out.splitlines() if line.startswith("validation at step")]
-    assert len(validations) == 2 and all("dice " in line for line in validations)
-    assert "validation before training at step 0" in out and "validation of the best checkpoint at step 6" in out
+    validations = [line for line in out.splitlines() if "validation at step" in line]
+    assert [line.split(":")[0] for line in validations] == ["validation at step 3", "final validation at step 6"]
+    assert all("dice " in line for line in validations)
+    # the best checkpoint is the last step's: measured as it is, not validated again
+    assert "validation before training at step 0" in out and "measured: the final weights (step 6)" in out
+    assert "validation of the best checkpoint" not in out
     assert "training done: step 6" in out
     assert "training from step 0 (epoch 0) on cpu" in (tmp_path / "train.log").read_text()
 
@@ -90,9 +93,10 @@ def test_train_log_tells_the_story_of_a_run(tmp_path, monkeypatch):
         first("network: UNet, upsample=deconv"),
         first("validation at step 3"),
         first("checkpoint: "),
-        first("validation at step 6"),
-        first("validation of the best checkpoint at step 6"),
+        first("final validation at step 6"),
+        first("time: start-up"),
         first("measure"),
+        first("measured: the final weights (step 6)"),  # the best checkpoint is the last step's: no re-validation
         first("metrics: "),
     ]
     assert order == sorted(order)
@@ -145,10 +149,10 @@ def test_tensorboard_gets_figures_and_hparams(tmp_path, monkeypatch):
     metrics = read_metrics(tmp_path)
     (final,) = events.Scalars("hparams/val/dice")
     assert final.value == pytest.approx(metrics["val/dice"]) and final.step == metrics["global_step"]
-    # one value per step on the curve: the best checkpoint's validation at the end adds its own step's value again
+    # one value per step on the curve, the last one the measured weights' (the best checkpoint is the last step's)
     dice = events.Scalars("val/dice")
-    assert [e.step for e in dice] == [0, 3, 6, metrics["step"]]
-    assert dice[-1].value == pytest.approx(next(e.value for e in dice if e.step == metrics["step"]), abs=1e-6)
+    assert [e.step for e in dice] == [0, 3, 6] and metrics["step"] == 6
+    assert dice[-1].value == pytest.approx(metrics["val/dice"], abs=1e-6)
     assert len(events.Scalars("lr-AdamW")) >= 1  # the learning-rate curve
 
 
@@ -255,27 +259,28 @@ def test_rgb_images_are_shown_in_colour_under_a_title_naming_the_weights_and_ima
         == 0
     )
     assert np.load(tmp_path / "run" / "predictions.npz")["images"].shape[1] == 3
-    assert titles == [
-        f"validation of the best checkpoint at step {int(read_metrics(tmp_path / 'run')['step'])}, 1 validation image"
-    ]
+    # one step, so one validation: the final weights are the best checkpoint's, measured without a reload
+    assert titles == ["final validation at step 1, 1 validation image"]
     figure = np.asarray(Image.open(tmp_path / "run" / "predictions.png").convert("RGB")).astype(int)
     panel = figure[:, : figure.shape[1] // 4]  # the image column
     assert (np.abs(panel[..., 0] - panel[..., 1]) > 30).mean() > 0.05
 
 
 def test_a_validation_line_shows_only_what_that_validation_measured(tmp_path, monkeypatch, capsys):
-    """The probe runs at the 2nd of 3 validations: the 3rd's lines must not repeat its flat_std. Every line gives
-    the step and the values csv/metrics.csv recorded for that validation (one convention: the optimiser steps
-    behind the weights measured, also for the best checkpoint's validation at the end)."""
+    """The probe runs at every 2nd validation and at the final one: the 2nd's and 4th's lines must not show a
+    flat_std. The checkpoint kept is the lowest val/dice (step 2), so it is validated again at the end. Every line
+    gives the step and the values csv/metrics.csv recorded for that validation (one convention: the optimiser
+    steps behind the weights measured); the best checkpoint's are logged as best/... at its step."""
     assert (
         run_app(
             "train.py",
             *TINY,
-            "trainer.max_steps=6",
+            "trainer.max_steps=8",
             "trainer.max_epochs=-1",
-            "validations=3",
+            "validations=4",
             "test=false",
             "callbacks.artifact_probe.every_n_validations=2",
+            "callbacks.best_checkpoint.mode=min",
             "callbacks.progress_bar.mode=plain",
             f"hydra.run.dir={tmp_path}",
             cwd=tmp_path,
@@ -284,26 +289,34 @@ def test_a_validation_line_shows_only_what_that_validation_measured(tmp_path, mo
         == 0
     )
     out = capsys.readouterr().out.splitlines()
-    printed = [line for line in out if line.startswith("validation")]
+    printed = [line for line in out if "validation" in line and " at step " in line]
     logged = [line.split("] - ", 1)[1] for line in (tmp_path / "train.log").read_text().splitlines() if "valid" in line]
     logged = [re.sub(r" \(epoch \d+\)", "", line) for line in logged if " at step " in line]
     with (tmp_path / "csv" / "metrics.csv").open() as file:
-        rows = [row for row in csv.DictReader(file) if row["val/dice"]]
-    best = int(read_metrics(tmp_path)["step"])
-    assert read_metrics(tmp_path)["best_checkpoint"].endswith(f"step_{best:06d}.ckpt")
+        rows = list(csv.DictReader(file))
+    metrics = read_metrics(tmp_path)
+    assert int(metrics["step"]) == 2 and metrics["best_checkpoint"].endswith("step_000002.ckpt")
+    validated = [row for row in rows if row["val/dice"]]
+    (best,) = [
+        {"step": row["step"]} | {k.replace("best/", "val/"): v for k, v in row.items() if k.startswith("best/")}
+        for row in rows
+        if row["best/dice"]
+    ]
     for lines in (printed, logged):
         stages = [line.split(":")[0] for line in lines]
         assert stages == [
             "validation before training at step 0",
             *(f"validation at step {s}" for s in (2, 4, 6)),
-            f"validation of the best checkpoint at step {best}",
+            "final validation at step 8",
+            "validation of the best checkpoint at step 2",
         ]
         probed = ["flat_std" in line for line in lines]
-        assert probed == [True, False, True, False, True], lines
-        for line, row in zip(lines, rows, strict=True):
+        assert probed == [True, False, True, False, True, True], lines
+        for line, row in zip(lines, [*validated, best], strict=True):
             assert line.split(":")[0].endswith(f" step {row['step']}")
             for name, value in (item.rsplit(" ", 1) for item in line.split(": ", 1)[1].split(", ")):
                 assert float(value) == pytest.approx(float(row[f"val/{name}"]), rel=1e-3), (line, name)
+    assert float(best["val/dice"]) == pytest.approx(metrics["val/dice"])
 
 
 def test_a_misspelt_optimized_metric_is_an_error_listing_the_metrics():

@@ -298,8 +298,8 @@ ALTERATIONS = {
         lambda c: c["SegmentationDataModule"].update(train_epoch=10**6),
         r"SegmentationDataModule\['train_epoch'\] holds 1000000, where train\.py writes the checkpoint's epoch \(0\)",
     ),
-    "a NaN loss sum": (
-        lambda c: c["unet_upsampling_loss_mean"].update(sum=torch.tensor(float("nan"))),
+    "a NaN loss sum (in the entry of checkpoints before the mean was a metric state)": (
+        lambda c: c.update(unet_upsampling_loss_mean={"sum": torch.tensor(float("nan")), "steps": torch.tensor(3)}),
         r"unet_upsampling_loss_mean\['sum'\] holds a float32 tensor of shape \[\], where train\.py writes a finite "
         r"loss sum",
     ),

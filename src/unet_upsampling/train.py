@@ -200,15 +200,17 @@ def evaluate_end(training: Training) -> dict[str, Any]:
     trainer, task, datamodule = training.trainer, training.task, training.datamodule
     checkpoint = measured_checkpoint(training)
     metrics = dict(training.record.init_metrics)
+    weights = "the best checkpoint" if checkpoint else "the final weights"
     if checkpoint is None and training.record.final:
         metrics |= training.record.final
     else:
-        training.begin("end_validation", f"the validation of {checkpoint or 'the final weights'} (and its figures)")
-        metrics |= trainer.validate(
-            task, datamodule=datamodule, ckpt_path=checkpoint, verbose=False, weights_only=True
-        )[0]
+        training.begin("end_validation", f"the validation of {weights} (and its figures)")
+        with off_the_curves(trainer, checkpoint):
+            metrics |= trainer.validate(
+                task, datamodule=datamodule, ckpt_path=checkpoint, verbose=False, weights_only=True
+            )[0]
     if training.cfg.test and datamodule.has_test:
-        training.begin("test", f"the test of {checkpoint or 'the final weights'}")
+        training.begin("test", f"the test of {weights}")
         metrics |= trainer.test(task, datamodule=datamodule, ckpt_path=checkpoint, verbose=False, weights_only=True)[0]
     training.begin("results", "writing metrics.json")
     return metrics | {
