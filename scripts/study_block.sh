@@ -3,8 +3,8 @@
 # protocol mode (the experiment's sweep) in one go on this machine; then the block's per-run rows as a shard.
 #
 #   bash scripts/study_block.sh DATASET SEEDS NAME [train.py overrides ...]
-#   bash scripts/study_block.sh isbi2012 "0 1" block1                            # seeds 0 and 1 at the budget
-#   bash scripts/study_block.sh isbi2012 "0 1" block1_2n trainer.max_steps=3200   # the budget check's 2N runs
+#   bash scripts/study_block.sh isbi2012 0 block1-seed0                           # seed 0 at the budget
+#   bash scripts/study_block.sh isbi2012 0 block1_2n-seed0 trainer.max_steps=3200  # its budget check's 2N runs
 #   bash scripts/study_block.sh isbi2012 1000 pilot1000 task.optimizer.lr=0.001,0.003,0.01   # the pilot
 #
 # Two cores: two blocks side by side. Runs go to logs/study/<DATASET>/<NAME>/seed<S>/; a seed whose runs all

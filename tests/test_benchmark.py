@@ -651,3 +651,30 @@ def test_the_plain_loop_stops_at_max_steps_within_an_epoch(one_thread):
     loop = plain_loop(args, [*TINY_NET, "data.source.train=16", "data.min_batches_per_epoch=1"], 3, max_steps=5)
     assert len(loop["batch_end_s"]) == 5 and loop["steps_per_epoch"] == 2
     assert len(loop["epoch_s"]) == 3 and loop["batch_end_s"] == sorted(loop["batch_end_s"])
+
+
+def test_precision_times_fp32_and_bf16_steps_of_each_mode_interleaved(monkeypatch, capsys):
+    """Each mode's two candidates are the task's training step without and with bf16 autocast, timed in the same
+    rounds; the ratio is fp32's seconds over bf16's."""
+    from bench import precision
+
+    made, rounds = [], []
+    real_step = precision.training_step
+
+    def step(task, optimizer, device, bf16):
+        made.append(bf16)
+        return real_step(task, optimizer, device, bf16)
+
+    def timed(calls, n, warmup, device):
+        rounds.append((sorted(calls), n, warmup))
+        for call in calls.values():
+            call()  # each really trains a step
+        return {"fp32": 0.2, "bf16": 0.8}
+
+    monkeypatch.setattr(precision, "training_step", step)
+    monkeypatch.setattr(precision, "interleaved", timed)
+    rows = precision.main(["--modes", "deconv", "nearest_conv", "--rounds", "3", *TINY])
+    assert made == [False, True, False, True]
+    assert rounds == [(["bf16", "fp32"], 3, 1)] * 2
+    assert [(r["mode"], r["fp32/bf16"]) for r in rows] == [("deconv", 0.25), ("nearest_conv", 0.25)]
+    assert "| deconv | 0.200 | 0.800 | 0.25 |" in capsys.readouterr().out

@@ -4,6 +4,7 @@ check, the blind SD re-estimate, and the pilot's rule."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -195,7 +196,10 @@ def test_the_protocol_report_and_the_blind_sd(tmp_path):
     write_csv([r for r in runs if r.seed >= 3], shards / "block2.csv", [])
     frozen = tmp_path / "protocol.yaml"
     frozen.write_text(PROTOCOL.read_text().replace("rates_file: configs", f"rates_file: {ROOT}/configs"))
-    main(["protocol", str(frozen), str(shards), "--out", str(tmp_path / "out")])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        main(["protocol", str(frozen), str(shards), "--out", str(tmp_path / "out")])
+    assert not [str(w.message) for w in caught if "legend" in str(w.message)]  # no pilot run: no empty legend
     text = (tmp_path / "out" / "report.md").read_text()
     assert text.count("| isbi2012 | ") >= 4 and "| dsb2018_nuclei | bilinear_conv | " in text
     assert "better by more than the margin" in text and "## Exploratory" in text

@@ -156,6 +156,23 @@ def test_runs_carry_dataset_model_and_class_names(tmp_path):
     ]
 
 
+def test_a_runs_steps_and_rate_that_read_hydras_node_are_resolved_with_the_runs_own(tmp_path):
+    """experiment=upsample_study sets trainer.max_steps from the data choice: Hydra saves it unresolved."""
+    budget = "${oc.select:'study_budget.${hydra:runtime.choices.data}.steps',${study_budget.default.steps}}"
+    study = {
+        "study_budget": {"default": {"steps": 300}, "isbi2012": {"steps": 1600}},
+        "study_rates": {"default": 0.003, "isbi2012": {"deconv": 0.001}},
+        "trainer": {"max_steps": budget},
+        "task": {"optimizer": {"lr": "${oc.select:'study_rates.${hydra:runtime.choices.data}.deconv',0.003}"}},
+    }
+    write_run(tmp_path / "0", "deconv", 0, {}, data="isbi2012", config=study)
+    write_run(tmp_path / "1", "deconv", 1, {}, data="vnc_em", config=study)
+    assert [(r.data, r.max_steps, r.lr) for r in collect_runs(tmp_path)] == [
+        ("isbi2012", 1600, 0.001),
+        ("vnc_em", 300, 0.003),
+    ]
+
+
 def test_of_runs_sharing_mode_and_seed_only_the_newest_counts(tmp_path):
     old = write_run(tmp_path / "sweep1" / "0", "deconv", 0, fake_metrics("deconv", 0, 0.8))
     other = write_run(tmp_path / "sweep1" / "1", "deconv", 1, fake_metrics("deconv", 1, 0.8))

@@ -1,4 +1,4 @@
-"""``python scripts/report.py --protocol docs/study/protocol.yaml ROOT ...``: the confirmatory study's report.md and
+"""``python scripts/report.py protocol docs/study/protocol.yaml ROOT ...``: the confirmatory study's report.md and
 figures, from run directories or results.csv shards, as the protocol (report/protocol.py) prescribes: the primary
 contrasts with their simultaneous intervals and verdicts, the pilot, the budget check, the seeds; then, labelled
 exploratory, estimates with unadjusted intervals and no verdicts. ``--sd-only`` prints the blind SD re-estimate
@@ -271,14 +271,19 @@ def contrasts_figure(protocol: Protocol, contrasts: list[Contrast], path: Path) 
 def pilot_figure(protocol: Protocol, by_data: dict[str, Sorted], path: Path) -> Path:
     fig = Figure(figsize=(4.5 * len(protocol.datasets), 3.8))
     for ax, data in zip(fig.subplots(1, len(protocol.datasets), squeeze=False)[0], protocol.datasets, strict=True):
-        for i, choice in enumerate(pilot_choices(protocol, by_data[data].pilot)):
+        choices = pilot_choices(protocol, by_data[data].pilot)
+        for i, choice in enumerate(choices):
             rates = sorted(choice.by_rate)
             ax.plot(rates, [choice.by_rate[r][0] for r in rates], "o-", color=figures.colour(i), label=choice.mode)
             ax.plot(choice.chosen, choice.by_rate[choice.chosen][0], "*", ms=12, color=figures.colour(i))
+        ax.set_title(f"{data} (star: chosen)", fontsize=9)
+        if not choices:
+            ax.text(0.5, 0.5, "no pilot run yet", ha="center", va="center", transform=ax.transAxes)
+            ax.set_axis_off()
+            continue
         ax.set_xscale("log")
         ax.set_xlabel("learning rate")
         ax.set_ylabel(f"mean {protocol.rate_key} over the pilot seeds")
-        ax.set_title(f"{data} (star: chosen)", fontsize=9)
         ax.legend(fontsize=7)
     return figures.save(fig, path)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from unet_upsampling.errors import ReportError
 
@@ -89,13 +89,21 @@ def no_runs_error(root: Path) -> FileNotFoundError:
     )
 
 
+def run_config(run_dir: Path) -> tuple[DictConfig, DictConfig]:
+    """The run's config and its ``hydra`` node. Hydra saves the config unresolved, and an experiment's values may
+    read Hydra's node (``${hydra:runtime.choices.data}``): here they read the run's own, from its hydra.yaml."""
+    hydra = OmegaConf.load(run_dir / ".hydra" / "hydra.yaml").hydra
+    text = (run_dir / ".hydra" / "config.yaml").read_text().replace("${hydra:", "${hydra.")
+    config = OmegaConf.merge(OmegaConf.create(text), {"hydra": hydra})
+    return config, hydra
+
+
 def collect_runs(root: Path) -> list[Run]:
     """Every run directory under ``root``, sorted by mode and seed; unfinished runs carry an error."""
     runs = []
     for config_path in sorted(root.rglob(".hydra/config.yaml")):
         run_dir = config_path.parent.parent
-        config = OmegaConf.load(config_path)
-        hydra = OmegaConf.load(run_dir / ".hydra" / "hydra.yaml").hydra
+        config, hydra = run_config(run_dir)
         name = OmegaConf.select(hydra, "runtime.choices.upsample", default="?")
         run = Run(
             run_dir,
