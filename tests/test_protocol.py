@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from omegaconf import OmegaConf
 from scipy import stats
 
 from unet_upsampling.report.cli import main
@@ -60,7 +61,11 @@ def test_the_registered_protocol_loads_with_its_frozen_rates():
     protocol = Protocol.load(PROTOCOL)
     assert protocol.contrasts == 8 and protocol.level == pytest.approx(1 - 0.05 / 8)
     assert protocol.reference == "deconv" and protocol.budgets == {"isbi2012": 1600, "dsb2018_nuclei": 800}
-    assert protocol.default_rate == 0.003 and protocol.frozen_rate("isbi2012", "deconv") == 0.003
+    assert protocol.default_rate == 0.003 and protocol.frozen_rate("vnc_em", "deconv") == 0.003
+    frozen = OmegaConf.load(ROOT / "configs" / "experiment" / "upsample_study.yaml").study_rates
+    for data in protocol.datasets:  # the pilot's choices where frozen, else the default
+        for mode in [protocol.reference, *protocol.primary_modes]:
+            assert protocol.frozen_rate(data, mode) == float(frozen[data].get(mode, 0.003))
 
 
 def test_pilot_seeds_other_rates_and_other_budgets_stay_out_with_their_reason(protocol):

@@ -4,6 +4,9 @@ images only; the time of each phase in train.log and metrics.json; bf16 on a CPU
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from unet_upsampling.checks import cpu_has_bf16, warn_precision
@@ -84,3 +87,16 @@ def test_bf16_on_a_cpu_without_bfloat16_arithmetic_is_named_in_a_warning(tmp_pat
 def test_a_switch_with_another_value_is_refused_by_name(tmp_path, monkeypatch, capsys, override, named):
     assert run_app("train.py", *TINY, override, f"hydra.run.dir={tmp_path}", cwd=tmp_path, monkeypatch=monkeypatch)
     assert named in capsys.readouterr().err
+
+
+def test_a_run_s_start_up_imports_no_logger_nor_encoder_zoo_it_does_not_use():
+    """train.py's imports leave out TensorBoard, MLflow and timm (the encoder UNet's zoo) until a run needs them;
+    the encoder UNet still builds by its config's target."""
+    code = (
+        "import sys, unet_upsampling.train; "
+        "print(sorted(m for m in ('timm', 'mlflow', 'tensorboard') if m in sys.modules)); "
+        "from hydra.utils import get_class; get_class('unet_upsampling.models.EncoderUNet'); "
+        "print('timm' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["[]", "True"]

@@ -201,13 +201,13 @@ def test_every_shipped_network_upsample_mode_and_task_is_admitted():
     """The allowlist follows the project: what train.py stores for each network, mode and task can be rebuilt."""
     from hydra import compose, initialize_config_module
 
-    from unet_upsampling.trust import STORED_CLASSES
+    from unet_upsampling.trust import stored_classes
 
     configs = ROOT / "src" / "unet_upsampling" / "configs"
     with initialize_config_module("unet_upsampling.configs", version_base="1.3"):
         for group, key in (("model", "model"), ("upsample", "model.upsample"), ("task", "task")):
             for path in (configs / group).glob("*.yaml"):
-                assert compose(f"{group}/{path.stem}")[group]["_target_"] in STORED_CLASSES[key], path
+                assert compose(f"{group}/{path.stem}")[group]["_target_"] in stored_classes()[key], path
 
 
 def test_an_eval_transform_that_reads_files_is_refused(checkpoint, tmp_path):

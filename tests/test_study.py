@@ -252,15 +252,15 @@ def test_the_study_sweeps_the_protocols_modes_on_the_first_block_of_seeds_at_the
             "last",
             False,
         )
-    frozen = "+study_rates.isbi2012.nearest_conv=0.01"
+    frozen = "++study_rates.vnc_em.nearest_conv=0.01"  # a dataset the protocol leaves to the default rate
     rates = {  # resolved at once: ${hydra:...} answers for the config composed last
         mode: compose_config(
-            "train", ["experiment=upsample_study", "data=isbi2012", f"upsample={mode}", frozen]
+            "train", ["experiment=upsample_study", "data=vnc_em", f"upsample={mode}", frozen]
         ).task.optimizer.lr
         for mode in ("nearest_conv", "deconv")
     }
     assert rates == {"nearest_conv": 0.01, "deconv": 0.003}
-    pilot = ["experiment=upsample_study", "data=isbi2012", "upsample=nearest_conv", frozen, "task.optimizer.lr=0.001"]
+    pilot = ["experiment=upsample_study", "data=vnc_em", "upsample=nearest_conv", frozen, "task.optimizer.lr=0.001"]
     assert compose_config("train", pilot).task.optimizer.lr == 0.001  # the pilot's grid on the command line wins
 
 

@@ -1,13 +1,14 @@
 """The checkpoint trust boundary for stored configs: what a config read from a checkpoint may name.
 
 A stored config (inside a checkpoint) is data from a file that may come from anyone: it may name
-only a network, an upsample block and the task (``STORED_CLASSES``), albumentations transforms that
+only a network, an upsample block and the task (``stored_classes``), albumentations transforms that
 read no files for the evaluation pipeline, and for eval.py the project's DataModule and split
 factories; anything else is refused before any import or call. What passes is built by ``builders.py``.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import re
@@ -63,18 +64,23 @@ def _eval_transforms() -> set[str]:
     }
 
 
-# Where a stored model or task config may name a class, and which: a network, its decoder's upsample block, the
-# task. Matched as strings, so anything else is refused before it is imported.
-STORED_CLASSES: dict[str, set[str]] = {
-    "model": {spelling for name in models.__all__ for spelling in _spellings(getattr(models, name))},
-    "model.upsample": {name for cls in _upsample_blocks() for name in _spellings(cls)},
-    "task": _spellings(SegmentationTask),
-    "task.loss": shipped_targets(),
-    "task.loss.losses[]": shipped_targets(),
-}
+@functools.cache
+def stored_classes() -> dict[str, set[str]]:
+    """Where a stored model or task config may name a class, and which: a network, its decoder's upsample block,
+    the task. Matched as strings, so anything else is refused before it is imported. Built on first use: the
+    encoder UNet's module imports timm, which a run's start-up leaves out."""
+    return {
+        "model": {spelling for name in models.__all__ for spelling in _spellings(getattr(models, name))},
+        "model.upsample": {name for cls in _upsample_blocks() for name in _spellings(cls)},
+        "task": _spellings(SegmentationTask),
+        "task.loss": shipped_targets(),
+        "task.loss.losses[]": shipped_targets(),
+    }
+
+
 # Hydra keys that change only how an admitted class is called (as a partial, with dicts instead of DictConfigs,
 # nested nodes left unbuilt), never which code runs, and what Hydra takes for each (``_target_``: checked against
-# STORED_CLASSES). Every other ``_name_`` key is refused: ``_args_`` passes positional arguments past the keyword
+# stored_classes()). Every other ``_name_`` key is refused: ``_args_`` passes positional arguments past the keyword
 # checks (``pretrained`` among them).
 HYDRA_KEYS = {
     "_target_": "a class name",
@@ -101,8 +107,8 @@ def check_stored_task(config: Mapping[str, Any], source: str) -> tuple[dict[str,
     task = {k: v for k, v in (config.get("task") or {}).items() if k not in ("optimizer", "scheduler", "loss")}
     loss = stored_loss((config.get("task") or {}).get("loss"), task.get("ignore_index", -100))
     task.update({"loss": loss} if loss is not None else {})
-    check_stored(model, "model", source, STORED_CLASSES)
-    check_stored(task, "task", source, STORED_CLASSES)
+    check_stored(model, "model", source, stored_classes())
+    check_stored(task, "task", source, stored_classes())
     return model, task
 
 
