@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CORE := $(VENV)/.installed-core
 DEV := $(VENV)/.installed
 
-.PHONY: install install-dev train test test-fast lint format clean
+.PHONY: install install-dev train test test-slow lint format clean
 
 $(CORE): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,14 +28,14 @@ train: $(CORE)
 # One pytest worker per core (pytest-xdist); idle workers take queued tests from busy ones.
 PARALLEL := -n auto --dist worksteal
 
-# The whole suite (what CI runs).
+# The suite but the tests marked slow: the edit-test loop, under five minutes on 2 cores.
 test: $(DEV)
-	$(BIN)/python -m pytest $(PARALLEL) $(PYTEST_ARGS)
-
-# The edit-test loop: everything but the tests marked slow (subprocesses: kill -9, SIGTERM, DDP, launchers,
-# the benchmark; and the long end-to-end runs: resuming, the study sweep, the smp peer, MLflow).
-test-fast: $(DEV)
 	$(BIN)/python -m pytest $(PARALLEL) -m "not slow" $(PYTEST_ARGS)
+
+# The tests marked slow (subprocesses: kill -9, SIGTERM, DDP, launchers, the benchmark; the long end-to-end runs:
+# resuming, the study sweep, the smp peer, MLflow). CI runs both.
+test-slow: $(DEV)
+	$(BIN)/python -m pytest $(PARALLEL) -m slow $(PYTEST_ARGS)
 
 lint: $(DEV)
 	$(BIN)/ruff check .

@@ -1,6 +1,6 @@
 """Train a UNet: python train.py upsample=deconv (see configs/ for every option)."""
 
-from unet_upsampling.train import main
+from unet_upsampling.entry import train
 
 if __name__ == "__main__":
-    main()
+    train()

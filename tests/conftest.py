@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import open_dict, read_write
 from PIL import Image
 
-from unet_upsampling import evaluate, predict, train
+from unet_upsampling import entry
 from unet_upsampling.builders import build_task
 from unet_upsampling.checks import check_run
 
@@ -40,7 +40,7 @@ TINY = [
     "data.source.size=48",
     "data.min_batches_per_epoch=1",
 ]
-ENTRY_POINTS = {"train.py": train.main, "eval.py": evaluate.main, "predict.py": predict.main}
+ENTRY_POINTS = {"train.py": entry.train, "eval.py": entry.evaluate, "predict.py": entry.predict}
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # make test runs one worker per core (pytest-xdist): one torch thread each, in this process and in the

@@ -494,6 +494,7 @@ def test_a_packed_sweep_projects_study_runs_per_core_hour(tmp_path, monkeypatch)
     assert (row["step_ms"], row["study_run_wall_s"], row["study_runs_per_hour"]) == (1000, 200, 36)
     assert (row["cores"], row["study_runs_per_core_hour"], row["images_per_s_together"]) == (4, 9, 8)
     command, env = launched[0]
+    assert command[1] == str(checkout / "train.py")  # the checkout's own entry point
     assert env["OMP_NUM_THREADS"] == "1" and env["PYTHONPATH"].startswith(str(checkout / "src") + os.pathsep)
     assert {"seed=0,1", "hydra.sweeper.params=null", "hydra.launcher.n_jobs=2"} <= set(command)
     assert not any("SplitThreads" in o for o in command)  # on a CPU the runs take their threads from the environment
@@ -543,6 +544,7 @@ def test_the_throughput_alone_against_another_checkout(tmp_path, capsys, one_thr
     old = tmp_path / "old"
     old.mkdir()
     (old / "src").symlink_to(ROOT / "src")
+    (old / "train.py").symlink_to(ROOT / "train.py")
     out = tmp_path / "throughput.json"
     options = ["--skip", "training", "train_py", "pipeline", "inference", "--throughput", "1", "--threads", "1"]
     options += ["--throughput-steps", "4", "--study-steps", "10", "--checkout", str(old), "--output", str(out)]

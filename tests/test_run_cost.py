@@ -89,6 +89,19 @@ def test_a_switch_with_another_value_is_refused_by_name(tmp_path, monkeypatch, c
     assert named in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("typo", ["upsample=deconvv", "trainer.max_stepz=3"])
+def test_a_typo_is_refused_before_torch_is_imported(typo):
+    """Hydra composes (and refuses) the overrides before the job imports torch and Lightning (entry.py)."""
+    code = (
+        "import sys; from unet_upsampling.entry import train; "
+        f"sys.argv = ['train.py', {typo!r}]\n"
+        "try:\n    train()\nexcept SystemExit as e:\n    print(e.code, 'torch' in sys.modules, 'lightning' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["1", "False", "False"]
+    assert typo.split("=")[0].split(".")[-1] in done.stderr  # Hydra names the key or option
+
+
 def test_a_run_s_start_up_imports_no_logger_nor_encoder_zoo_it_does_not_use():
     """train.py's imports leave out TensorBoard, MLflow and timm (the encoder UNet's zoo) until a run needs them;
     the encoder UNet still builds by its config's target."""

@@ -26,13 +26,12 @@ def environment(checkout: Path = ROOT, threads: int | None = None) -> dict[str, 
     return env
 
 
-def command(args, overrides: list[str], timer_path: str, sweep: bool = False) -> list[str]:
-    """``python -m unet_upsampling.train [-m] overrides...`` on ``args.device`` with the StepTimer writing to
+def command(args, overrides: list[str], timer_path: str, sweep: bool = False, checkout: Path = ROOT) -> list[str]:
+    """``python <checkout>/train.py [-m] overrides...`` on ``args.device`` with the StepTimer writing to
     ``timer_path``; host syncs are counted in single runs only (the sync counter wraps tensor methods)."""
     return [
         sys.executable,
-        "-m",
-        "unet_upsampling.train",
+        str(checkout / "train.py"),
         *(["-m"] if sweep else []),
         *overrides,
         *(["trainer=gpu"] if args.device == "cuda" else ["trainer.accelerator=cpu"]),

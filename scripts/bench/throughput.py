@@ -82,6 +82,7 @@ def packed_run(args, overrides: list[str], runs_at_once: int, checkout: Path, sw
         sweep_overrides(args, overrides, runs_at_once, sweep_dir),
         "${paths.output_dir}/step_timer.json",
         sweep=True,
+        checkout=checkout,
     )
     sweep_dir.parent.mkdir(parents=True, exist_ok=True)
     wall = runs.run(command, sweep_dir.parent, runs.environment(checkout, threads))

@@ -21,8 +21,6 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
-
 JOB_ENV = "UNET_UPSAMPLING_DDP_JOB"
 LAUNCHER_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 # Hydra overrides a child must repeat to behave like rank 0 (the rest choose sweeps and directories).
@@ -48,6 +46,8 @@ def share_job(output_dir: str | Path) -> dict[str, str | None]:
 
 def end_job(before: Mapping[str, str | None]) -> None:
     """Called at the end of a job: destroys the process group and restores the launcher variables."""
+    import torch  # here: entry.py calls adopt_rank_zero_job before any import of torch
+
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()  # rank 0 hosts the store: let every rank finish first
         torch.distributed.destroy_process_group()

@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
@@ -16,12 +15,11 @@ from omegaconf import DictConfig, OmegaConf
 from unet_upsampling.builders import build_callbacks, build_datamodule, build_trainer
 from unet_upsampling.checkpoint import load_checkpoint
 from unet_upsampling.checks import check_run, data_root_problem
-from unet_upsampling.console import quiet_console
 from unet_upsampling.errors import ConfigError, DataError
 from unet_upsampling.jobs import job_context, no_empty_run_dir
 from unet_upsampling.results import print_summary, write_metrics
 from unet_upsampling.runlock import run_lock
-from unet_upsampling.stops import Stops, signals_deferred, stop_on_signals
+from unet_upsampling.stops import Stops, stop_on_signals
 from unet_upsampling.trust import rebuild_datamodule
 
 log = logging.getLogger(__name__)
@@ -120,19 +118,3 @@ def run(cfg: DictConfig, stops: Stops) -> dict[str, Any]:
             datamodule.class_names,
         )
     return metrics
-
-
-@hydra.main(version_base="1.3", config_path="configs", config_name="eval")
-def _main(cfg: DictConfig) -> None:
-    quiet_console()
-    evaluate(cfg)
-
-
-def main() -> None:
-    """The entry point: a signal while Hydra starts stops the evaluation at its first safe point."""
-    with signals_deferred():
-        _main()
-
-
-if __name__ == "__main__":
-    main()

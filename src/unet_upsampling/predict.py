@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -28,11 +27,10 @@ from rich.progress import track
 from torch import nn
 
 from unet_upsampling.checkpoint import load_checkpoint
-from unet_upsampling.console import quiet_console
 from unet_upsampling.data.folder import IMAGE_SUFFIXES, image_files, inspect_image, listed, read_image
 from unet_upsampling.errors import CheckpointError, ConfigError, DataError, OutputError
 from unet_upsampling.figures import overlay_legend, save
-from unet_upsampling.stops import Stops, signals_deferred, stop_on_signals
+from unet_upsampling.stops import Stops, stop_on_signals
 from unet_upsampling.trust import rebuild_eval_transform, stored_scale
 
 log = logging.getLogger(__name__)
@@ -239,19 +237,3 @@ def save_prediction(
     if cfg.get("save_overlay"):
         (staging / "overlays").mkdir(exist_ok=True)
         Image.fromarray(overlay(pixels, classes, len(lut))).save(staging / "overlays" / f"{stem}.png")
-
-
-@hydra.main(version_base="1.3", config_path="configs", config_name="predict")
-def _main(cfg: DictConfig) -> None:
-    quiet_console()
-    predict(cfg)
-
-
-def main() -> None:
-    """The entry point: a signal while Hydra starts stops the prediction before its first image."""
-    with signals_deferred():
-        _main()
-
-
-if __name__ == "__main__":
-    main()

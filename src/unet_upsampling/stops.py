@@ -1,7 +1,7 @@
 """SIGTERM and SIGINT (Ctrl-C) stop train.py, eval.py and predict.py in any phase, at a safe point, and say how to
 go on.
 
-An entry point's whole call runs inside :func:`signals_deferred`: a signal that comes while Hydra composes
+An entry point's whole call runs inside ``signals.signals_deferred``: a signal that comes while Hydra composes
 the config, takes the run directory's lock and writes ``.hydra/`` is kept. The run itself goes on inside
 :func:`stop_on_signals`, which takes over a kept signal. Its handlers only record the signal; the run stops
 at the next safe point: after the current batch of whatever loop runs (the :class:`Stops` callback),
@@ -20,7 +20,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,9 +27,9 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from unet_upsampling.signals import SIGNALS, in_main_thread, take_kept
+
 log = logging.getLogger(__name__)
-SIGNALS = (signal.SIGTERM, signal.SIGINT)
-_kept: list[int] = []  # signals that came inside signals_deferred, before a run's stop_on_signals took over
 
 
 class StopRequested(Exception):
@@ -103,43 +102,13 @@ def resume_hint(run_dir: Path) -> Callable[[], str]:
     return go_on
 
 
-def _in_main_thread() -> bool:
-    """Handlers can only be set in the main thread; elsewhere signals keep their handlers (and Lightning its own
-    SIGTERM handling inside ``fit``)."""
-    return threading.current_thread() is threading.main_thread()
-
-
-@contextmanager
-def signals_deferred() -> Iterator[None]:
-    """For an entry point's whole call: a SIGTERM/SIGINT before its run's :func:`stop_on_signals` is kept, and stops
-    the run at its first safe point; one after the run (Hydra closing) is dropped, as the run is complete."""
-    if not _in_main_thread():
-        yield
-        return
-
-    def keep(signum: int, frame) -> None:
-        _kept.append(signum)
-        os.write(2, f"{signal.Signals(signum).name}: stopping as soon as the run has started\n".encode())
-
-    _kept.clear()
-    previous = {signum: signal.signal(signum, keep) for signum in SIGNALS}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        _kept.clear()
-
-
 @contextmanager
 def stop_on_signals(go_on: Callable[[], str], phase: str, step: int | None = None) -> Iterator[Stops]:
-    """Records SIGTERM/SIGINT while the run goes on (taking over one :func:`signals_deferred` kept); a stop ends the
+    """Records SIGTERM/SIGINT while the run goes on (taking over one that ``signals_deferred`` kept); a stop ends the
     process with the message (``Stops``) and the exit code."""
     stops = Stops(go_on, phase, step)
-    previous = {signum: signal.signal(signum, stops.record) for signum in SIGNALS} if _in_main_thread() else {}
-    if _kept:
-        stops.signum = _kept[0]
-        _kept.clear()
+    previous = {signum: signal.signal(signum, stops.record) for signum in SIGNALS} if in_main_thread() else {}
+    stops.signum = take_kept()
     try:
         yield stops
     except (StopRequested, SIGTERMException) as stop:

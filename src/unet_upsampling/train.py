@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import hydra
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
@@ -32,8 +31,7 @@ from unet_upsampling.callbacks.artifact_probe import ArtifactProbe
 from unet_upsampling.callbacks.run_log import describe_run
 from unet_upsampling.checkpoint import CheckpointTrust, StoreConfig, read_checkpoint
 from unet_upsampling.checks import check_config, check_run, check_writable
-from unet_upsampling.console import quiet_console
-from unet_upsampling.distributed import adopt_rank_zero_job, end_job, share_job
+from unet_upsampling.distributed import end_job, share_job
 from unet_upsampling.errors import ConfigError, UserError
 from unet_upsampling.jobs import job_context, no_empty_run_dir
 from unet_upsampling.loggers import log_run, run_params
@@ -43,7 +41,7 @@ from unet_upsampling.provenance import provenance
 from unet_upsampling.results import print_summary, write_metrics
 from unet_upsampling.resume import count_the_last_epoch, resume_from
 from unet_upsampling.runlock import run_lock
-from unet_upsampling.stops import Stops, resume_hint, signals_deferred, stop_on_signals
+from unet_upsampling.stops import Stops, resume_hint, stop_on_signals
 from unet_upsampling.task import SegmentationTask
 
 log = logging.getLogger(__name__)
@@ -268,10 +266,9 @@ def optimized(metrics: dict[str, Any], name: str | None) -> float | None:
     return metrics[name]
 
 
-@hydra.main(version_base="1.3", config_path="configs", config_name="train")
-def _main(cfg: DictConfig) -> float | None:
-    """Returns ``cfg.optimized_metric`` for Hydra sweepers; a failure is logged to the run's train.log first (a user
-    error there alone: Hydra prints it on the console)."""
+def train_job(cfg: DictConfig) -> float | None:
+    """train.py's job (entry.py): the run, then ``cfg.optimized_metric`` for Hydra's sweepers; a failure is logged to
+    the run's train.log first (a user error there alone: Hydra prints it on the console)."""
     try:
         return optimized(train(cfg), cfg.get("optimized_metric"))
     except UserError as error:
@@ -280,16 +277,3 @@ def _main(cfg: DictConfig) -> float | None:
     except Exception:
         log.exception("the run failed")
         raise
-
-
-def main(cfg: DictConfig | None = None) -> float | None:
-    """The entry point; a DDP process started by rank 0 runs rank 0's job, not its argv (distributed.py)."""
-    quiet_console()
-    if cfg is None:
-        adopt_rank_zero_job()
-    with signals_deferred():
-        return _main(cfg)
-
-
-if __name__ == "__main__":
-    main()
