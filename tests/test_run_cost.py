@@ -95,7 +95,8 @@ def test_a_typo_is_refused_before_torch_is_imported(typo):
     code = (
         "import sys; from unet_upsampling.entry import train; "
         f"sys.argv = ['train.py', {typo!r}]\n"
-        "try:\n    train()\nexcept SystemExit as e:\n    print(e.code, 'torch' in sys.modules, 'lightning' in sys.modules)"
+        "try:\n    train()\nexcept SystemExit as e:\n"
+        "    print(e.code, 'torch' in sys.modules, 'lightning' in sys.modules)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["1", "False", "False"]
