@@ -25,25 +25,42 @@ def train(tmp_path, monkeypatch, *overrides: str) -> tuple[dict, str]:
     return read_metrics(tmp_path), (tmp_path / "train.log").read_text()
 
 
+@pytest.fixture(scope="module")
+def best_run(tmp_path_factory) -> tuple[dict, str]:
+    """RUN at the defaults: validated at init, the best checkpoint measured (one run for the tests that read it)."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        return train(tmp_path_factory.mktemp("best"), monkeypatch)
+
+
 def test_the_final_weights_are_measured_from_the_validation_after_the_last_step(tmp_path, monkeypatch):
-    metrics, log = train(tmp_path, monkeypatch, "eval_weights=last", "validate_at_init=false")
+    """And the label measures run on the splits named (test), the flat fields still at the validation."""
+    metrics, log = train(
+        tmp_path,
+        monkeypatch,
+        "eval_weights=last",
+        "validate_at_init=false",
+        "callbacks.artifact_probe.label_splits=[test]",
+    )
     assert metrics["eval_weights"] == "final" and metrics["step"] == metrics["global_step"] == 12
     assert "validation before training" not in log and not any(k.startswith("init/") for k in metrics)
     assert "validation of the" not in log  # no validation after fitting: the one at step 12 measured these weights
     assert "time/end_validation_s" not in metrics and "time/init_validation_s" not in metrics
     assert log.count("final validation at step 12") == 1 and "flat_std" in log.split("final validation at step 12")[1]
     assert {"val/flat_std", "test/dice", "test/shift1_disagree_pm", "test/phase_excess2_pm"} <= metrics.keys()
+    assert "test/phase_fp_c0_00_pm" in metrics
+    assert not any(k.startswith(("val/shift", "val/phase", "init/shift", "init/phase")) for k in metrics)
 
 
-def test_the_best_checkpoint_is_measured_where_it_is_not_the_last(tmp_path, monkeypatch):
-    metrics, log = train(tmp_path, monkeypatch)
+def test_the_best_checkpoint_is_measured_where_it_is_not_the_last(best_run):
+    metrics, log = best_run
     assert metrics["eval_weights"] == "best checkpoint" and metrics["step"] in (4, 8)
     assert f"validation of the best checkpoint at step {int(metrics['step'])}" in log
     assert "init/dice" in metrics and metrics["time/end_validation_s"] > 0
+    assert {"val/shift1_disagree_pm", "init/shift1_disagree_pm"} <= metrics.keys()  # label_splits' default: all
 
 
-def test_phases_add_up_to_the_run_and_reach_train_log(tmp_path, monkeypatch):
-    metrics, log = train(tmp_path, monkeypatch)
+def test_phases_add_up_to_the_run_and_reach_train_log(best_run):
+    metrics, log = best_run
     phases = [k for k in metrics if k.startswith("time/") and k not in ("time/total_s", "time/probes_s")]
     assert {"time/startup_s", "time/init_validation_s", "time/training_s", "time/fit_validations_s"} <= set(phases)
     assert {"time/end_validation_s", "time/test_s"} <= set(phases)
@@ -54,15 +71,10 @@ def test_phases_add_up_to_the_run_and_reach_train_log(tmp_path, monkeypatch):
     assert "validations while training" in line and "the artifact probes" in line
 
 
-def test_the_label_measures_run_on_the_splits_named(tmp_path, monkeypatch):
-    metrics, _ = train(tmp_path, monkeypatch, "callbacks.artifact_probe.label_splits=[test]")
-    assert "test/shift1_disagree_pm" in metrics and "test/phase_fp_c0_00_pm" in metrics
-    assert not any(k.startswith(("val/shift", "val/phase", "init/shift", "init/phase")) for k in metrics)
-    assert "val/flat_std" in metrics  # the flat fields need no images
-
-
 def test_bf16_mixed_trains_on_a_cpu(tmp_path, monkeypatch):
-    metrics, _ = train(tmp_path, monkeypatch, "trainer.precision=bf16-mixed", "trainer.accelerator=cpu", "test=false")
+    # 2 steps, one validation: bf16 runs many times slower on a CPU without bfloat16 arithmetic
+    bf16 = ["trainer.precision=bf16-mixed", "trainer.accelerator=cpu", "trainer.max_steps=2", "validations=1"]
+    metrics, _ = train(tmp_path, monkeypatch, *bf16, "validate_at_init=false", "test=false")
     assert metrics["precision"] == "bf16-mixed" and 0 <= metrics["val/dice"] <= 1
 
 
