@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import contextlib
 import math
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from bench.machine import repeated
-from bench.timing import median, synchronize
+from bench.machine import matmul, repeated
+from bench.timing import interleaved, synchronize
 
 # torch.profiler's dtype names -> bytes per element (unknown names count as 4).
 DTYPE_BYTES = {
@@ -56,17 +55,10 @@ def matmul_precision(precision: str) -> Iterator[None]:
         torch.set_float32_matmul_precision(before)
 
 
-def timed_rate(once: Callable[[], None], work: float, device: str, calls: int) -> float:
+def timed_rate(once: Callable[[], Any], work: float, device: str, calls: int) -> float:
     """Work per second of ``once`` (``work`` units per call): median over ``calls`` timed calls of about 20 ms."""
     kernel = repeated(once, work, device, {})
-    seconds = []
-    for _ in range(calls):
-        synchronize(device)
-        start = time.perf_counter()
-        kernel.run()
-        synchronize(device)
-        seconds.append(time.perf_counter() - start)
-    return kernel.flops / median(seconds)
+    return kernel.flops / interleaved({"kernel": kernel.run}, calls, 0, device)["kernel"]
 
 
 def matmul_rates(size: int, device: str, calls: int = 5) -> dict[str, float]:
@@ -76,10 +68,8 @@ def matmul_rates(size: int, device: str, calls: int = 5) -> dict[str, float]:
         precisions["tf32"] = (torch.float32, "high")
     rates = {}
     for name, (dtype, precision) in precisions.items():
-        a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
-        out = torch.empty(size, size, device=device, dtype=dtype)
         with matmul_precision(precision):
-            rates[name] = timed_rate(lambda a=a, b=b, out=out: torch.mm(a, b, out=out), 2.0 * size**3, device, calls)
+            rates[name] = timed_rate(matmul(size, device, dtype), 2.0 * size**3, device, calls)
     return rates
 
 

@@ -77,49 +77,41 @@ def train_py_run(args, overrides: list[str], workdir: Path, index) -> dict[str, 
     return json.loads(out.read_text()) | {"wall_s": wall}
 
 
-def plain_row(plain: dict[str, list], batch_size: int) -> dict[str, float]:
-    row = {"step_ms": 1e3 * median(plain["step_s"]), "epoch_s": median(plain["epoch_s"] or [NAN])}
-    row["images_per_s"] = batch_size / (row["step_ms"] / 1e3)
-    return row
+def joined(records: list[dict[str, Any]], key: str, skip: int = 0) -> list:
+    """``key``'s values of every run after each run's first ``skip`` (the first epoch is warm-up)."""
+    return [value for record in records for value in record[key][skip:]]
 
 
-def train_py_row(real: dict[str, list], sites: Counter, log_every: int, batch_size: int) -> dict[str, Any]:
-    row = {
-        "step_ms": 1e3 * median(real["step_s"]),
-        "epoch_s": median(real["epoch_s"] or [NAN]),
-        "epoch_with_val_and_checkpoints_s": median(real["epoch_total_s"]),
-        "startup_s": median([s for s in real["startup_s"] if s is not None] or [NAN]),
-        "wall_s": median(real["wall_s"]),
-        "host_syncs_per_step_median": median(real["syncs_per_step"]),
-        "host_syncs_per_step_max": max(real["syncs_per_step"]),
-        "host_sync_sites": dict(sites),
-        "log_every_n_steps": log_every,
+def step_row(records: list[dict[str, Any]], batch_size: int) -> dict[str, float]:
+    """Median step (ms, and images/s from it) and training epoch (s, each run's first epoch left out)."""
+    step_ms = 1e3 * median(joined(records, "step_s"))
+    return {
+        "step_ms": step_ms,
+        "epoch_s": median(joined(records, "epoch_s", 1) or [NAN]),
+        "images_per_s": batch_size / (step_ms / 1e3),
     }
-    row["images_per_s"] = batch_size / (row["step_ms"] / 1e3)
-    return row
 
 
 def bench_lightning(args, base_overrides: list[str], workdir: Path) -> dict[str, Any]:
     mode = args.modes[0]
     overrides = [*base_overrides, f"upsample={mode}"]
-    plain: dict[str, list] = {"step_s": [], "epoch_s": []}
-    real: dict[str, list] = {k: [] for k in ("step_s", "epoch_s", "epoch_total_s", "syncs_per_step", "startup_s")}
-    real["wall_s"] = []
-    sites: Counter = Counter()
-    batch_size = log_every = 0
+    per_epoch = [f"trainer.max_epochs={args.train_epochs}", "validations=null"]
+    plain, real = [], []
     for r in range(args.train_rounds):  # alternate: plain, train.py, plain, train.py, ...
-        p = plain_loop(args, overrides, args.train_epochs)
-        batch_size = p["batch_size"]
-        for key in plain:
-            plain[key] += p[key][1:] if key == "epoch_s" else p[key]  # first epoch: warm-up
-        per_epoch = [f"trainer.max_epochs={args.train_epochs}", "validations=null"]
-        t = train_py_run(args, [*overrides, *per_epoch], workdir, r)
-        for key in real:
-            value = t[key]
-            real[key] += (value[1:] if key == "epoch_s" else value) if isinstance(value, list) else [value]
-        sites.update(t["sync_sites"])
-        log_every = t["log_every_n_steps"]
-    p_row, t_row = plain_row(plain, batch_size), train_py_row(real, sites, log_every, batch_size)
+        plain.append(plain_loop(args, overrides, args.train_epochs))
+        real.append(train_py_run(args, [*overrides, *per_epoch], workdir, r))
+    batch_size = plain[0]["batch_size"]
+    syncs = joined(real, "syncs_per_step")
+    p_row = step_row(plain, batch_size)
+    t_row = step_row(real, batch_size) | {
+        "epoch_with_val_and_checkpoints_s": median(joined(real, "epoch_total_s")),
+        "startup_s": median([t["startup_s"] for t in real if t["startup_s"] is not None] or [NAN]),
+        "wall_s": median([t["wall_s"] for t in real]),
+        "host_syncs_per_step_median": median(syncs),
+        "host_syncs_per_step_max": max(syncs),
+        "host_sync_sites": dict(sum((Counter(t["sync_sites"]) for t in real), Counter())),
+        "log_every_n_steps": real[-1]["log_every_n_steps"],
+    }
     return {
         "mode": mode,
         "epochs_per_run": args.train_epochs,

@@ -22,7 +22,6 @@ import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -30,20 +29,15 @@ import torch
 from torch import nn
 
 from bench.timing import count_flops, spread, synchronize
+from unet_upsampling.provenance import cpu_name
 
 CALL_SECONDS = 0.02  # a kernel call repeats its kernel up to about this long
 MAX_REPEATS = 64
 
 
 def machine(device: str) -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
     info = {
-        "cpu": cpu,
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
@@ -86,14 +80,11 @@ def repeated(once: Callable[[], None], flops: float, device: str, shape: dict[st
     return Kernel(run, repeats * flops, shape | {"repeats_per_call": repeats})
 
 
-def gemm_kernel(size: int, device: str) -> Kernel:
-    a, b = (torch.randn(size, size, device=device) for _ in range(2))
-    out = torch.empty(size, size, device=device)
-
-    def once():
-        torch.mm(a, b, out=out)
-
-    return repeated(once, 2.0 * size**3, device, {"size": size, "dtype": "float32"})
+def matmul(size: int, device: str, dtype: torch.dtype = torch.float32) -> Callable[[], Any]:
+    """``torch.mm`` of two random ``size x size`` matrices into one output: 2 size^3 FLOPs a call."""
+    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
+    out = torch.empty(size, size, device=device, dtype=dtype)
+    return lambda: torch.mm(a, b, out=out)
 
 
 def conv_kernel(batch: int, channels: int, side: int, device: str, channels_last: bool, bf16: bool) -> Kernel:
@@ -118,7 +109,8 @@ def limit_kernels(
     depth: int, width: int, crop: int, batch: int, device: str, channels_last: bool, bf16: bool, gemm_size: int
 ) -> dict[str, Kernel]:
     """The GEMM and the conv of the two widest UNet levels, by name (``gemm``, ``conv_level{d}``)."""
-    kernels = {"gemm": gemm_kernel(gemm_size, device)}
+    gemm = repeated(matmul(gemm_size, device), 2.0 * gemm_size**3, device, {"size": gemm_size, "dtype": "float32"})
+    kernels = {"gemm": gemm}
     for d in sorted({depth, max(depth - 1, 0)}, reverse=True):
         side = max(1, crop // 2**d)
         kernels[f"conv_level{d}"] = conv_kernel(batch, width * 2**d, side, device, channels_last, bf16)

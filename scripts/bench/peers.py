@@ -20,6 +20,28 @@ from unet_upsampling.models.execution import in_layout, set_execution
 INTERPOLATION = {"NearestConv": "nearest", "BilinearConv": "bilinear"}
 
 
+def smp_unet(
+    encoder: str,
+    in_channels: int,
+    num_classes: int,
+    decoder_channels: Sequence[int],
+    interpolation: str,
+    pretrained: bool = False,
+) -> nn.Module:
+    """segmentation_models_pytorch's Unet as it ships: ``encoder`` (random init or ImageNet weights), our decoder
+    widths, its decoder resizing by ``interpolation``; also the training benchmark's peer (bench/training.py)."""
+    import segmentation_models_pytorch as smp
+
+    return smp.Unet(
+        encoder_name=encoder,
+        encoder_weights="imagenet" if pretrained else None,
+        in_channels=in_channels,
+        classes=num_classes,
+        decoder_channels=tuple(decoder_channels),
+        decoder_interpolation=interpolation,
+    )
+
+
 class SmpUnet(nn.Module):
     """smp.Unet(encoder, random init or ImageNet weights) with the attributes train.py and the probe use.
 
@@ -42,8 +64,6 @@ class SmpUnet(nn.Module):
         head_kernel_size: int = 1,
         compile_mode: str | None = None,
     ):
-        import segmentation_models_pytorch as smp
-
         super().__init__()
         block = upsample.func.__name__
         if block not in INTERPOLATION:
@@ -51,14 +71,7 @@ class SmpUnet(nn.Module):
                 f"smp's Unet resizes in its decoder: use upsample=nearest_conv or bilinear_conv, not {block}"
             )
         self.encoder_name, self.in_channels, self.num_classes, self.depth = encoder, in_channels, num_classes, 5
-        self.net = smp.Unet(
-            encoder_name=encoder,
-            encoder_weights="imagenet" if pretrained else None,
-            in_channels=in_channels,
-            classes=num_classes,
-            decoder_channels=tuple(decoder_channels),
-            decoder_interpolation=INTERPOLATION[block],
-        )
+        self.net = smp_unet(encoder, in_channels, num_classes, decoder_channels, INTERPOLATION[block], pretrained)
         self.encoder = self.net.encoder
         set_execution(self, channels_last, compile, compile_mode)
 

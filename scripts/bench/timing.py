@@ -126,15 +126,12 @@ def count_flops(fn: Callable[[], Any]) -> float:
     return float(counter.get_total_flops())
 
 
-def model_flops(net: torch.nn.Module, image: torch.Tensor) -> tuple[float, float]:
-    """(forward, forward + backward) FLOPs per image of ``net`` in training mode."""
+def train_flops(net: torch.nn.Module, image: torch.Tensor) -> float:
+    """Forward + backward FLOPs per image of ``net`` in training mode."""
     net = net.train()
-    x = image[:1].clone()
-    out: list[torch.Tensor] = []
-    forward = count_flops(lambda: out.append(net(x)))
-    backward = count_flops(lambda: out[0].float().sum().backward())
+    flops = count_flops(lambda: net(image[:1].clone()).float().sum().backward())
     net.zero_grad(set_to_none=True)
-    return forward, forward + backward
+    return flops
 
 
 # --------------------------------------------------------------------------------------------------

@@ -29,7 +29,8 @@ from torch import nn
 from bench import ceilings, machine
 from bench.config import compose, optimizer_of, task_of, training_step
 from bench.peers import INTERPOLATION as SMP_INTERPOLATION
-from bench.timing import interleaved, median, model_flops, peak_memory_mb, spread
+from bench.peers import smp_unet
+from bench.timing import interleaved, median, peak_memory_mb, spread, train_flops
 
 LAYOUTS = ("contiguous", "channels_last")
 # Our block class -> MONAI BasicUNet(upsample=...): transposed conv, interpolation (+ conv), sub-pixel conv.
@@ -90,20 +91,6 @@ def monai_peer(cfg: DictConfig) -> Peer | None:
     return Peer(upsample, lambda: monai_unet(width, channels, classes, upsample))
 
 
-def smp_unet(encoder: str, in_channels: int, num_classes: int, decoder_channels, interpolation: str) -> nn.Module:
-    """segmentation_models_pytorch's Unet with the same torchvision-style encoder, random init, our decoder widths."""
-    import segmentation_models_pytorch as smp
-
-    return smp.Unet(
-        encoder_name=encoder,
-        encoder_weights=None,
-        in_channels=in_channels,
-        classes=num_classes,
-        decoder_channels=tuple(decoder_channels),
-        decoder_interpolation=interpolation,
-    )
-
-
 def smp_peer(cfg: DictConfig) -> Peer | None:
     interpolation = SMP_INTERPOLATION.get(cfg.upsample._target_.rsplit(".", 1)[-1])
     if interpolation is None or not cfg.model.encoder.startswith("resnet"):
@@ -132,7 +119,8 @@ PAIRINGS = {
 
 @dataclass
 class Setup:
-    """The candidates of one pairing: ``(mode, side_layout)`` -> a training step; FLOPs per image by (mode, side)."""
+    """The candidates of one pairing: ``(mode, side_layout)`` -> a training step; training FLOPs per image by
+    (mode, side)."""
 
     pairing: Pairing
     cfg: DictConfig
@@ -141,7 +129,7 @@ class Setup:
     bf16: bool
     peer_available: bool
     candidates: dict[tuple[str, str], Callable[[], None]] = field(default_factory=dict)
-    flops: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
+    flops: dict[tuple[str, str], float] = field(default_factory=dict)
     peer_labels: dict[str, str | None] = field(default_factory=dict)
 
     @property
@@ -166,7 +154,7 @@ def add_mode(setup: Setup, args, overrides: list[str], mode: str) -> None:
     for layout in LAYOUTS if args.variants else (setup.layout,):
         task = task_of(compose([*overrides, f"model.channels_last={layout == 'channels_last'}"]))
         if layout == setup.layout:
-            setup.flops[(mode, "ours")] = model_flops(task.net, image)
+            setup.flops[(mode, "ours")] = train_flops(task.net, image)
         setup.candidates[(mode, f"ours_{layout}")] = candidate(task, setup, args.device)
     cfg = compose(overrides)
     peer = setup.pairing.peer(cfg) if setup.peer_available else None
@@ -177,7 +165,7 @@ def add_mode(setup: Setup, args, overrides: list[str], mode: str) -> None:
         task = task_of(cfg)
         task.net = peer.build()
         if layout == "contiguous":
-            setup.flops[(mode, setup.pairing.key)] = model_flops(task.net, image)
+            setup.flops[(mode, setup.pairing.key)] = train_flops(task.net, image)
         setup.candidates[(mode, f"{setup.pairing.key}_{layout}")] = candidate(
             task, setup, args.device, layout == "channels_last"
         )
@@ -246,9 +234,8 @@ def mode_row(setup: Setup, mode: str, repeats: list[dict], memory: dict, limits:
     row: dict[str, Any] = {
         f"{key}_upsample": setup.peer_labels[mode] if peer in repeats[0] else None,
         "ours_layout": layout,
-        "forward_gflops_per_image": ours_flops[0] / 1e9,
-        "train_gflops_per_image": ours_flops[1] / 1e9,
-        f"{key}_train_gflops_per_image": peer_flops[1] / 1e9 if peer_flops else None,
+        "train_gflops_per_image": ours_flops / 1e9,
+        f"{key}_train_gflops_per_image": peer_flops / 1e9 if peer_flops else None,
     }
     for variant in LAYOUTS:
         row[f"ours_{variant}"] = rate(repeats, (mode, f"ours_{variant}"), n, memory)
@@ -256,7 +243,7 @@ def mode_row(setup: Setup, mode: str, repeats: list[dict], memory: dict, limits:
     # ours as configured (model.channels_last) against the peer as it ships (contiguous) ...
     row["ours"], row[key] = row[f"ours_{layout}"], row[f"{key}_contiguous"]
     per_image = ratio_spread(repeats, ours, peer)
-    per_flop = ratio_spread(repeats, ours, peer, ours_flops[1] / peer_flops[1]) if peer_flops else None
+    per_flop = ratio_spread(repeats, ours, peer, ours_flops / peer_flops) if peer_flops else None
     row[f"ratio_ours_vs_{key}"], row[f"ratio_ours_vs_{key}_spread"] = per_image and per_image["median"], per_image
     row[f"ratio_ours_vs_{key}_per_flop"], row[f"ratio_ours_vs_{key}_per_flop_spread"] = (
         per_flop and per_flop["median"],
@@ -268,9 +255,9 @@ def mode_row(setup: Setup, mode: str, repeats: list[dict], memory: dict, limits:
         row[f"ratio_ours_vs_{key}_{variant}"] = same and same["median"]
     cl = ratio_spread(repeats, (mode, "ours_channels_last"), (mode, "ours_contiguous"))
     row["ratio_channels_last_vs_contiguous"] = cl and cl["median"]
-    flop_rate, row["machine_conv_fraction"] = achieved(repeats, ours, n, ours_flops[1], limits)
+    flop_rate, row["machine_conv_fraction"] = achieved(repeats, ours, n, ours_flops, limits)
     row["train_gflop_per_s"] = flop_rate / 1e9
-    peer_rate, row[f"{key}_machine_conv_fraction"] = achieved(repeats, peer, n, peer_flops and peer_flops[1], limits)
+    peer_rate, row[f"{key}_machine_conv_fraction"] = achieved(repeats, peer, n, peer_flops, limits)
     row[f"{key}_train_gflop_per_s"] = peer_rate and peer_rate / 1e9
     return row
 
@@ -330,7 +317,7 @@ def step_roofline(setup: Setup, mode: str, row: dict[str, Any], device_ceilings:
     profiled = ceilings.step_profile(setup.candidates[(mode, f"ours_{setup.layout}")], device)
     precision = "bfloat16" if setup.bf16 else "tf32" if device == "cuda" else "float32"
     return ceilings.roofline(
-        setup.flops[(mode, "ours")][1] * setup.batch_size,
+        setup.flops[(mode, "ours")] * setup.batch_size,
         profiled["bytes_read"],
         profiled["kernels"] or profiled["ops"],
         row["ours"]["step_ms"] / 1e3,
