@@ -301,6 +301,7 @@ def test_any_callback_can_be_removed(removal, tmp_path, monkeypatch):
     assert "val/dice" in read_metrics(tmp_path)
 
 
+@pytest.mark.slow
 def test_eval_without_a_progress_bar_and_on_mismatched_channels(tmp_path, monkeypatch, capsys):
     trained = tmp_path / "trained"
     assert (
@@ -372,6 +373,7 @@ def csv_rows(run_dir: Path) -> list[dict]:
         return list(csv.DictReader(file))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name, at, phase, step, code",
     [
@@ -480,6 +482,7 @@ def test_a_resume_that_changes_what_shapes_the_run_is_refused_naming_each_change
     assert sorted(p.name for p in run_dir.iterdir()) == [".hydra", "train.log"]  # nothing trained
 
 
+@pytest.mark.slow
 def test_a_resume_goes_on_with_what_cannot_change_the_result_and_with_the_changes_it_allows(
     checkpoint, tmp_path, monkeypatch
 ):
@@ -491,6 +494,7 @@ def test_a_resume_goes_on_with_what_cannot_change_the_result_and_with_the_change
     assert read_metrics(run_dir)["global_step"] == 4  # the second epoch trained
 
 
+@pytest.mark.slow
 def test_same_seed_twice_gives_the_same_metrics(checkpoint, tmp_path, monkeypatch):
     """A second run of the module's checkpoint run (conftest.tiny_run), same config and seed: the same metrics."""
     first = checkpoint.parents[1]

@@ -117,6 +117,7 @@ def test_train_log_ends_with_the_error_of_a_failed_run(override, message, tmp_pa
     assert message in text.splitlines()[-1] or message in text.split("[ERROR]")[-1]
 
 
+@pytest.mark.slow
 def test_tensorboard_gets_figures_and_hparams(tmp_path, monkeypatch):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -115,6 +115,7 @@ def test_a_typo_is_refused_before_torch_is_imported(typo):
     assert typo.split("=")[0].split(".")[-1] in done.stderr  # Hydra names the key or option
 
 
+@pytest.mark.slow
 def test_a_run_s_start_up_imports_no_logger_nor_encoder_zoo_it_does_not_use():
     """train.py's imports leave out TensorBoard, MLflow and timm (the encoder UNet's zoo) until a run needs them;
     the encoder UNet still builds by its config's target."""

@@ -580,6 +580,7 @@ def test_no_write_follows_a_planted_symbolic_link(name, tmp_path):
     assert destination.is_file() and not destination.is_symlink() and destination.stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_a_run_writes_none_of_its_files_through_links_planted_in_its_directory(tmp_path, monkeypatch):
     victim = tmp_path / "victim.txt"
     victim.write_text("keep")

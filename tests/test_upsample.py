@@ -242,9 +242,10 @@ def test_deconv_matched_has_the_resize_modes_weights_and_computes_one_transposed
 
 
 def test_the_parameter_counts_of_the_confound_arms():
-    counts = {m: sum(p.numel() for p in tiny_unet(m).parameters()) for m in UPSAMPLE_MODES}
+    nets = {m: tiny_unet(m) for m in UPSAMPLE_MODES}
+    counts = {m: sum(p.numel() for p in net.parameters()) for m, net in nets.items()}
     assert counts["deconv_matched"] == counts["nearest_conv"] == counts["bilinear_conv"]
-    blocks = {m: sum(p.numel() for p in tiny_unet(m).decoder.upsample.parameters()) for m in UPSAMPLE_MODES}
+    blocks = {m: sum(p.numel() for p in net.decoder.upsample.parameters()) for m, net in nets.items()}
     assert blocks["bilinear_additive"] == blocks["nearest_resize"] == 0
     assert blocks["pixelshuffle_blur"] == blocks["pixelshuffle"]
     assert compose_config("train", ["upsample=pixelshuffle_blur"]).upsample.blur is True
