@@ -703,6 +703,7 @@ def test_the_cross_dataset_figure_plots_each_studys_reported_dice():
 # ---- a report from results.csv, and the curves
 
 
+@pytest.mark.slow
 def test_a_report_from_its_results_csv_keeps_the_figures_that_need_run_directories(tmp_path):
     sweep = write_sweep(tmp_path / "sweep", {"deconv": [0.80, 0.82, 0.85], "nearest_conv": [0.81, 0.80, 0.86]})
     main([str(sweep), "--out", str(tmp_path / "first")])

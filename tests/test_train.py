@@ -81,6 +81,7 @@ def test_the_prediction_figure_shows_the_best_checkpoints_predictions(trained_ru
     assert shown["images"].shape[0] == 4 and np.array_equal(shown["preds"], preds)
 
 
+@pytest.mark.slow
 def test_resume_from_last_checkpoint_continues_epoch_count(trained_run, tmp_path, monkeypatch, caplog):
     last = trained_run / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=True)["epoch"] == 1
@@ -150,6 +151,7 @@ def test_a_model_trained_at_half_size_predicts_at_half_size_and_writes_masks_of_
     assert {name: mask.shape for name, mask in masks.items()} == sizes
 
 
+@pytest.mark.slow
 def test_folder_data_trains_and_validates_on_full_odd_sized_images(folder_binary_255, tmp_path, monkeypatch):
     assert (
         run_app(
@@ -207,6 +209,7 @@ def test_train_from_a_composed_config(hydra_node, tmp_path, monkeypatch):
     assert metrics["global_step"] == 2 and "init/dice" in metrics and "val/dice" in metrics
 
 
+@pytest.mark.slow
 def test_step_cadence_validates_every_n_steps_across_epochs(tmp_path, monkeypatch):
     """validations=3 over 12 steps of 2-step epochs: validations at steps 4, 8 and 12, not every epoch."""
     overrides = [*TINY, "trainer.max_steps=12", "trainer.max_epochs=-1", "validations=3", "test=false"]
