@@ -28,7 +28,8 @@ train: $(CORE)
 # One pytest worker per core (pytest-xdist); idle workers take queued tests from busy ones.
 PARALLEL := -n auto --dist worksteal
 
-# The suite but the tests marked slow: the edit-test loop, under five minutes on 2 cores.
+# The suite but the tests marked slow: the edit-test loop (its target: under five minutes on 2 cores;
+# docs/performance.md, "The test suite", has the timings).
 test: $(DEV)
 	$(BIN)/python -m pytest $(PARALLEL) -m "not slow" $(PYTEST_ARGS)
 
