@@ -157,13 +157,14 @@ def tampered(checkpoint: Path, tmp_path: Path, edit) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def trained(tmp_path_factory) -> Path:
-    """A finished one-epoch run directory of the TINY config (``tiny_run``), one per test module that asks."""
+    """A finished one-epoch run directory of the TINY config (``tiny_run``), one per test process: tests read it
+    or copy it, never write into it."""
     return tiny_run(tmp_path_factory)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def checkpoint(trained) -> Path:
     """That run's last.ckpt."""
     return trained / "checkpoints" / "last.ckpt"

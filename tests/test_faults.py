@@ -496,7 +496,7 @@ def test_a_resume_goes_on_with_what_cannot_change_the_result_and_with_the_change
 
 @pytest.mark.slow
 def test_same_seed_twice_gives_the_same_metrics(checkpoint, tmp_path, monkeypatch):
-    """A second run of the module's checkpoint run (conftest.tiny_run), same config and seed: the same metrics."""
+    """A second run of the shared checkpoint run (conftest.trained), same config and seed: the same metrics."""
     first = checkpoint.parents[1]
     args = [*TINY, "trainer.max_epochs=1", "test=false", f"hydra.run.dir={tmp_path / 'again'}"]
     assert run_app("train.py", *args, cwd=tmp_path, monkeypatch=monkeypatch) == 0

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ from PIL import Image
 from unet_upsampling import evaluate, predict, train
 from unet_upsampling.runlock import RunDirLock
 
-from conftest import ROOT, TINY, run_app, tiny_run
+from conftest import ROOT, TINY, run_app
 
 CODES = {"SIGTERM": 143, "SIGINT": 130}
 
@@ -32,11 +31,6 @@ def signals_fail_the_test():
     yield
     for signum, handler in previous.items():
         signal.signal(signum, handler)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return tiny_run(tmp_path_factory) / "checkpoints" / "last.ckpt"
 
 
 def sending(name: str, function):
