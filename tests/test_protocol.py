@@ -164,6 +164,19 @@ def test_the_budget_check_bounds_the_pooled_gain_from_above_on_either_sign(proto
     check = budget_check(protocol, "isbi2012", sort_runs(protocol, "isbi2012", at_n + doubled))
     assert check.n == 20 and check.mean == pytest.approx(sign * 0.0215)
     assert check.passed == (sign < 0) and (check.upper > check.mean)
+    assert check.outcome == ("passes" if sign < 0 else "fails")
+
+
+def test_the_budget_check_waits_for_every_pair_of_the_first_block(protocol):
+    """Five of the twenty pairs (one seed's modes) give a bound but no call: the report says interim."""
+    at_n = confirmatory(protocol, protocol.first_block, {}, spread=0.0)
+    doubled = [
+        replace(r, max_steps=3200, metrics={"val/dice": r.metrics["val/dice"] - 0.02}) for r in at_n if r.seed == 0
+    ]
+    check = budget_check(protocol, "isbi2012", sort_runs(protocol, "isbi2012", at_n + doubled))
+    assert (check.n, check.expected) == (5, 20) and check.upper < 0  # would pass, were the block complete
+    assert not check.passed and check.outcome == "interim: 5 of 20 pairs"
+    assert budget_check(protocol, "isbi2012", sort_runs(protocol, "isbi2012", at_n)).outcome == "not run"
 
 
 def test_the_seeds_asked_for_follow_the_protocols_table(protocol):

@@ -127,7 +127,7 @@ def budget_section(protocol: Protocol, checks: list[BudgetCheck]) -> list[str]:
             fmt(c.mean),
             fmt(c.upper),
             str(c.n),
-            "passes" if c.passed else ("fails" if np.isfinite(c.upper) else "not run"),
+            c.outcome,
             ", ".join(f"{m} {fmt(float(np.mean(g)))}" for m, g in c.gains.items() if g),
         ]
         for c in checks
@@ -137,7 +137,8 @@ def budget_section(protocol: Protocol, checks: list[BudgetCheck]) -> list[str]:
         "",
         f"Gain in `{protocol.rate_key}` from the budget N to 2N on the first block (seeds "
         f"{', '.join(map(str, protocol.first_block))}), pooled over modes and seeds, with its one-sided 95% upper "
-        f"bound; the budget passes when the bound is below {protocol.margin:g}. The per-mode mean gains are "
+        f"bound; the budget passes when the bound is below {protocol.margin:g}, decided once every pair of the block "
+        "is in (before that, interim). The per-mode mean gains are "
         "exploratory.",
         "",
         *table(["dataset", "N", "pooled gain", "upper bound", "pairs", "budget", "mean gain per mode"], rows),

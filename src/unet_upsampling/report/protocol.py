@@ -224,14 +224,23 @@ def primary_contrasts(protocol: Protocol, sorted_runs: dict[str, Sorted]) -> lis
 @dataclass(frozen=True)
 class BudgetCheck:
     """The first block's gains from the budget N to 2N (``rate_key``): pooled mean, its one-sided 95% upper bound,
-    pass when below the margin; the gains per mode."""
+    pass when below the margin once all ``expected`` pairs (modes x first-block seeds) are in; the gains per mode."""
 
     data: str
     gains: dict[str, list[float]]
     mean: float
     upper: float
     n: int
+    expected: int
     passed: bool
+
+    @property
+    def outcome(self) -> str:
+        if not np.isfinite(self.upper):
+            return "not run"
+        if self.n < self.expected:
+            return f"interim: {self.n} of {self.expected} pairs"
+        return "passes" if self.passed else "fails"
 
 
 def budget_check(protocol: Protocol, data: str, runs: Sorted) -> BudgetCheck:
@@ -245,10 +254,13 @@ def budget_check(protocol: Protocol, data: str, runs: Sorted) -> BudgetCheck:
         at_2n = per_seed(runs.doubled.get(mode, []), protocol.rate_key)
         gains[mode] = [at_2n[s] - at_n[s] for s in sorted(at_n.keys() & at_2n.keys())]
     pooled = np.array([g for values in gains.values() for g in values])
+    expected = len(protocol.modes) * len(protocol.first_block)
     if len(pooled) < 2:
-        return BudgetCheck(data, gains, float(pooled.mean()) if len(pooled) else np.nan, np.nan, len(pooled), False)
+        mean = float(pooled.mean()) if len(pooled) else np.nan
+        return BudgetCheck(data, gains, mean, np.nan, len(pooled), expected, False)
     upper = pooled.mean() + stats.t.ppf(0.95, len(pooled) - 1) * pooled.std(ddof=1) / np.sqrt(len(pooled))
-    return BudgetCheck(data, gains, float(pooled.mean()), float(upper), len(pooled), bool(upper < protocol.margin))
+    passed = len(pooled) == expected and upper < protocol.margin
+    return BudgetCheck(data, gains, float(pooled.mean()), float(upper), len(pooled), expected, bool(passed))
 
 
 def seeds_for(sd: float, protocol: Protocol, start: int = 4) -> int:
