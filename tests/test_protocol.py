@@ -177,6 +177,8 @@ def test_the_budget_check_waits_for_every_pair_of_the_first_block(protocol):
     assert (check.n, check.expected) == (5, 20) and check.upper < 0  # would pass, were the block complete
     assert not check.passed and check.outcome == "interim: 5 of 20 pairs"
     assert budget_check(protocol, "isbi2012", sort_runs(protocol, "isbi2012", at_n)).outcome == "not run"
+    one_pair = sort_runs(protocol, "isbi2012", at_n + doubled[:1])
+    assert budget_check(protocol, "isbi2012", one_pair).outcome == "interim: 1 of 20 pairs"  # no bound yet
 
 
 def test_the_seeds_asked_for_follow_the_protocols_table(protocol):

@@ -236,7 +236,7 @@ class BudgetCheck:
 
     @property
     def outcome(self) -> str:
-        if not np.isfinite(self.upper):
+        if self.n == 0:
             return "not run"
         if self.n < self.expected:
             return f"interim: {self.n} of {self.expected} pairs"
