@@ -108,11 +108,11 @@ def test_measured_values_leave_out_keys_an_earlier_validation_logged():
 def test_the_report_and_the_summary_take_their_columns_from_the_catalogue():
     """The report's tables hold each measure shown in the report at each of its splits, once; the summary's columns
     are the measures marked ``across``, its median-and-range columns their artifact measures."""
-    from unet_upsampling.report import across, build
+    from unet_upsampling.report import across, tables
 
     reported = [m for m in MEASURES if REPORT in m.shown]
     expected = {m.key(s) for m in reported for s in m.splits} | {m.key() for m in reported if not m.per_split}
-    columns = [key for _, keys in build.TABLES for key in keys]
+    columns = [key for _, keys in tables.TABLES for key in keys]
     assert sorted(columns) == sorted(expected) and len(columns) == len(set(columns))
     assert sum(map(len, (report_keys(kind) for kind in KINDS))) == len(columns)
     assert across_keys() == across.COLUMNS and across.COLUMNS[0] == "val/dice"

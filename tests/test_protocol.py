@@ -210,6 +210,8 @@ def test_the_protocol_report_and_the_blind_sd(tmp_path):
     runs = confirmatory(registered, range(6), {"bilinear_conv": 0.03}) + confirmatory(
         registered, range(6), {}, data="dsb2018_nuclei"
     )
+    for r in runs:
+        r.metrics["test/lpef2"] = 0.05 if r.mode == "deconv" else 0.01
     shards = tmp_path / "shards"
     shards.mkdir()
     write_csv([r for r in runs if r.seed < 3], shards / "block1.csv", [])
@@ -223,6 +225,9 @@ def test_the_protocol_report_and_the_blind_sd(tmp_path):
     text = (tmp_path / "out" / "report.md").read_text()
     assert text.count("| isbi2012 | ") >= 4 and "| dsb2018_nuclei | bilinear_conv | " in text
     assert "better by more than the margin" in text and "## Exploratory" in text
+    for data in ("isbi2012", "dsb2018_nuclei"):  # the artifact measures per mode, as estimates
+        section = text.split(f"#### {data}: Artifacts on the test split")[1].split("####")[0]
+        assert "| deconv | 6 | 0.05 |" in section and "| nearest_conv | 6 | 0.01 |" in section
     for name in ("contrasts.png", "pilot.png", "quality_vs_artifacts.png"):
         assert (tmp_path / "out" / name).stat().st_size > 1000
     main(["protocol", str(frozen), str(shards), "--out", str(tmp_path / "sd"), "--sd-only"])

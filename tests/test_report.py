@@ -18,7 +18,7 @@ from PIL import Image
 from scipy import stats
 
 from unet_upsampling.report.across import load_studies, resolvable_difference, write_summary
-from unet_upsampling.report.build import TABLES, findings, flat_at_init, kept_figure_lines, write_csv, write_report
+from unet_upsampling.report.build import findings, flat_at_init, kept_figure_lines, write_csv, write_report
 from unet_upsampling.report.cli import main
 from unet_upsampling.report.compare import Comparison, correct, select, verdict
 from unet_upsampling.report.figures import (
@@ -31,7 +31,7 @@ from unet_upsampling.report.figures import (
 )
 from unet_upsampling.report.runs import RUN_COLUMNS, Run, by_mode, collect_runs, deduplicate, runs_from_csv
 from unet_upsampling.report.stats import PairedTest, holm, paired_test, seeds_needed
-from unet_upsampling.report.tables import fmt, fmt_interval, fmt_p
+from unet_upsampling.report.tables import TABLES, fmt, fmt_interval, fmt_p
 
 
 def write_run(

@@ -17,8 +17,9 @@ from test_data import fake_pet_tree
 from test_measures import is_headline_or_detail
 
 from unet_upsampling import packing
-from unet_upsampling.report.build import TABLES, write_report
+from unet_upsampling.report.build import write_report
 from unet_upsampling.report.cli import main
+from unet_upsampling.report.tables import TABLES
 
 from conftest import CONFIGS, ROOT, TINY, UPSAMPLE_MODES, compose_config, read_metrics, run_app
 

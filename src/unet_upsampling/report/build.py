@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 
-from unet_upsampling.measures import ARTIFACT, COST, QUALITY, grey_keys, measure_of, report_keys
 from unet_upsampling.report import figures
 from unet_upsampling.report.compare import (
     DEFAULT_MARGIN,
@@ -35,15 +34,15 @@ from unet_upsampling.report.runs import (
     load_runs,
 )
 from unet_upsampling.report.stats import finite, mean_interval, paired_difference
-from unet_upsampling.report.tables import MIN_SEEDS, fmt, fmt_interval, left_out_line, per_seed, row_cells, table
-
-TABLES = (
-    ("Segmentation quality", report_keys(QUALITY)),
-    ("Artifacts at initialisation (median [min, max] over seeds)", report_keys(ARTIFACT, ("init",))),
-    ("Artifacts after training (median [min, max] over seeds)", report_keys(ARTIFACT, ("val",))),
-    ("Artifacts on the test split (median [min, max] over seeds)", report_keys(ARTIFACT, ("test",))),
-    ("Cost", report_keys(COST)),
-)  # (title, columns): every measure the catalogue shows in the report, once
+from unet_upsampling.report.tables import (
+    MIN_SEEDS,
+    fmt,
+    fmt_interval,
+    left_out_line,
+    measure_tables,
+    per_seed,
+    table,
+)
 
 
 def paired_text(mean: float, low: float, high: float, n: int) -> str:
@@ -187,33 +186,6 @@ def comparisons_section(groups: dict[str, list[Run]], reference: str, margin: fl
         lines += [f"No comparison: no run of the reference mode {reference}.", ""]
     classes = class_tables(selection, reference)
     return lines + (["### Dice per class", "", *classes] if classes else [])
-
-
-def measure_tables(groups: dict[str, list[Run]]) -> tuple[list[str], list[str]]:
-    """(markdown, left out): one table per entry of TABLES, artifact measures as median [min, max]; a column
-    without a finite value in any run is left out (an older train.py did not measure it, or no test split). The
-    flat field at grey levels other than the shipped ones joins the table of its split as the runs hold it."""
-    runs = [r for group in groups.values() for r in group]
-    held = {k for r in runs for k in r.metrics}
-    md, left_out = [], []
-    for title, keys in TABLES:
-        splits = {k.partition("/")[0] for k in keys if "/" in k}
-        extra = (
-            [k for k in grey_keys(held, tuple(splits)) if k not in keys] if measure_of(keys[0]).kind == ARTIFACT else []
-        )
-        present = [k for k in [*keys, *extra] if finite([r.metrics.get(k) for r in runs]).size]
-        left_out += [k for k in keys if k not in present]
-        if not present:
-            continue
-        spread = [k for k in present if measure_of(k).kind == ARTIFACT]
-        bounded = [k for k in present if measure_of(k).kind == QUALITY and not k.endswith("/loss")]
-        rows = [
-            [mode, str(n), *cells]
-            for mode, group in groups.items()
-            for n, cells in [row_cells(group, present, spread, bounded)]
-        ]
-        md += [f"## {title}", "", *table(["mode", "seeds", *present], rows), ""]
-    return md, left_out
 
 
 def git_commit(path: Path) -> str | None:

@@ -28,7 +28,7 @@ from unet_upsampling.report.protocol import (
 )
 from unet_upsampling.report.runs import Run
 from unet_upsampling.report.stats import equal_means_in_blocks, finite, mean_interval
-from unet_upsampling.report.tables import fmt, fmt_interval, fmt_p, table
+from unet_upsampling.report.tables import fmt, fmt_interval, fmt_p, measure_tables, table
 
 
 def sd_lines(protocol: Protocol, by_data: dict[str, Sorted]) -> list[str]:
@@ -222,6 +222,11 @@ def phase_section(protocol: Protocol, by_data: dict[str, Sorted]) -> list[str]:
     ]
 
 
+def mode_order(protocol: Protocol, groups: dict[str, list[Run]]) -> list[str]:
+    """The protocol's modes first, in its order, then any other mode by name."""
+    return [m for m in protocol.modes if m in groups] + sorted(set(groups) - set(protocol.modes))
+
+
 def per_class_section(protocol: Protocol, by_data: dict[str, Sorted]) -> list[str]:
     lines = []
     for data in protocol.datasets:
@@ -232,7 +237,7 @@ def per_class_section(protocol: Protocol, by_data: dict[str, Sorted]) -> list[st
             continue
         names = next((r.class_names for r in runs if r.class_names), None) or [f"c{i}" for i in classes]
         rows = []
-        for mode in [m for m in protocol.modes if m in groups] + sorted(set(groups) - set(protocol.modes)):
+        for mode in mode_order(protocol, groups):
             cells = []
             for c in classes:
                 mean = mean_interval([r.metrics.get(f"test/dice_c{c}") for r in groups[mode]])
@@ -250,6 +255,17 @@ def per_class_section(protocol: Protocol, by_data: dict[str, Sorted]) -> list[st
             "",
         ]
     return ["### Dice per class", "", *lines] if lines else []
+
+
+def measures_section(protocol: Protocol, by_data: dict[str, Sorted]) -> list[str]:
+    """Per dataset, every measure per mode at the budget (quality as mean [95%], artifacts as median [min, max]):
+    the artifact measures and the cost are estimates beside the contrasts, not tested."""
+    lines = []
+    for data in protocol.datasets:
+        groups = by_data[data].at_budget
+        md, _ = measure_tables({m: groups[m] for m in mode_order(protocol, groups)}, heading=f"#### {data}:")
+        lines += md
+    return ["### Measures per mode", "", *lines] if lines else []
 
 
 def contrasts_figure(protocol: Protocol, contrasts: list[Contrast], path: Path) -> Path:
@@ -328,6 +344,7 @@ def write_confirmatory(protocol_path: Path, runs: list[Run], out: Path, sd_only:
         *exploratory_contrasts(protocol, by_data),
         *phase_section(protocol, by_data),
         *per_class_section(protocol, by_data),
+        *measures_section(protocol, by_data),
         "![Test Dice against the local periodic energy of the test logits, per run](quality_vs_artifacts.png)",
         "",
     ]

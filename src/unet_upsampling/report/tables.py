@@ -1,5 +1,5 @@
-"""Number formatting and markdown tables, shared by the per-sweep report (build.py) and the cross-dataset summary
-(across.py)."""
+"""Number formatting and markdown tables, shared by the per-sweep report (build.py), the cross-dataset summary
+(across.py) and the confirmatory report (confirmatory.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from unet_upsampling.measures import ARTIFACT, COST, QUALITY, grey_keys, measure_of, report_keys
 from unet_upsampling.report.runs import Run
 from unet_upsampling.report.stats import finite, mean_interval, median_range
 
@@ -79,3 +80,40 @@ def left_out_line(keys: list[str]) -> str:
         if keys
         else ""
     )
+
+
+TABLES = (
+    ("Segmentation quality", report_keys(QUALITY)),
+    ("Artifacts at initialisation (median [min, max] over seeds)", report_keys(ARTIFACT, ("init",))),
+    ("Artifacts after training (median [min, max] over seeds)", report_keys(ARTIFACT, ("val",))),
+    ("Artifacts on the test split (median [min, max] over seeds)", report_keys(ARTIFACT, ("test",))),
+    ("Cost", report_keys(COST)),
+)  # (title, columns): every measure the catalogue shows in the report, once
+
+
+def measure_tables(groups: dict[str, list[Run]], heading: str = "##") -> tuple[list[str], list[str]]:
+    """(markdown, left out): one table per entry of TABLES under ``heading``, artifact measures as median [min,
+    max]; a column without a finite value in any run is left out (an older train.py did not measure it, or no test
+    split). The flat field at grey levels other than the shipped ones joins the table of its split as the runs hold
+    it."""
+    runs = [r for group in groups.values() for r in group]
+    held = {k for r in runs for k in r.metrics}
+    md, left_out = [], []
+    for title, keys in TABLES:
+        splits = {k.partition("/")[0] for k in keys if "/" in k}
+        extra = (
+            [k for k in grey_keys(held, tuple(splits)) if k not in keys] if measure_of(keys[0]).kind == ARTIFACT else []
+        )
+        present = [k for k in [*keys, *extra] if finite([r.metrics.get(k) for r in runs]).size]
+        left_out += [k for k in keys if k not in present]
+        if not present:
+            continue
+        spread = [k for k in present if measure_of(k).kind == ARTIFACT]
+        bounded = [k for k in present if measure_of(k).kind == QUALITY and not k.endswith("/loss")]
+        rows = [
+            [mode, str(n), *cells]
+            for mode, group in groups.items()
+            for n, cells in [row_cells(group, present, spread, bounded)]
+        ]
+        md += [f"{heading} {title}", "", *table(["mode", "seeds", *present], rows), ""]
+    return md, left_out
