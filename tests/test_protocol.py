@@ -18,6 +18,7 @@ from scipy import stats
 from unet_upsampling.report.cli import main
 from unet_upsampling.report.compare import select
 from unet_upsampling.report.protocol import (
+    Contrast,
     Protocol,
     budget_check,
     pilot_choices,
@@ -233,6 +234,23 @@ def test_the_protocol_report_and_the_blind_sd(tmp_path):
     main(["protocol", str(frozen), str(shards), "--out", str(tmp_path / "sd"), "--sd-only"])
     sd = (tmp_path / "sd" / "sd.md").read_text()
     assert "paired SD" in sd and not any(word in sd for word in ("better", "worse", "level", "Δ"))
+
+
+def test_the_contrasts_figure_keeps_its_legend_off_the_intervals():
+    """The legend sits outside the axes, so it can hide no interval, whichever contrast is last."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from unet_upsampling.report.confirmatory import contrasts_figure
+
+    protocol = Protocol.load(PROTOCOL)
+    contrasts = [Contrast("isbi2012", mode, 0.003, -0.002, 0.008, 8, 0.004) for mode in ("a", "b", "c")]
+    fig = contrasts_figure(protocol, contrasts)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.tight_layout()
+    ax = fig.axes[0]
+    legend, axes_box = ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer)
+    assert not legend.overlaps(axes_box)
+    assert fig.bbox.x0 <= legend.x0 and legend.x1 <= fig.bbox.x1 and legend.y1 <= fig.bbox.y1  # on the canvas
 
 
 def test_false_labels_concentrated_on_some_phases_are_found_across_seeds():

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from unet_upsampling.report import figures
 from unet_upsampling.report.protocol import (
@@ -268,9 +269,10 @@ def measures_section(protocol: Protocol, by_data: dict[str, Sorted]) -> list[str
     return ["### Measures per mode", "", *lines] if lines else []
 
 
-def contrasts_figure(protocol: Protocol, contrasts: list[Contrast], path: Path) -> Path:
-    """Each primary contrast's estimate and simultaneous interval, the margin shaded."""
-    fig = Figure(figsize=(7, 0.45 * len(contrasts) + 1.4))
+def contrasts_figure(protocol: Protocol, contrasts: list[Contrast]) -> Figure:
+    """Each primary contrast's estimate and simultaneous interval, the margin shaded; the legend above the axes,
+    clear of every interval."""
+    fig = Figure(figsize=(7, 0.45 * len(contrasts) + 1.6))
     ax = fig.subplots()
     ax.axvspan(-protocol.margin, protocol.margin, color="tab:green", alpha=0.12, label=f"±{protocol.margin:g} margin")
     ax.axvline(0, color="black", lw=0.8)
@@ -280,9 +282,10 @@ def contrasts_figure(protocol: Protocol, contrasts: list[Contrast], path: Path) 
         ax.plot(c.mean, i, "o", color="tab:blue")
     ax.set_yticks(range(len(contrasts)), [f"{c.data}: {c.mode} (n={c.n})" for c in contrasts], fontsize=8)
     ax.invert_yaxis()
+    ax.xaxis.set_major_locator(MaxNLocator(6, steps=[1, 2.5, 5, 10]))
     ax.set_xlabel(f"Δ {protocol.endpoint} vs {protocol.reference}, simultaneous 95% intervals")
-    ax.legend(fontsize=8, loc="lower right")
-    return figures.save(fig, path)
+    ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0, 1), frameon=False)
+    return fig
 
 
 def pilot_figure(protocol: Protocol, by_data: dict[str, Sorted], path: Path) -> Path:
@@ -318,7 +321,7 @@ def write_confirmatory(protocol_path: Path, runs: list[Run], out: Path, sd_only:
     left_out = [(run, why) for data in protocol.datasets for run, why in by_data[data].left_out]
     counted = [r for s in by_data.values() for group in s.at_budget.values() for r in group]
     paths = {
-        "contrasts.png": contrasts_figure(protocol, contrasts, out / "contrasts.png"),
+        "contrasts.png": figures.save(contrasts_figure(protocol, contrasts), out / "contrasts.png"),
         "pilot.png": pilot_figure(protocol, by_data, out / "pilot.png"),
         "quality_vs_artifacts.png": figures.quality_vs_artifacts(
             counted, out / "quality_vs_artifacts.png", x_key="test/lpef2", y_key=protocol.endpoint
